@@ -1,0 +1,1 @@
+"""metalnet: a bare-metal network manager."""

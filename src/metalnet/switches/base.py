@@ -1,0 +1,133 @@
+"""The one interface every switch driver implements, and the errors it raises.
+
+A driver talks to one switch. The layers above hand it *batches* of port changes
+because a commit on a real switch costs seconds: one batch is one transaction
+(lock, load, commit, unlock), so a fleet-wide change costs one commit per switch.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+
+@dataclass(frozen=True)
+class SwitchTarget:
+    """Where a switch is and how to log in; the password never appears in repr."""
+
+    name: str
+    host: str
+    port: int
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class PortChange:
+    """Make `interface` an access port in exactly `vlan` (old membership replaced)."""
+
+    interface: str
+    vlan: int
+
+
+@dataclass(frozen=True)
+class PortState:
+    """What the device's committed configuration says about one port.
+
+    `vlan` is None when the port carries no VLAN membership; `vlans` lists every
+    member the device reports (more than one means someone configured a trunk
+    or added members by hand, which metalnet treats as drift).
+    """
+
+    interface: str
+    vlan: int | None
+    enabled: bool = True
+    vlans: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """What one successful transaction did, for the switch change log."""
+
+    switch: str
+    changes: tuple[PortChange, ...]
+    seconds: float
+    message: str = ""
+
+
+class SwitchError(Exception):
+    """A switch refused or failed an operation. The message names switch, ports, cause."""
+
+    def __init__(self, switch: str, message: str, ports: Iterable[str] = ()) -> None:
+        self.switch = switch
+        self.ports = tuple(ports)
+        self.reason = message
+        where = f"switch {switch}"
+        if self.ports:
+            where += f" port{'s' if len(self.ports) > 1 else ''} {', '.join(self.ports)}"
+        super().__init__(f"{where}: {message}")
+
+
+class SwitchUnreachable(SwitchError):
+    """No session could be opened (connection refused, timeout, DNS)."""
+
+
+class SwitchAuthError(SwitchError):
+    """The switch refused the credentials."""
+
+
+class SwitchLocked(SwitchError):
+    """Another session holds the configuration lock beyond our retry budget."""
+
+
+class CommitRefused(SwitchError):
+    """The switch rejected the candidate configuration; nothing was applied."""
+
+
+class SwitchDriver(abc.ABC):
+    """A session to one switch. Use as a context manager or call open()/close().
+
+    Implementations keep the session open between calls so a work queue can reuse
+    it, and must leave the device unlocked with no pending candidate changes when
+    an apply fails.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, target: SwitchTarget, *, timeout: float = 60.0) -> None:
+        self.target = target
+        self.timeout = timeout
+
+    @classmethod
+    @abc.abstractmethod
+    def check_interface(cls, interface: str) -> str:
+        """Return the interface name if it fits this platform's grammar, else raise ValueError."""
+
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Open (or re-open) the session."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close the session; safe to call twice."""
+
+    @abc.abstractmethod
+    def apply(self, changes: Sequence[PortChange]) -> CommitResult:
+        """Apply all changes as one transaction, or none of them (raise SwitchError)."""
+
+    @abc.abstractmethod
+    def read_ports(self, interfaces: Sequence[str] | None = None) -> dict[str, PortState]:
+        """Read the committed state of the given ports (all ports when None)."""
+
+    @abc.abstractmethod
+    def facts(self) -> dict[str, str]:
+        """Model, version and hostname as the device reports them."""
+
+    def __enter__(self) -> SwitchDriver:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
