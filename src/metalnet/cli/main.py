@@ -1,0 +1,41 @@
+"""The `metalnet` command line."""
+
+from __future__ import annotations
+
+import typer
+
+from metalnet.cli import db, networks, nodes, projects, switches
+from metalnet.cli.common import AppState, MetalnetGroup
+
+app = typer.Typer(
+    cls=MetalnetGroup,
+    help="metalnet: moves bare-metal servers' switch ports between the provisioning VLAN "
+    "and their tenants' VLANs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    config: str | None = typer.Option(
+        None, "--config", envvar="METALNET_CONFIG", help="TOML configuration file."
+    ),
+    db_url: str | None = typer.Option(
+        None,
+        "--db",
+        help="Database URL (overrides the config file and METALNET_DATABASE_URL), "
+        "e.g. sqlite:///metalnet.db or postgresql://user@host/db.",
+    ),
+) -> None:
+    """Global options apply to every command."""
+    ctx.obj = AppState(config_path=config, database_url=db_url)
+
+
+app.add_typer(db.app, name="db")
+app.add_typer(projects.app, name="project")
+app.add_typer(networks.app, name="network")
+app.add_typer(switches.app, name="switch")
+app.add_typer(nodes.app, name="node")

@@ -1,0 +1,78 @@
+"""`metalnet network`: project networks (one VLAN and one subnet each)."""
+
+from __future__ import annotations
+
+import typer
+from sqlalchemy import select
+
+from metalnet import inventory
+from metalnet.cli.common import JSON_OPTION, print_fields, print_json, print_table, state
+from metalnet.db.models import Network, Project
+from metalnet.views import network_view
+
+app = typer.Typer(help="Create, list, show and delete project networks.", no_args_is_help=True)
+
+PROJECT = typer.Option(..., "--project", "-p", help="Project that owns the network.")
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    name: str,
+    project: str = PROJECT,
+    cidr: str = typer.Option(..., help="IPv4 subnet, e.g. 10.20.0.0/24."),
+    vlan: str | None = typer.Option(
+        None, help="VLAN id from project_vlan_range; a free one is taken when omitted."
+    ),
+    gateway: str | None = typer.Option(None, help="Gateway address (default: first host)."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Create a network.  Example: metalnet network create web --project acme --cidr 10.20.0.0/24"""
+    app_state = state(ctx)
+    with app_state.database().session() as session:
+        net = inventory.create_network(
+            session, app_state.settings, project, name, cidr, vlan=vlan, gateway=gateway
+        )
+        session.refresh(net)
+        view = network_view(net)
+    if json_out:
+        print_json(view)
+    else:
+        typer.echo(f"network {project}/{name} created on VLAN {view['vlan']} ({view['cidr']})")
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    project: str | None = typer.Option(None, "--project", "-p", help="Only this project."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """List networks.  Example: metalnet network list --project acme"""
+    query = select(Network).join(Project).order_by(Project.name, Network.name)
+    if project:
+        query = query.where(Project.name == project)
+    with state(ctx).database().session() as session:
+        if project:
+            inventory.get_project(session, project)
+        views = [network_view(n) for n in session.scalars(query)]
+    if json_out:
+        print_json(views)
+        return
+    rows = ((v["project"], v["name"], v["vlan"], v["cidr"], v["gateway"]) for v in views)
+    print_table("networks", ["project", "name", "vlan", "cidr", "gateway"], rows)
+
+
+@app.command("show")
+def show(ctx: typer.Context, name: str, project: str = PROJECT, json_out: bool = JSON_OPTION) -> None:
+    """Show one network.  Example: metalnet network show web --project acme"""
+    with state(ctx).database().session() as session:
+        view = network_view(inventory.get_network(session, project, name))
+    print_json(view) if json_out else print_fields(view)
+
+
+@app.command("delete")
+def delete(ctx: typer.Context, name: str, project: str = PROJECT) -> None:
+    """Delete a network no instance uses.  Example: metalnet network delete web --project acme"""
+    with state(ctx).database().session() as session:
+        inventory.delete_network(session, project, name)
+    typer.echo(f"network {project}/{name} deleted")

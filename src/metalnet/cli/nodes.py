@@ -1,0 +1,79 @@
+"""`metalnet node`: physical servers, their NIC, cabling and BMC."""
+
+from __future__ import annotations
+
+import typer
+from sqlalchemy import select
+
+from metalnet import inventory
+from metalnet.cli.common import JSON_OPTION, print_fields, print_json, print_table, state
+from metalnet.cli.secrets import read_password
+from metalnet.db.models import Node
+from metalnet.views import node_view
+
+app = typer.Typer(help="Enrol, list, show and delete bare-metal nodes.", no_args_is_help=True)
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    name: str,
+    mac: str = typer.Option(..., help="MAC of the NIC cabled to the switch port."),
+    switch: str = typer.Option(..., help="Switch the NIC is cabled to."),
+    port: str = typer.Option(..., help="Switch interface, e.g. ge-0/0/1."),
+    bmc: str = typer.Option(
+        ...,
+        help="BMC URL: redfish+http://HOST:PORT/redfish/v1/Systems/ID or ipmi://HOST:PORT.",
+    ),
+    bmc_username: str | None = typer.Option(None, help="BMC user name."),
+    bmc_password_env: str | None = typer.Option(
+        None, help="Name of an environment variable holding the BMC password."
+    ),
+    bmc_password: str | None = typer.Option(None, help="BMC password (prefer --bmc-password-env)."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Enrol a node; its port is wanted in the service VLAN.
+
+    Example: metalnet node add n1 --mac aa:bb:cc:00:00:01 --switch tor1 --port ge-0/0/1
+    --bmc ipmi://10.0.0.5:623 --bmc-username admin --bmc-password-env BMC_PW
+    """
+    password = read_password("BMC password", bmc_password_env, bmc_password, prompt=False)
+    app_state = state(ctx)
+    with app_state.database().session() as session:
+        node = inventory.add_node(
+            session, app_state.settings, name, mac, switch, port, bmc, bmc_username, password
+        )
+        view = node_view(node)
+    if json_out:
+        print_json(view)
+    else:
+        typer.echo(f"node {name} added ({view['mac']} on {switch} {port})")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, json_out: bool = JSON_OPTION) -> None:
+    """List nodes with their state and cabling.  Example: metalnet node list"""
+    with state(ctx).database().session() as session:
+        views = [node_view(n) for n in session.scalars(select(Node).order_by(Node.name))]
+    if json_out:
+        print_json(views)
+        return
+    columns = ["name", "state", "mac", "switch", "port", "desired_vlan", "bmc_url"]
+    print_table("nodes", columns, ([v[c] for c in columns] for v in views))
+
+
+@app.command("show")
+def show(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
+    """Show one node.  Example: metalnet node show n1 --json"""
+    with state(ctx).database().session() as session:
+        view = node_view(inventory.get_node(session, name))
+    print_json(view) if json_out else print_fields(view)
+
+
+@app.command("delete")
+def delete(ctx: typer.Context, name: str) -> None:
+    """Remove a node with no instance; its port will be parked.  Example: metalnet node delete n1"""
+    app_state = state(ctx)
+    with app_state.database().session() as session:
+        inventory.delete_node(session, app_state.settings, name)
+    typer.echo(f"node {name} deleted")

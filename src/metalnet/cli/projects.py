@@ -1,0 +1,48 @@
+"""`metalnet project`: tenants."""
+
+from __future__ import annotations
+
+import typer
+from sqlalchemy import select
+
+from metalnet import inventory
+from metalnet.cli.common import JSON_OPTION, print_fields, print_json, print_table, state
+from metalnet.db.models import Project
+from metalnet.views import project_view
+
+app = typer.Typer(help="Create, list, show and delete projects (tenants).", no_args_is_help=True)
+
+
+@app.command("create")
+def create(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
+    """Create a project.  Example: metalnet project create acme"""
+    with state(ctx).database().session() as session:
+        view = project_view(inventory.create_project(session, name))
+    print_json(view) if json_out else typer.echo(f"project {name} created")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, json_out: bool = JSON_OPTION) -> None:
+    """List projects.  Example: metalnet project list --json"""
+    with state(ctx).database().session() as session:
+        views = [project_view(p) for p in session.scalars(select(Project).order_by(Project.name))]
+    if json_out:
+        print_json(views)
+    else:
+        print_table("projects", ["name", "networks"], ((v["name"], ", ".join(v["networks"])) for v in views))
+
+
+@app.command("show")
+def show(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
+    """Show one project.  Example: metalnet project show acme"""
+    with state(ctx).database().session() as session:
+        view = project_view(inventory.get_project(session, name))
+    print_json(view) if json_out else print_fields(view)
+
+
+@app.command("delete")
+def delete(ctx: typer.Context, name: str) -> None:
+    """Delete a project with no networks and no instances.  Example: metalnet project delete acme"""
+    with state(ctx).database().session() as session:
+        inventory.delete_project(session, name)
+    typer.echo(f"project {name} deleted")

@@ -1,0 +1,153 @@
+"""Configuration: a TOML file (`--config` or METALNET_CONFIG) over built-in defaults.
+
+The defaults work out of the box (embedded SQLite in the user's data directory), so
+a new operator can try metalnet before writing any file. Every value is checked on
+load and a bad one is reported with the key that holds it.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import platformdirs
+
+from metalnet.errors import ConfigError
+
+ENV_CONFIG = "METALNET_CONFIG"
+ENV_DATABASE_URL = "METALNET_DATABASE_URL"
+
+
+def default_database_url() -> str:
+    """SQLite file in the user's data directory: the embedded default."""
+    data_dir = Path(platformdirs.user_data_dir("metalnet"))
+    return f"sqlite:///{data_dir / 'metalnet.db'}"
+
+
+@dataclass(frozen=True)
+class VlanRange:
+    """Inclusive range of VLAN ids that project networks are allocated from."""
+
+    first: int
+    last: int
+
+    def __contains__(self, vlan: object) -> bool:
+        return isinstance(vlan, int) and self.first <= vlan <= self.last
+
+    def __str__(self) -> str:
+        return f"{self.first}-{self.last}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings. Construct with `load_settings`, not directly."""
+
+    database_url: str = field(default_factory=default_database_url)
+    service_vlan: int = 10
+    parking_vlan: int = 4000
+    project_vlan_range: VlanRange = VlanRange(100, 3999)
+    switch_timeout: float = 120.0
+    bmc_timeout: float = 10.0
+    step_timeout: float = 600.0
+    controller_listen: str = "127.0.0.1:8470"
+    source: str = "built-in defaults"
+
+    @property
+    def embedded(self) -> bool:
+        """True when the database is the built-in SQLite default (may upgrade itself)."""
+        return self.database_url == default_database_url()
+
+
+def _vlan(key: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4094:
+        raise ConfigError(f"config key {key}: {value!r} is not a VLAN id 1-4094")
+    return value
+
+
+def _vlan_range(key: str, value: object) -> VlanRange:
+    text = str(value)
+    first, sep, last = text.partition("-")
+    if not sep or not first.strip().isdigit() or not last.strip().isdigit():
+        raise ConfigError(f"config key {key}: {value!r} is not a range like 100-3999")
+    rng = VlanRange(_vlan(key, int(first)), _vlan(key, int(last)))
+    if rng.first > rng.last:
+        raise ConfigError(f"config key {key}: range {value!r} is empty")
+    return rng
+
+
+def _positive(key: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"config key {key}: {value!r} must be a positive number of seconds")
+    return float(value)
+
+
+def _text(key: str, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"config key {key}: {value!r} must be a non-empty string")
+    return value
+
+
+_PARSERS = {
+    "database_url": _text,
+    "service_vlan": _vlan,
+    "parking_vlan": _vlan,
+    "project_vlan_range": _vlan_range,
+    "switch_timeout": _positive,
+    "bmc_timeout": _positive,
+    "step_timeout": _positive,
+    "controller_listen": _text,
+}
+
+
+def _read_toml(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+
+
+def _check_vlans(settings: Settings) -> None:
+    rng = settings.project_vlan_range
+    if settings.service_vlan in rng:
+        raise ConfigError(
+            f"config key service_vlan: {settings.service_vlan} lies inside project_vlan_range {rng}"
+        )
+    if settings.parking_vlan in rng:
+        raise ConfigError(
+            f"config key parking_vlan: {settings.parking_vlan} lies inside project_vlan_range {rng}"
+        )
+    if settings.parking_vlan == settings.service_vlan:
+        raise ConfigError(
+            f"config key parking_vlan: {settings.parking_vlan} equals service_vlan; "
+            "unused ports must not sit on the provisioning network"
+        )
+
+
+def load_settings(
+    config_path: str | Path | None = None, database_url: str | None = None
+) -> Settings:
+    """Defaults, then the TOML file, then METALNET_DATABASE_URL, then an explicit URL."""
+    path = config_path or os.environ.get(ENV_CONFIG)
+    values: dict[str, object] = {}
+    source = "built-in defaults"
+    if path:
+        raw = _read_toml(Path(path))
+        known = {f.name for f in fields(Settings)} - {"source"}
+        for key, value in raw.items():
+            if key not in known:
+                raise ConfigError(f"config file {path}: unknown key {key!r}")
+            values[key] = _PARSERS[key](key, value)
+        source = str(path)
+    env_url = os.environ.get(ENV_DATABASE_URL)
+    if env_url:
+        values["database_url"] = env_url
+    if database_url:
+        values["database_url"] = database_url
+    settings = Settings(**values, source=source)  # type: ignore[arg-type]
+    _check_vlans(settings)
+    return settings

@@ -1,0 +1,115 @@
+"""Engines, sessions and the schema-version gate.
+
+Commands other than `db upgrade` refuse a database whose schema is missing or older
+than this release, except the embedded SQLite default, which upgrades itself so a
+first-time user never has to run a migration by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, sessionmaker
+
+from metalnet.config import Settings
+from metalnet.errors import ConfigError, DatabaseNotReady
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def normalize_url(url: str) -> str:
+    """Use the psycopg 3 driver for plain postgresql:// URLs."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"database URL {url!r} is not a valid SQLAlchemy URL") from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _enable_sqlite_foreign_keys(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with foreign keys enforced on SQLite and its parent directory created."""
+    url = normalize_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _enable_sqlite_foreign_keys)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def alembic_config(engine: Engine) -> Config:
+    """Alembic configured in code: no alembic.ini to ship or find."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+def head_revision(engine: Engine) -> str:
+    """The newest migration this release ships."""
+    heads = ScriptDirectory.from_config(alembic_config(engine)).get_heads()
+    return heads[0]
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The migration the database is at, or None when it has no schema."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str]:
+    """Create or upgrade the schema to head; idempotent. Returns (before, after)."""
+    before = current_revision(engine)
+    command.upgrade(alembic_config(engine), "head")
+    return before, current_revision(engine) or ""
+
+
+def ensure_ready(engine: Engine, settings: Settings) -> None:
+    """Refuse an un-migrated database, or upgrade the embedded default in place."""
+    current = current_revision(engine)
+    head = head_revision(engine)
+    if current == head:
+        return
+    if settings.embedded:
+        upgrade(engine)
+        return
+    state = "has no metalnet schema" if current is None else f"is at revision {current}"
+    raise DatabaseNotReady(
+        f"database {make_url(engine.url).render_as_string()} {state} (this release needs "
+        f"{head}): run `metalnet db upgrade`"
+    )
+
+
+class Database:
+    """An engine plus a session factory; one per process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings.database_url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed on success, rolled back on any exception."""
+        with self.sessions() as session, session.begin():
+            yield session

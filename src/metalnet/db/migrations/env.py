@@ -1,0 +1,15 @@
+"""Alembic environment: runs migrations on the engine metalnet hands it."""
+
+from alembic import context
+
+from metalnet.db.models import Base
+
+engine = context.config.attributes["engine"]
+
+with engine.begin() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    context.run_migrations()

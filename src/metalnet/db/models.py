@@ -1,0 +1,231 @@
+"""The inventory and lifecycle tables: what is cabled where, and what should be.
+
+The desired VLAN of every switch port lives here (`SwitchPort.desired_vlan`) and is
+written before any device is touched, so a crash is recovered by re-applying it.
+Uniqueness that safety depends on (a MAC, a port's NIC, a VLAN, a node's instance)
+is a database constraint, not a check in Python, so concurrent writers cannot race.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now, the only clock the tables use."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every metalnet table."""
+
+
+class Switch(Base):
+    """A top-of-rack switch metalnet manages. `password` is a secret: never printed."""
+
+    __tablename__ = "switches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    driver: Mapped[str] = mapped_column(String(32))
+    host: Mapped[str] = mapped_column(String(253))
+    port: Mapped[int] = mapped_column(Integer)
+    username: Mapped[str] = mapped_column(String(64))
+    password: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    ports: Mapped[list[SwitchPort]] = relationship(back_populates="switch")
+
+
+class SwitchPort(Base):
+    """One interface of a switch, with the VLAN metalnet wants it in."""
+
+    __tablename__ = "switch_ports"
+    __table_args__ = (UniqueConstraint("switch_id", "interface"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    switch_id: Mapped[int] = mapped_column(ForeignKey("switches.id", ondelete="RESTRICT"))
+    interface: Mapped[str] = mapped_column(String(32))
+    desired_vlan: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    switch: Mapped[Switch] = relationship(back_populates="ports")
+    nic: Mapped[Nic | None] = relationship(back_populates="port")
+
+
+class Node(Base):
+    """A physical server: its BMC and its lifecycle state."""
+
+    __tablename__ = "nodes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    bmc_url: Mapped[str] = mapped_column(String(512))
+    bmc_username: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    bmc_password: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    state: Mapped[str] = mapped_column(String(20), default="available")
+    state_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    agent_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    nics: Mapped[list[Nic]] = relationship(back_populates="node", cascade="all, delete-orphan")
+
+
+class Nic(Base):
+    """A node's network interface, cabled to at most one switch port (and vice versa)."""
+
+    __tablename__ = "nics"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
+    mac: Mapped[str] = mapped_column(String(17), unique=True)
+    port_id: Mapped[int | None] = mapped_column(
+        ForeignKey("switch_ports.id", ondelete="RESTRICT"), unique=True, nullable=True
+    )
+
+    node: Mapped[Node] = relationship(back_populates="nics")
+    port: Mapped[SwitchPort | None] = relationship(back_populates="nic")
+
+
+class Project(Base):
+    """A tenant."""
+
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    networks: Mapped[list[Network]] = relationship(back_populates="project")
+
+
+class Network(Base):
+    """A project's layer-2 network: one VLAN (unique installation-wide) and one subnet."""
+
+    __tablename__ = "networks"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="RESTRICT"))
+    name: Mapped[str] = mapped_column(String(63))
+    vlan: Mapped[int] = mapped_column(Integer, unique=True)
+    cidr: Mapped[str] = mapped_column(String(18))
+    gateway: Mapped[str | None] = mapped_column(String(15), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    project: Mapped[Project] = relationship(back_populates="networks")
+
+
+class IpAllocation(Base):
+    """A static address of a NIC on a network (a DHCP reservation MAC -> IP)."""
+
+    __tablename__ = "ip_allocations"
+    __table_args__ = (
+        UniqueConstraint("network_id", "address"),
+        UniqueConstraint("network_id", "nic_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    network_id: Mapped[int] = mapped_column(ForeignKey("networks.id", ondelete="RESTRICT"))
+    nic_id: Mapped[int] = mapped_column(ForeignKey("nics.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(15))
+
+    network: Mapped[Network] = relationship()
+    nic: Mapped[Nic] = relationship()
+
+
+class Instance(Base):
+    """A project's use of a node, from spawn to terminate, with its current lifecycle step."""
+
+    __tablename__ = "instances"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(63))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="RESTRICT"))
+    network_id: Mapped[int] = mapped_column(ForeignKey("networks.id", ondelete="RESTRICT"))
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="RESTRICT"))
+    # node_id while this instance owns the node, NULL once it released it: the unique
+    # constraint makes giving one node to two instances impossible, even under races.
+    holds_node_id: Mapped[int | None] = mapped_column(
+        ForeignKey("nodes.id", ondelete="RESTRICT"), unique=True, nullable=True
+    )
+    image_url: Mapped[str] = mapped_column(String(1024))
+    sha256: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(20), default="building")
+    step: Mapped[str] = mapped_column(String(32), default="queued")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    project: Mapped[Project] = relationship()
+    network: Mapped[Network] = relationship()
+    node: Mapped[Node] = relationship(foreign_keys=[node_id])
+    events: Mapped[list[InstanceEvent]] = relationship(
+        back_populates="instance", order_by="InstanceEvent.id"
+    )
+
+
+class InstanceEvent(Base):
+    """One recorded lifecycle step of an instance: the history `instance show` prints."""
+
+    __tablename__ = "instance_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    step: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text, default="")
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    instance: Mapped[Instance] = relationship(back_populates="events")
+
+
+class AgentTask(Base):
+    """Work for the agent on a node's ramdisk: deploy an image or erase the disk."""
+
+    __tablename__ = "agent_tasks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(10))
+    image_url: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    state: Mapped[str] = mapped_column(String(10), default="pending")
+    phase: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    done_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    total_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class SwitchChange(Base):
+    """The switch change log: one row per commit attempt (ports, VLANs, result, duration)."""
+
+    __tablename__ = "switch_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    switch_id: Mapped[int | None] = mapped_column(
+        ForeignKey("switches.id", ondelete="SET NULL"), nullable=True
+    )
+    switch_name: Mapped[str] = mapped_column(String(63))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ports: Mapped[list[dict[str, object]]] = mapped_column(JSON)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    seconds: Mapped[float] = mapped_column(Float)
+    message: Mapped[str] = mapped_column(Text, default="")

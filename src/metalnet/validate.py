@@ -1,0 +1,100 @@
+"""Validators for everything a user types that may reach a switch, a BMC or dnsmasq.
+
+One place, used by the CLI, the API and the lifecycle alike: a value that passes
+here is safe to render into switch or DHCP configuration.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from metalnet.errors import InputError
+
+NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62})")
+_HEX2 = "([0-9a-f]{2})"
+_MAC_FORMS = (
+    re.compile(":".join([_HEX2] * 6)),
+    re.compile("-".join([_HEX2] * 6)),
+    re.compile(r"\.".join([_HEX2 * 2] * 3)),
+)
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def check_name(value: str, what: str = "name") -> str:
+    """Names of projects, networks, switches, nodes: lower-case letters, digits, . _ -, ≤ 63."""
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
+        raise InputError(
+            f"invalid {what} {value!r}: use 1-63 characters a-z 0-9 . _ - starting with a letter "
+            "or digit"
+        )
+    return value
+
+
+def normalize_mac(value: str) -> str:
+    """Return the MAC in lower-case colon form; refuse malformed, zero, broadcast, multicast."""
+    text = value.strip().lower() if isinstance(value, str) else ""
+    matches = (form.fullmatch(text) for form in _MAC_FORMS)
+    match = next((m for m in matches if m), None)
+    if match is None:
+        raise InputError(
+            f"invalid MAC {value!r}: "
+            "expected aa:bb:cc:dd:ee:ff, AA-BB-CC-DD-EE-FF or aabb.ccdd.eeff"
+        )
+    octets = match.groups()
+    mac = ":".join(octets)
+    if mac == "00:00:00:00:00:00":
+        raise InputError(f"invalid MAC {value!r}: all-zero address")
+    if mac == "ff:ff:ff:ff:ff:ff":
+        raise InputError(f"invalid MAC {value!r}: broadcast address")
+    if int(octets[0], 16) & 1:
+        raise InputError(f"invalid MAC {value!r}: multicast address (first octet is odd)")
+    return mac
+
+
+def check_vlan(value: object, what: str = "VLAN") -> int:
+    """A VLAN id 1-4094, given as an int or a decimal string."""
+    if isinstance(value, bool):
+        raise InputError(f"invalid {what} {value!r}: not a number")
+    if isinstance(value, str):
+        if not re.fullmatch(r"[0-9]{1,5}", value.strip()):
+            raise InputError(f"invalid {what} {value!r}: not a number")
+        value = int(value)
+    if not isinstance(value, int):
+        raise InputError(f"invalid {what} {value!r}: not a number")
+    if not 1 <= value <= 4094:
+        raise InputError(f"invalid {what} {value}: must be 1-4094")
+    return value
+
+
+def check_cidr(value: str) -> ipaddress.IPv4Network:
+    """An IPv4 network with no host bits set and room for at least two hosts."""
+    text = value.strip() if isinstance(value, str) else ""
+    try:
+        loose = ipaddress.IPv4Network(text, strict=False)
+    except ValueError:
+        raise InputError(f"invalid CIDR {value!r}: not an IPv4 network like 10.20.0.0/24") from None
+    network = loose
+    if loose.with_prefixlen != text and ipaddress.IPv4Interface(text).ip != loose.network_address:
+        raise InputError(f"invalid CIDR {value!r}: host bits set (did you mean {loose}?)")
+    if network.prefixlen > 30:
+        raise InputError(f"invalid CIDR {value!r}: /{network.prefixlen} leaves no room for hosts")
+    return network
+
+
+def check_sha256(value: str) -> str:
+    """A sha256 digest as 64 hex characters, stored lower-case."""
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if not SHA256_RE.fullmatch(text):
+        raise InputError(f"invalid sha256 {value!r}: expected 64 hexadecimal characters")
+    return text
+
+
+def check_host_port(value: str, what: str = "address") -> tuple[str, int]:
+    """`HOST:PORT` with a hostname or IPv4 address and a port 1-65535."""
+    host, sep, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
+    if not sep or not re.fullmatch(r"[A-Za-z0-9.-]{1,253}", host) or not port.isdigit():
+        raise InputError(f"invalid {what} {value!r}: expected HOST:PORT, e.g. 192.0.2.10:830")
+    if not 1 <= int(port) <= 65535:
+        raise InputError(f"invalid {what} {value!r}: port must be 1-65535")
+    return host, int(port)
