@@ -1,0 +1,308 @@
+"""The agent loop the provisioning ramdisk runs: fetch this node's task, run it, report.
+
+`run_agent` is the whole program behind `metalnet agent`; it returns the process
+exit code instead of exiting so the CLI and the lab can both call it. Every step
+is logged as one line naming the node, the task, the phase and the byte count, so
+a node's console tells an operator what happened without a debugger.
+
+Talking to the controller: transient failures (connection errors, timeouts, 5xx,
+429) are retried a few times with exponential back-off, because the controller may
+restart at any moment and resumes from its database. While waiting for a task the
+agent keeps polling through such failures until `wait_timeout`. A 401/403 is never
+retried: the token is wrong or belongs to another node, and the agent stops with a
+one-line message. Progress is advisory; losing one is logged, not fatal.
+
+The image is fetched with a separate HTTP client that does not carry the node's
+token, since the image server need not be the controller.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pydantic
+
+from metalnet.agent.disk import CHUNK, Disk, DiskError, DiskReport, deploy, erase
+from metalnet.agent.protocol import (
+    Phase,
+    Progress,
+    Task,
+    TaskResult,
+    bearer,
+    progress_path,
+    result_path,
+    task_path,
+)
+
+log = logging.getLogger(__name__)
+
+RETRIES = 4
+BACKOFF = 0.2
+BACKOFF_MAX = 2.0
+PROGRESS_INTERVAL = 0.25
+"""Seconds between progress reports within one phase (at most ~4 a second)."""
+
+
+class ExitCode(enum.IntEnum):
+    """What `run_agent` returns; the ramdisk's init script or the lab acts on it."""
+
+    OK = 0
+    TASK_FAILED = 1
+    AUTH = 2
+    NO_TASK = 3
+    CONTROLLER = 4
+
+
+class ControllerError(Exception):
+    """The controller could not be reached or answered something off-protocol."""
+
+
+class AuthError(ControllerError):
+    """The controller refused the token (401) or it belongs to another node (403)."""
+
+
+class ControllerUnreachable(ControllerError):
+    """Transient failures outlasted the retries; waiting for a task polls on anyway."""
+
+
+class _Transient(Exception):
+    """One failed attempt worth retrying: the controller may be restarting."""
+
+
+@dataclass
+class Throttle:
+    """Decides which progress updates are sent: the first of every phase, the one
+    that completes a phase, and otherwise at most one per `interval` seconds."""
+
+    interval: float = PROGRESS_INTERVAL
+    clock: Callable[[], float] = time.monotonic
+    _phase: Phase | None = field(default=None, init=False)
+    _last: float = field(default=0.0, init=False)
+
+    def should_send(self, phase: Phase, done: int, total: int) -> bool:
+        now = self.clock()
+        due = phase != self._phase or done == total or now - self._last >= self.interval
+        if due:
+            self._phase, self._last = phase, now
+        return due
+
+
+class _Controller:
+    """The three protocol calls for one node, with retries and error mapping."""
+
+    def __init__(self, http: httpx.Client, node: str) -> None:
+        self.http, self.node = http, node
+
+    def fetch_task(self) -> Task | None:
+        response = self._request("GET", task_path(self.node))
+        if response.status_code == 204:
+            return None
+        try:
+            return Task.model_validate_json(response.content)
+        except pydantic.ValidationError as exc:
+            raise ControllerError(f"controller sent an invalid task: {_first_error(exc)}") from exc
+
+    def send_progress(self, task_id: int, progress: Progress) -> None:
+        self._request("POST", progress_path(self.node, task_id), progress)
+
+    def send_result(self, task_id: int, result: TaskResult) -> None:
+        self._request("POST", result_path(self.node, task_id), result)
+
+    def _request(
+        self, method: str, path: str, body: pydantic.BaseModel | None = None
+    ) -> httpx.Response:
+        """Send one call, retrying transient failures with exponential back-off."""
+        delay, failure = BACKOFF, ""
+        for attempt in range(RETRIES + 1):
+            try:
+                return self._attempt(method, path, body)
+            except _Transient as exc:
+                failure = f"{method} {path} failed ({exc})"
+                if attempt < RETRIES:
+                    log.warning("node=%s %s; retrying in %.2fs", self.node, failure, delay)
+                    time.sleep(delay)
+                    delay = min(delay * 2, BACKOFF_MAX)
+        raise ControllerUnreachable(f"controller unreachable: {failure} {RETRIES + 1} times")
+
+    def _attempt(self, method: str, path: str, body: pydantic.BaseModel | None) -> httpx.Response:
+        content = body.model_dump_json() if body is not None else None
+        headers = {"Content-Type": "application/json"} if body is not None else None
+        try:
+            response = self.http.request(method, path, content=content, headers=headers)
+        except httpx.TransportError as exc:
+            raise _Transient(f"{type(exc).__name__}: {exc}") from exc
+        status = response.status_code
+        if status in (401, 403):
+            raise AuthError(
+                f"controller refused the token on {method} {path} "
+                f"(HTTP {status}: {_detail(response)})"
+            )
+        if status == 429 or status >= 500:
+            raise _Transient(f"HTTP {status}")
+        if status not in (200, 204):
+            raise ControllerError(
+                f"controller answered HTTP {status} to {method} {path}: {_detail(response)}"
+            )
+        return response
+
+
+def _detail(response: httpx.Response) -> str:
+    """The controller's error text: FastAPI's {"detail": ...} or the raw body, one line."""
+    try:
+        detail = response.json().get("detail", response.text)
+    except (ValueError, AttributeError):
+        detail = response.text
+    return " ".join(str(detail).split())[:200] or response.reason_phrase
+
+
+def _first_error(exc: pydantic.ValidationError) -> str:
+    error = exc.errors()[0]
+    return f"{'.'.join(map(str, error['loc'])) or 'task'}: {error['msg']}"
+
+
+def _wait_for_task(api: _Controller, poll_interval: float, wait_timeout: float) -> Task | None:
+    """Poll until a task arrives; transient failures just mean 'poll again'."""
+    deadline = time.monotonic() + wait_timeout
+    log.info("node=%s waiting for a task", api.node)
+    while True:
+        try:
+            task = api.fetch_task()
+        except ControllerUnreachable as exc:
+            log.warning("node=%s %s; still polling", api.node, exc)
+            task = None
+        if task is not None:
+            return task
+        if time.monotonic() + poll_interval > deadline:
+            return None
+        time.sleep(poll_interval)
+
+
+def _reporter(api: _Controller, task_id: int) -> Callable[[Phase, int, int], None]:
+    """A progress callback for the disk code that logs and posts throttled updates."""
+    throttle = Throttle()
+
+    def report(phase: Phase, done: int, total: int) -> None:
+        if not throttle.should_send(phase, done, total):
+            return
+        log.info("node=%s task=%d phase=%s bytes=%d/%d", api.node, task_id, phase, done, total)
+        try:
+            api.send_progress(task_id, Progress(phase=phase, done_bytes=done, total_bytes=total))
+        except AuthError:
+            raise
+        except ControllerError as exc:
+            log.warning("node=%s task=%d progress not delivered: %s", api.node, task_id, exc)
+
+    return report
+
+
+@contextmanager
+def _image(http: httpx.Client, url: str) -> Iterator[tuple[Iterator[bytes], int | None]]:
+    """Open the image download: its byte stream and its announced size, if any.
+
+    `identity` encoding keeps Content-Length equal to the image's size."""
+    with http.stream("GET", url, headers={"Accept-Encoding": "identity"}) as response:
+        if response.status_code != 200:
+            raise DiskError(f"image download failed: HTTP {response.status_code} from {url}")
+        length = response.headers.get("Content-Length")
+        yield response.iter_bytes(CHUNK), int(length) if length is not None else None
+
+
+def _execute(
+    task: Task, disk_path: Path, images: httpx.Client, progress: Callable[[Phase, int, int], None]
+) -> DiskReport:
+    """Run one task on the disk; raises DiskError, OSError or httpx.HTTPError on failure."""
+    with Disk(disk_path) as disk:
+        if task.kind == "erase":
+            return erase(disk, progress)
+        assert task.image_url is not None and task.sha256 is not None  # Task validates this
+        with _image(images, task.image_url) as (chunks, length):
+            return deploy(disk, chunks, task.sha256, progress, total_bytes=length)
+
+
+def _run_task(task: Task, disk_path: Path, images: httpx.Client, api: _Controller) -> TaskResult:
+    """Run the task and turn its outcome, good or bad, into the result to report."""
+    try:
+        report = _execute(task, disk_path, images, _reporter(api, task.id))
+    except DiskError as exc:
+        return TaskResult(ok=False, message=str(exc), bytes=exc.bytes_done, sha256=exc.sha256)
+    except httpx.HTTPError as exc:
+        message = f"image download failed: {type(exc).__name__}: {exc}"
+        return TaskResult(ok=False, message=message, bytes=0)
+    except OSError as exc:
+        return TaskResult(ok=False, message=f"disk {disk_path}: {exc.strerror or exc}", bytes=0)
+    done = "deployed" if task.kind == "deploy" else "erased and verified"
+    return TaskResult(
+        ok=True, message=f"{done} {report.bytes} bytes", bytes=report.bytes, sha256=report.sha256
+    )
+
+
+def run_agent(
+    controller_url: str,
+    node: str,
+    token: str,
+    disk_path: str | Path,
+    *,
+    poll_interval: float = 0.5,
+    wait_timeout: float = 300.0,
+    http_timeout: float = 10.0,
+) -> int:
+    """Wait for this node's task, run it on `disk_path`, report progress and result.
+
+    Returns 0 when a successful result was reported, otherwise an `ExitCode`:
+    TASK_FAILED (failure reported), AUTH (token refused), NO_TASK (none within
+    `wait_timeout` seconds) or CONTROLLER (unreachable or off-protocol).
+    """
+    with (
+        httpx.Client(base_url=controller_url, headers=bearer(token), timeout=http_timeout) as http,
+        httpx.Client(timeout=http_timeout, follow_redirects=True) as images,
+    ):
+        api = _Controller(http, node)
+        try:
+            return _serve_one_task(api, Path(disk_path), images, poll_interval, wait_timeout)
+        except AuthError as exc:
+            log.error("node %s: %s", node, exc)
+            return ExitCode.AUTH
+        except ControllerError as exc:
+            log.error("node %s: %s", node, exc)
+            return ExitCode.CONTROLLER
+
+
+def _serve_one_task(
+    api: _Controller,
+    disk_path: Path,
+    images: httpx.Client,
+    poll_interval: float,
+    wait_timeout: float,
+) -> ExitCode:
+    task = _wait_for_task(api, poll_interval, wait_timeout)
+    if task is None:
+        log.error("node=%s no task arrived within %g s", api.node, wait_timeout)
+        return ExitCode.NO_TASK
+    log.info(
+        "node=%s task=%d kind=%s image=%s disk=%s",
+        api.node,
+        task.id,
+        task.kind,
+        task.image_url or "-",
+        disk_path,
+    )
+    result = _run_task(task, disk_path, images, api)
+    outcome = "ok" if result.ok else "failed"
+    log.info(
+        "node=%s task=%d result=%s bytes=%d sha256=%s message=%s",
+        api.node,
+        task.id,
+        outcome,
+        result.bytes,
+        result.sha256 or "-",
+        result.message,
+    )
+    api.send_result(task.id, result)
+    return ExitCode.OK if result.ok else ExitCode.TASK_FAILED
