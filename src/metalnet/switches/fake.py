@@ -32,6 +32,7 @@ class FakeDevice:
 
     ports: dict[str, int | None]
     commits: int = 0
+    latency: float = 0.0
     fail_next_commit: str | None = None
     down: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -85,6 +86,7 @@ class FakeDriver(SwitchDriver):
             if device.fail_next_commit is not None:
                 message, device.fail_next_commit = device.fail_next_commit, None
                 raise CommitRefused(self.target.name, message, [c.interface for c in changes])
+            time.sleep(device.latency)
             for change in changes:
                 device.ports[change.interface] = change.vlan
             device.commits += 1
