@@ -52,7 +52,15 @@ class Settings:
     bmc_timeout: float = 10.0
     step_timeout: float = 600.0
     controller_listen: str = "127.0.0.1:8470"
+    agent_url: str = ""
+    boot_dir: str = field(default_factory=lambda: platformdirs.user_data_dir("metalnet") + "/boot")
+    poll_interval: float = 0.5
     source: str = "built-in defaults"
+
+    @property
+    def controller_url(self) -> str:
+        """Where agents reach the controller: `agent_url`, else http://controller_listen."""
+        return self.agent_url or f"http://{self.controller_listen}"
 
     @property
     def embedded(self) -> bool:
@@ -98,6 +106,9 @@ _PARSERS = {
     "bmc_timeout": _positive,
     "step_timeout": _positive,
     "controller_listen": _text,
+    "agent_url": _text,
+    "boot_dir": _text,
+    "poll_interval": _positive,
 }
 
 

@@ -9,7 +9,6 @@ the database, so concurrent callers cannot both win.
 from __future__ import annotations
 
 import ipaddress
-from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -27,11 +26,11 @@ from metalnet.db.models import (
     SwitchPort,
 )
 from metalnet.errors import Conflict, InputError, NotFound
+from metalnet.power import check_bmc_url
 from metalnet.switches import check_interface, driver_class
 from metalnet.validate import check_cidr, check_host_port, check_name, check_vlan, normalize_mac
 
 LIVE_INSTANCE_STATES = ("building", "active", "deleting", "error")
-BMC_SCHEMES = {"redfish+http", "redfish+https", "redfish", "ipmi"}
 
 
 def _one(session: Session, model: type, what: str, name: str) -> object:
@@ -241,23 +240,6 @@ def delete_switch(session: Session, name: str) -> None:
 
 
 # Nodes ------------------------------------------------------------------------------
-
-
-def check_bmc_url(url: str) -> str:
-    """A BMC URL such as redfish+http://host:8000/redfish/v1/Systems/n1 or ipmi://host:623."""
-    parts = urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in BMC_SCHEMES or not parts.hostname:
-        raise InputError(
-            f"invalid BMC URL {url!r}: expected redfish+http://HOST:PORT/redfish/v1/Systems/ID "
-            "or ipmi://HOST:PORT"
-        )
-    try:
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
-    except ValueError:
-        raise InputError(f"invalid BMC URL {url!r}: port must be 1-65535") from None
-    if any(c in url for c in " \n\r\t\"'<>{};"):
-        raise InputError(f"invalid BMC URL {url!r}: contains a forbidden character")
-    return url
 
 
 def add_node(
