@@ -1,0 +1,79 @@
+"""Render one network's dnsmasq configuration, and have dnsmasq itself check it.
+
+One dnsmasq per network, bound to that network's interface only, DHCP only (DNS
+off), static reservations only: a MAC that metalnet did not reserve gets no answer
+at all, so a stray machine on a VLAN cannot obtain an address. The text is built
+from a validated `DhcpNetwork`, never from raw strings.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from metalnet.dhcp.network import AGENT_URL_OPTION, DhcpNetwork, PxeOptions
+
+CHECK_TIMEOUT_SECONDS = 10
+
+
+class DnsmasqError(RuntimeError):
+    """dnsmasq is missing, or refused a configuration; the message is dnsmasq's own."""
+
+
+def find_dnsmasq() -> str | None:
+    """The dnsmasq binary, also when /usr/sbin is not on a non-root user's PATH."""
+    return shutil.which("dnsmasq") or shutil.which("dnsmasq", path="/usr/sbin:/sbin")
+
+
+def render_dnsmasq(net: DhcpNetwork) -> str:
+    """The complete dnsmasq configuration file for `net` (ends with a newline)."""
+    # Without a gateway send an empty router option, or dnsmasq would offer itself.
+    router = f"option:router,{net.gateway}" if net.gateway else "option:router"
+    lines = [
+        f"# metalnet: DHCP for network {net.name} (VLAN {net.vlan}, {net.cidr}).",
+        "# Generated from the database; edits are overwritten.",
+        "port=0",  # DNS off: this dnsmasq only hands out reservations
+        "bind-interfaces",
+        f"interface={net.interface}",
+        "dhcp-authoritative",
+        f"dhcp-range={net.cidr.network_address},static,{net.cidr.netmask},{net.lease_seconds}",
+        "dhcp-ignore=tag:!known",  # unknown MACs get no reply at all
+        f"dhcp-option={router}",
+        *(f"dhcp-host={host.mac},{host.ip},{host.hostname}" for host in net.hosts),
+        *(_pxe_lines(net.pxe) if net.pxe else ()),
+        "log-dhcp",
+        *([f"log-facility={net.log_file}"] if net.log_file else ()),
+        *([f"dhcp-leasefile={net.lease_file}"] if net.lease_file else ()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _pxe_lines(pxe: PxeOptions) -> list[str]:
+    """Boot file and next-server (siaddr), plus the agent URL as a forced private option."""
+    lines = [f"dhcp-boot={pxe.boot_file},,{pxe.tftp_server}"]
+    if pxe.agent_url:
+        # "force": PXE clients do not ask for option 224, so dnsmasq must send it anyway.
+        lines.append(f'dhcp-option-force={AGENT_URL_OPTION},"{pxe.agent_url}"')
+    return lines
+
+
+def check_config(text: str) -> None:
+    """Run `dnsmasq --test` on `text`; raise DnsmasqError with dnsmasq's message if refused."""
+    binary = find_dnsmasq()
+    if binary is None:
+        raise DnsmasqError("dnsmasq is not installed (Debian/Ubuntu: apt-get install dnsmasq)")
+    with tempfile.TemporaryDirectory(prefix="metalnet-dnsmasq-") as tmp:
+        path = Path(tmp) / "dnsmasq.conf"
+        path.write_text(text)
+        result = subprocess.run(
+            [binary, "--test", f"--conf-file={path}"],
+            capture_output=True,
+            text=True,
+            timeout=CHECK_TIMEOUT_SECONDS,
+            check=False,
+        )
+    if result.returncode != 0:
+        message = (result.stderr or result.stdout).strip().replace(str(path), "<config>")
+        raise DnsmasqError(f"dnsmasq refused the configuration: {message}")

@@ -1,0 +1,51 @@
+"""The things in the lab that own an address: nodes, DHCP servers, host endpoints.
+
+Each lives in its own network namespace with one NIC; `port` is the veth end left
+in the root namespace, which the lab plugs into a VLAN's bridge. Identity matters
+(a node's VLAN changes), so these compare by identity, not by value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+from dataclasses import dataclass
+
+from metalnet.dhcp import DhcpNetwork
+
+
+@dataclass(eq=False)
+class Endpoint:
+    """A namespace with one NIC whose outside end (`port`) is a switch port."""
+
+    name: str
+    netns: str
+    nic: str
+    port: str
+
+
+@dataclass(eq=False)
+class LabNode(Endpoint):
+    """A bare-metal node: its NIC carries the MAC the database knows it by.
+
+    `vlan` is the VLAN whose bridge the port hangs off, None when detached.
+    """
+
+    mac: str
+    vlan: int | None = None
+
+
+@dataclass(eq=False)
+class HostEndpoint(Endpoint):
+    """A fixed address on one VLAN (e.g. the controller's agent endpoint)."""
+
+    vlan: int
+    address: ipaddress.IPv4Interface
+
+
+@dataclass(eq=False)
+class DhcpServer(HostEndpoint):
+    """A real dnsmasq serving `network`, running in this endpoint's namespace."""
+
+    network: DhcpNetwork
+    process: subprocess.Popen[bytes]
