@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from metalnet.cli import db, networks, nodes, projects, switches
+from metalnet.cli import db, instances, networks, nodes, projects, switches
+from metalnet.cli.agent import agent
 from metalnet.cli.common import AppState, MetalnetGroup
+from metalnet.cli.demo import demo
+from metalnet.cli.serve import serve
 
 app = typer.Typer(
     cls=MetalnetGroup,
@@ -39,3 +42,7 @@ app.add_typer(projects.app, name="project")
 app.add_typer(networks.app, name="network")
 app.add_typer(switches.app, name="switch")
 app.add_typer(nodes.app, name="node")
+app.add_typer(instances.app, name="instance")
+app.command("serve")(serve)
+app.command("agent")(agent)
+app.command("demo")(demo)

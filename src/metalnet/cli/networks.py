@@ -63,7 +63,9 @@ def list_(
 
 
 @app.command("show")
-def show(ctx: typer.Context, name: str, project: str = PROJECT, json_out: bool = JSON_OPTION) -> None:
+def show(
+    ctx: typer.Context, name: str, project: str = PROJECT, json_out: bool = JSON_OPTION
+) -> None:
     """Show one network.  Example: metalnet network show web --project acme"""
     with state(ctx).database().session() as session:
         view = network_view(inventory.get_network(session, project, name))

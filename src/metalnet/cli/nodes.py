@@ -9,6 +9,7 @@ from metalnet import inventory
 from metalnet.cli.common import JSON_OPTION, print_fields, print_json, print_table, state
 from metalnet.cli.secrets import read_password
 from metalnet.db.models import Node
+from metalnet.lifecycle import instances
 from metalnet.views import node_view
 
 app = typer.Typer(help="Enrol, list, show and delete bare-metal nodes.", no_args_is_help=True)
@@ -77,3 +78,14 @@ def delete(ctx: typer.Context, name: str) -> None:
     with app_state.database().session() as session:
         inventory.delete_node(session, app_state.settings, name)
     typer.echo(f"node {name} deleted")
+
+
+@app.command("clear")
+def clear(ctx: typer.Context, name: str) -> None:
+    """Return a quarantined node (failed erase) to service after you fixed its disk.
+
+    Example: metalnet node clear n1
+    """
+    with state(ctx).database().session() as session:
+        instances.clear_node(session, name)
+    typer.echo(f"node {name} cleared: available again")

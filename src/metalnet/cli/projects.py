@@ -29,7 +29,9 @@ def list_(ctx: typer.Context, json_out: bool = JSON_OPTION) -> None:
     if json_out:
         print_json(views)
     else:
-        print_table("projects", ["name", "networks"], ((v["name"], ", ".join(v["networks"])) for v in views))
+        print_table(
+            "projects", ["name", "networks"], ((v["name"], ", ".join(v["networks"])) for v in views)
+        )
 
 
 @app.command("show")

@@ -24,7 +24,9 @@ def add(
     password_env: str | None = typer.Option(
         None, help="Name of an environment variable holding the password."
     ),
-    password: str | None = typer.Option(None, help="Password (for scripts; prefer --password-env)."),
+    password: str | None = typer.Option(
+        None, help="Password (for scripts; prefer --password-env)."
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Register a switch; the password is prompted for unless given.

@@ -1,0 +1,334 @@
+"""`metalnet demo`: the whole story on embedded defaults, checked at every step.
+
+A temporary SQLite database, simulated Junos switches over real SSH, simulated BMCs
+(Redfish and IPMI over the wire), nodes with file disks and real agent processes,
+two projects. Every node is spawned (both projects at once, so port moves coalesce),
+then terminated. After every lifecycle step the node's port is read back through the
+switch's own NETCONF answer; every commit on every switch is checked against the
+invariant "a port is in a project VLAN only while that project's instance is
+active there"; at the end every disk must hold the image, then be erased.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import select
+
+from metalnet import inventory
+from metalnet.config import Settings, load_settings
+from metalnet.controller import Controller
+from metalnet.db.engine import Database, upgrade
+from metalnet.db.models import Instance, InstanceEvent, Network, Node
+from metalnet.lifecycle import instances
+from metalnet.lifecycle.engine import SPAWN, TERMINATE, Job
+from metalnet.power import PowerState
+from metalnet.sim.lab import Lab, LabNode
+from metalnet.sim.switch.device import SimSwitch
+from metalnet.switches.junos import JunosDriver
+
+PROJECTS = (("alpha", "10.20.0.0/24"), ("beta", "10.30.0.0/24"))
+Progress = Callable[[str], None]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def demo_settings(workdir: Path) -> Settings:
+    """Embedded defaults in a throwaway directory, with lab-sized timeouts."""
+    base = load_settings(None, f"sqlite:///{workdir / 'metalnet.db'}")
+    return dataclasses.replace(
+        base,
+        boot_dir=str(workdir / "boot"),
+        controller_listen=f"127.0.0.1:{_free_port()}",
+        step_timeout=90.0,
+        poll_interval=0.2,
+        switch_timeout=30.0,
+    )
+
+
+class Checks:
+    """Invariant checks, collected from several threads."""
+
+    def __init__(self) -> None:
+        self.results: list[dict[str, object]] = []
+        self.violations: list[str] = []
+        self._lock = threading.Lock()
+
+    def check(self, name: str, ok: bool, detail: str = "") -> bool:
+        with self._lock:
+            self.results.append({"check": name, "ok": ok, "detail": detail})
+            if not ok:
+                self.violations.append(f"{name}: {detail}")
+        return ok
+
+    def violation(self, detail: str) -> None:
+        with self._lock:
+            self.violations.append(detail)
+
+
+class Demo:
+    """One demo run; `run()` returns the report."""
+
+    def __init__(
+        self, nodes: int, workdir: Path, progress: Progress, commit_latency: float
+    ) -> None:
+        self.workdir = workdir
+        self.progress = progress
+        self.settings = demo_settings(workdir)
+        self.db = Database(self.settings)
+        switches = 2 if nodes > 2 else 1
+        self.lab = Lab(
+            workdir / "lab",
+            self.settings,
+            nodes=nodes,
+            switches=switches,
+            ports=max(8, nodes),
+            commit_latency=commit_latency,
+        )
+        self.checks = Checks()
+        self.vlans: dict[str, int] = {}
+        self._readers: dict[str, JunosDriver] = {}
+        self._read_lock = threading.Lock()
+        self.step_reads = 0
+
+    # Observation through the switches' own answers ------------------------------
+
+    def netconf_vlan(self, node: LabNode) -> int | None:
+        """The node's port VLAN as the switch reports it over NETCONF."""
+        with self._read_lock:
+            reader = self._readers.get(node.switch.name)
+            if reader is None:
+                reader = JunosDriver(node.switch.target(), timeout=30)
+                reader.open()
+                self._readers[node.switch.name] = reader
+            return reader.read_ports([node.interface])[node.interface].vlan
+
+    def after_step(self, job: Job, step: str) -> None:
+        """Engine hook: the port must already be where this step leaves it."""
+        node = next(n for n in self.lab.nodes if n.name == job.node)
+        spawn_done = job.state == "building" and step == "port_to_project"
+        expected = job.project_vlan if spawn_done else self.settings.service_vlan
+        actual = self.netconf_vlan(node)
+        self.step_reads += 1
+        if actual != expected:
+            self.checks.violation(
+                f"{job.instance} on {node.name}: after {step} port {node.interface} is in VLAN "
+                f"{actual}, expected {expected}"
+            )
+
+    def on_commit(self, switch: SimSwitch, vlans: dict[str, int | None]) -> None:
+        """Every committed state of every port obeys the isolation invariant."""
+        project_vlans = set(self.vlans.values())
+        for node in self.lab.nodes:
+            vlan = vlans.get(node.interface) if node.switch is switch else None
+            if vlan not in project_vlans:
+                continue
+            with self.db.session() as session:
+                db_node = session.scalar(select(Node).where(Node.name == node.name))
+                inst = session.scalar(select(Instance).where(Instance.holds_node_id == db_node.id))
+                allowed = (
+                    inst is not None
+                    and inst.network.vlan == vlan
+                    and (
+                        inst.state == "active"
+                        or inst.step == "port_to_project"
+                        or (inst.state == "deleting" and inst.step == "port_to_service")
+                    )
+                )
+                what = f"{inst.name} {inst.state}/{inst.step}" if inst else "no instance"
+            if not allowed:
+                self.checks.violation(
+                    f"{switch.name} committed {node.interface} (node {node.name}) in project "
+                    f"VLAN {vlan} while {what}"
+                )
+
+    # The story -----------------------------------------------------------------------
+
+    def setup(self) -> None:
+        upgrade(self.db.engine)
+        self.lab.start()
+        self.lab.register(self.db)
+        with self.db.session() as session:
+            for project, cidr in PROJECTS:
+                inventory.create_project(session, project)
+                net = inventory.create_network(session, self.settings, project, "net", cidr)
+                self.vlans[project] = net.vlan
+        for switch in self.lab.fleet.switches:
+            switch.on_commit(self.on_commit)
+        self.progress(
+            f"lab: {len(self.lab.fleet.switches)} Junos switches, {len(self.lab.nodes)} nodes, "
+            f"projects {', '.join(f'{p} (VLAN {v})' for p, v in self.vlans.items())}"
+        )
+
+    def wait(self, names: list[str], final: tuple[str, ...], timeout: float) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.db.session() as session:
+                states = {n: instances.get_instance(session, n).state for n in names}
+            if all(s in final for s in states.values()) or time.monotonic() > deadline:
+                return states
+            time.sleep(0.2)
+
+    def spawn_all(self) -> list[str]:
+        names = []
+        with self.db.session() as session:
+            for i, node in enumerate(self.lab.nodes):
+                project = PROJECTS[i % len(PROJECTS)][0]
+                name = f"{project}-{node.name}"
+                instances.create_instance(
+                    session,
+                    name,
+                    project,
+                    "net",
+                    node.name,
+                    self.lab.image_url,
+                    self.lab.image_sha256,
+                )
+                names.append(name)
+        self.progress(f"spawning {len(names)} instances at once")
+        started = time.monotonic()
+        states = self.wait(names, ("active", "error"), 150)
+        self.spawn_seconds = time.monotonic() - started
+        self.checks.check(
+            "every instance active",
+            all(s == "active" for s in states.values()),
+            ", ".join(f"{n}={s}" for n, s in states.items() if s != "active"),
+        )
+        return names
+
+    def verify_active(self) -> None:
+        for i, node in enumerate(self.lab.nodes):
+            project = PROJECTS[i % len(PROJECTS)][0]
+            vlan = self.netconf_vlan(node)
+            self.checks.check(
+                f"{node.name} port in {project} VLAN",
+                vlan == self.vlans[project],
+                f"NETCONF says VLAN {vlan}",
+            )
+            self.checks.check(
+                f"{node.name} boots the tenant image", node.running == "tenant image", node.running
+            )
+
+    def terminate_all(self, names: list[str]) -> None:
+        with self.db.session() as session:
+            for name in names:
+                instances.delete_instance(session, name)
+        self.progress(f"terminating {len(names)} instances")
+        started = time.monotonic()
+        states = self.wait(names, ("deleted", "error"), 150)
+        self.terminate_seconds = time.monotonic() - started
+        self.checks.check(
+            "every instance deleted",
+            all(s == "deleted" for s in states.values()),
+            ", ".join(f"{n}={s}" for n, s in states.items() if s != "deleted"),
+        )
+
+    def verify_terminated(self) -> None:
+        with self.db.session() as session:
+            node_states = dict(session.execute(select(Node.name, Node.state)).all())
+        for node in self.lab.nodes:
+            vlan = self.netconf_vlan(node)
+            self.checks.check(
+                f"{node.name} port back in service VLAN",
+                vlan == self.settings.service_vlan,
+                f"NETCONF says VLAN {vlan}",
+            )
+            self.checks.check(f"{node.name} disk erased", self.lab.disk_is_zero(node))
+            self.checks.check(f"{node.name} powered off", node.power.state == PowerState.OFF)
+            self.checks.check(
+                f"{node.name} available again",
+                node_states[node.name] == "available",
+                node_states[node.name],
+            )
+
+    def report(self, names: list[str]) -> dict[str, object]:
+        per_step: dict[str, list[float]] = defaultdict(list)
+        rows = []
+        with self.db.session() as session:
+            for name in names:
+                inst = session.scalar(
+                    select(Instance).where(Instance.name == name).order_by(Instance.id.desc())
+                )
+                events = session.scalars(
+                    select(InstanceEvent).where(
+                        InstanceEvent.instance_id == inst.id, InstanceEvent.seconds.is_not(None)
+                    )
+                ).all()
+                phase = "spawn"
+                for event in events:
+                    per_step[f"{phase}:{event.step}"].append(event.seconds or 0.0)
+                    if event.step == SPAWN[-1]:
+                        phase = "terminate"
+                port = inventory.node_port(inst.node)
+                rows.append(
+                    {
+                        "instance": name,
+                        "project": inst.project.name,
+                        "node": inst.node.name,
+                        "switch": port.switch.name,
+                        "port": port.interface,
+                        "project_vlan": session.get(Network, inst.network_id).vlan,
+                        "final_state": inst.state,
+                    }
+                )
+        order = [f"spawn:{s}" for s in SPAWN] + [f"terminate:{s}" for s in TERMINATE]
+        steps = {k: round(statistics.mean(per_step[k]), 3) for k in order if per_step[k]}
+        commits = sum(s.commit_count() for s in self.lab.fleet.switches)
+        return {
+            "ok": not self.checks.violations,
+            "nodes": rows,
+            "service_vlan": self.settings.service_vlan,
+            "step_mean_seconds": steps,
+            "spawn_seconds": round(self.spawn_seconds, 2),
+            "terminate_seconds": round(self.terminate_seconds, 2),
+            "switch_commits": commits,
+            "netconf_step_checks": self.step_reads,
+            "checks": self.checks.results,
+            "violations": self.checks.violations,
+        }
+
+    def run(self) -> dict[str, object]:
+        self.setup()
+        with Controller(self.db, on_step=self.after_step):
+            names = self.spawn_all()
+            self.verify_active()
+            self.terminate_all(names)
+            self.verify_terminated()
+        return self.report(names)
+
+    def close(self) -> None:
+        for reader in self._readers.values():
+            reader.close()
+        self.lab.stop()
+        self.db.engine.dispose()
+
+
+def run_demo(
+    nodes: int = 4,
+    progress: Progress = print,
+    commit_latency: float = 0.3,
+    keep: Path | None = None,
+) -> dict[str, object]:
+    """Run the demo in a temporary directory (or `keep`) and return its report."""
+    with tempfile.TemporaryDirectory(prefix="metalnet-demo-") as tmp:
+        workdir = keep or Path(tmp)
+        demo = Demo(nodes, workdir, progress, commit_latency)
+        try:
+            started = time.monotonic()
+            report = demo.run()
+            report["total_seconds"] = round(time.monotonic() - started, 2)
+            return report
+        finally:
+            demo.close()

@@ -1,0 +1,257 @@
+"""The unprivileged lab: simulated Junos switches, BMCs, disks and agents wired together.
+
+The lab plays the physical world. A node powered on with boot device PXE runs the
+agent only if its switch port is in the service VLAN according to the simulated
+switch's *committed* configuration (no DHCP offer otherwise); booted from disk it
+runs whatever image is on its disk. The lab never bypasses the switch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from metalnet import inventory
+from metalnet.config import Settings
+from metalnet.db.engine import Database
+from metalnet.lifecycle import boot
+from metalnet.power import BootDevice
+from metalnet.sim.bmc import IpmiBmc, PowerEvent, RedfishBmc, SimBmc, SimNodePower
+from metalnet.sim.switch.device import SimSwitch
+from metalnet.sim.switch.fleet import SimFleet
+
+log = logging.getLogger(__name__)
+
+SWITCH_USER, SWITCH_PASSWORD = "netconf", "lab-switch-pw"
+BMC_USER, BMC_PASSWORD = "admin", "lab-bmc-pw"
+
+
+@dataclass
+class LabNode:
+    """One simulated server: NIC, cabling, BMC, disk, and what it is running."""
+
+    name: str
+    mac: str
+    switch: SimSwitch
+    interface: str
+    disk: Path
+    power: SimNodePower
+    bmc: SimBmc | None = None
+    agent: subprocess.Popen[bytes] | None = None
+    running: str = "off"
+    boots: list[str] = field(default_factory=list)
+
+    def port_vlan(self) -> int | None:
+        """The VLAN the switch's committed configuration gives this node's port."""
+        return self.switch.port_vlans().get(self.interface)
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("image server: " + format, *args)
+
+
+class Lab:
+    """Start with `start()`, enrol into a database with `register()`, `stop()` at the end."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        settings: Settings,
+        *,
+        nodes: int = 4,
+        switches: int = 1,
+        ports: int = 48,
+        commit_latency: float = 0.0,
+        disk_mib: int = 8,
+        image_mib: int = 2,
+        bmc: str = "mixed",
+    ) -> None:
+        self.workdir = workdir
+        self.settings = settings
+        self.node_count = nodes
+        self.switch_count = switches
+        self.ports = ports
+        self.commit_latency = commit_latency
+        self.disk_bytes = disk_mib << 20
+        self.image_bytes = image_mib << 20
+        self.bmc_kind = bmc
+        self.fleet: SimFleet | None = None
+        self.nodes: list[LabNode] = []
+        self._http: ThreadingHTTPServer | None = None
+        self._lock = threading.Lock()
+        self.image_sha256 = ""
+
+    # Setting up ------------------------------------------------------------------
+
+    def start(self) -> Lab:
+        (self.workdir / "disks").mkdir(parents=True, exist_ok=True)
+        (self.workdir / "agents").mkdir(exist_ok=True)
+        self._serve_image()
+        self.fleet = SimFleet()
+        switches = [
+            self.fleet.add(
+                f"tor{i + 1}",
+                ports=self.ports,
+                username=SWITCH_USER,
+                password=SWITCH_PASSWORD,
+                commit_latency=self.commit_latency,
+            )
+            for i in range(self.switch_count)
+        ]
+        for i in range(self.node_count):
+            self.nodes.append(self._make_node(i, switches[i % len(switches)], i // len(switches)))
+        return self
+
+    def _serve_image(self) -> None:
+        images = self.workdir / "images"
+        images.mkdir(exist_ok=True)
+        data = os.urandom(self.image_bytes)
+        (images / "tenant.img").write_bytes(data)
+        self.image_sha256 = hashlib.sha256(data).hexdigest()
+        handler = partial(_QuietHandler, directory=str(images))
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self._http.serve_forever, name="lab-images", daemon=True).start()
+
+    @property
+    def image_url(self) -> str:
+        """URL of the tenant image the lab serves."""
+        return f"http://127.0.0.1:{self._http.server_address[1]}/tenant.img"
+
+    def _make_node(self, index: int, switch: SimSwitch, port_index: int) -> LabNode:
+        name = f"n{index + 1}"
+        disk = self.workdir / "disks" / f"{name}.img"
+        disk.write_bytes(os.urandom(self.disk_bytes))  # a previous tenant's data
+        node = LabNode(
+            name=name,
+            mac=f"52:54:00:00:{index >> 8:02x}:{index & 0xFF:02x}",
+            switch=switch,
+            interface=f"ge-0/0/{port_index}",
+            disk=disk,
+            power=SimNodePower(name),
+        )
+        node.power.on_change = partial(self._on_power, node)
+        kind = self.bmc_kind if self.bmc_kind != "mixed" else ("redfish", "ipmi")[index % 2]
+        bmc_class = RedfishBmc if kind == "redfish" else IpmiBmc
+        node.bmc = bmc_class(node.power, username=BMC_USER, password=BMC_PASSWORD).start()
+        return node
+
+    def register(self, db: Database) -> None:
+        """Enrol the lab's switches and nodes into the inventory, as an operator would."""
+        with db.session() as session:
+            for switch in self.fleet.switches:
+                inventory.add_switch(
+                    session,
+                    switch.name,
+                    "junos",
+                    f"{switch.host}:{switch.port}",
+                    SWITCH_USER,
+                    SWITCH_PASSWORD,
+                )
+            for node in self.nodes:
+                inventory.add_node(
+                    session,
+                    self.settings,
+                    node.name,
+                    node.mac,
+                    node.switch.name,
+                    node.interface,
+                    node.bmc.url,
+                    BMC_USER,
+                    BMC_PASSWORD,
+                )
+
+    # The physical world ------------------------------------------------------------
+
+    def _on_power(self, node: LabNode, event: PowerEvent, device: BootDevice | None) -> None:
+        with self._lock:
+            self._stop_agent(node)
+            if event == PowerEvent.POWER_OFF:
+                node.running = "off"
+            elif device == BootDevice.PXE:
+                node.running = self._pxe_boot(node)
+            else:
+                node.running = self._disk_boot(node)
+            node.boots.append(f"{event}:{device or '-'}:{node.running}")
+            log.info("lab node %s: %s from %s -> %s", node.name, event, device, node.running)
+
+    def _pxe_boot(self, node: LabNode) -> str:
+        vlan = node.port_vlan()
+        if vlan != self.settings.service_vlan:
+            return f"pxe failed: no DHCP offer (port in VLAN {vlan})"
+        entry = boot.read(self.settings.boot_dir, node.mac)
+        if entry is None:
+            return "pxe failed: no boot entry for this MAC"
+        log_file = (self.workdir / "agents" / f"{node.name}.log").open("ab")
+        node.agent = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "metalnet",
+                "agent",
+                "--controller",
+                entry.controller,
+                "--node",
+                entry.node,
+                "--token-env",
+                "METALNET_AGENT_TOKEN",
+                "--disk",
+                str(node.disk),
+                "--wait",
+                "60",
+            ],
+            env={**os.environ, "METALNET_AGENT_TOKEN": entry.token},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        log_file.close()
+        return "ramdisk"
+
+    def _disk_boot(self, node: LabNode) -> str:
+        with node.disk.open("rb") as disk:
+            head = disk.read(self.image_bytes)
+        if hashlib.sha256(head).hexdigest() == self.image_sha256:
+            return "tenant image"
+        return "no bootable image"
+
+    @staticmethod
+    def _stop_agent(node: LabNode) -> None:
+        if node.agent is not None and node.agent.poll() is None:
+            node.agent.kill()
+            node.agent.wait()
+        node.agent = None
+
+    def disk_is_zero(self, node: LabNode) -> bool:
+        """Whether every byte of the node's disk is zero (erased)."""
+        with node.disk.open("rb") as disk:
+            while chunk := disk.read(1 << 20):
+                if chunk.count(0) != len(chunk):
+                    return False
+        return True
+
+    def stop(self) -> None:
+        """Kill agents, stop BMCs, switches and the image server."""
+        for node in self.nodes:
+            with self._lock:
+                self._stop_agent(node)
+            if node.bmc is not None:
+                node.bmc.stop()
+        if self.fleet is not None:
+            self.fleet.stop()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+
+    def __enter__(self) -> Lab:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
