@@ -23,11 +23,36 @@ def lab(run):
     """One project with a network, one switch, one node."""
     assert run("project", "create", "acme").exit_code == 0
     assert run("network", "create", "web", "-p", "acme", "--cidr", "10.20.0.0/24").exit_code == 0
-    r = run("switch", "add", "tor1", "--driver", "fake", "--address", "127.0.0.1:830",
-            "--username", "u", *ADMIN)
+    r = run(
+        "switch",
+        "add",
+        "tor1",
+        "--driver",
+        "fake",
+        "--address",
+        "127.0.0.1:830",
+        "--username",
+        "u",
+        *ADMIN,
+    )
     assert r.exit_code == 0, r.output
-    r = run("node", "add", "n1", "--mac", "AA-BB-CC-00-00-01", "--switch", "tor1", "--port", "eth1",
-            "--bmc", "ipmi://127.0.0.1:623", "--bmc-username", "admin", "--bmc-password", "bmcpw")
+    r = run(
+        "node",
+        "add",
+        "n1",
+        "--mac",
+        "AA-BB-CC-00-00-01",
+        "--switch",
+        "tor1",
+        "--port",
+        "eth1",
+        "--bmc",
+        "ipmi://127.0.0.1:623",
+        "--bmc-username",
+        "admin",
+        "--bmc-password",
+        "bmcpw",
+    )
     assert r.exit_code == 0, r.output
     return run
 
@@ -52,9 +77,14 @@ def test_lists_as_json_with_stable_keys_and_no_secrets(lab) -> None:
     assert network["vlan"] == 100 and network["gateway"] == "10.20.0.1"
     everything = "".join(
         lab(*args).output
-        for args in [("switch", "list", "--json"), ("switch", "show", "tor1", "--json"),
-                     ("switch", "show", "tor1"), ("node", "show", "n1", "--json"),
-                     ("node", "show", "n1"), ("node", "list")]
+        for args in [
+            ("switch", "list", "--json"),
+            ("switch", "show", "tor1", "--json"),
+            ("switch", "show", "tor1"),
+            ("node", "show", "n1", "--json"),
+            ("node", "show", "n1"),
+            ("node", "list"),
+        ]
     )
     assert "pw" not in everything.replace("password", "")
     assert "bmcpw" not in everything
@@ -70,67 +100,257 @@ def test_password_from_env_and_prompt(run, monkeypatch) -> None:
 
 
 BAD_INPUT = [
-    (("node", "add", "n2", "--mac", "aa:bb:cc:dd:ee", "--switch", "tor1", "--port", "eth2",
-      "--bmc", "ipmi://127.0.0.1:623"), "invalid MAC 'aa:bb:cc:dd:ee'"),
-    (("node", "add", "n2", "--mac", "01:00:5e:00:00:01", "--switch", "tor1", "--port", "eth2",
-      "--bmc", "ipmi://127.0.0.1:623"), "multicast"),
-    (("node", "add", "n2", "--mac", "ff:ff:ff:ff:ff:ff", "--switch", "tor1", "--port", "eth2",
-      "--bmc", "ipmi://127.0.0.1:623"), "broadcast"),
-    (("node", "add", "n2", "--mac", "aabb.cc00.0001", "--switch", "tor1", "--port", "eth2",
-      "--bmc", "ipmi://127.0.0.1:623"), "MAC aa:bb:cc:00:00:01 is already registered"),
-    (("node", "add", "n2", "--mac", "aa:bb:cc:00:00:02", "--switch", "tor1", "--port", "eth1",
-      "--bmc", "ipmi://127.0.0.1:623"), "already bound to node 'n1'"),
-    (("node", "add", "n2", "--mac", "aa:bb:cc:00:00:02", "--switch", "tor1", "--port", "eth2;x",
-      "--bmc", "ipmi://127.0.0.1:623"), "interface 'eth2;x'"),
-    (("node", "add", "n2", "--mac", "aa:bb:cc:00:00:02", "--switch", "nope", "--port", "eth2",
-      "--bmc", "ipmi://127.0.0.1:623"), "unknown switch 'nope'"),
-    (("node", "add", "n2", "--mac", "aa:bb:cc:00:00:02", "--switch", "tor1", "--port", "eth2",
-      "--bmc", "telnet://x"), "invalid BMC URL"),
-    (("node", "add", "N 2", "--mac", "aa:bb:cc:00:00:02", "--switch", "tor1", "--port", "eth2",
-      "--bmc", "ipmi://127.0.0.1:623"), "invalid node name 'N 2'"),
-    (("network", "create", "db", "-p", "acme", "--cidr", "10.30.0.0/24", "--vlan", "0"),
-     "invalid VLAN 0"),
-    (("network", "create", "db", "-p", "acme", "--cidr", "10.30.0.0/24", "--vlan", "4095"),
-     "invalid VLAN 4095"),
-    (("network", "create", "db", "-p", "acme", "--cidr", "10.30.0.0/24", "--vlan", "5000"),
-     "invalid VLAN 5000"),
-    (("network", "create", "db", "-p", "acme", "--cidr", "10.30.0.0/24", "--vlan", "ten"),
-     "invalid VLAN 'ten'"),
-    (("network", "create", "db", "-p", "acme", "--cidr", "10.30.0.0/24", "--vlan", "10"),
-     "service"),
-    (("network", "create", "db", "-p", "acme", "--cidr", "10.30.0.0/24", "--vlan", "4000"),
-     "parking"),
-    (("network", "create", "db", "-p", "acme", "--cidr", "10.30.0.0/24", "--vlan", "100"),
-     "VLAN 100 is already taken"),
+    (
+        (
+            "node",
+            "add",
+            "n2",
+            "--mac",
+            "aa:bb:cc:dd:ee",
+            "--switch",
+            "tor1",
+            "--port",
+            "eth2",
+            "--bmc",
+            "ipmi://127.0.0.1:623",
+        ),
+        "invalid MAC 'aa:bb:cc:dd:ee'",
+    ),
+    (
+        (
+            "node",
+            "add",
+            "n2",
+            "--mac",
+            "01:00:5e:00:00:01",
+            "--switch",
+            "tor1",
+            "--port",
+            "eth2",
+            "--bmc",
+            "ipmi://127.0.0.1:623",
+        ),
+        "multicast",
+    ),
+    (
+        (
+            "node",
+            "add",
+            "n2",
+            "--mac",
+            "ff:ff:ff:ff:ff:ff",
+            "--switch",
+            "tor1",
+            "--port",
+            "eth2",
+            "--bmc",
+            "ipmi://127.0.0.1:623",
+        ),
+        "broadcast",
+    ),
+    (
+        (
+            "node",
+            "add",
+            "n2",
+            "--mac",
+            "aabb.cc00.0001",
+            "--switch",
+            "tor1",
+            "--port",
+            "eth2",
+            "--bmc",
+            "ipmi://127.0.0.1:623",
+        ),
+        "MAC aa:bb:cc:00:00:01 is already registered",
+    ),
+    (
+        (
+            "node",
+            "add",
+            "n2",
+            "--mac",
+            "aa:bb:cc:00:00:02",
+            "--switch",
+            "tor1",
+            "--port",
+            "eth1",
+            "--bmc",
+            "ipmi://127.0.0.1:623",
+        ),
+        "already bound to node 'n1'",
+    ),
+    (
+        (
+            "node",
+            "add",
+            "n2",
+            "--mac",
+            "aa:bb:cc:00:00:02",
+            "--switch",
+            "tor1",
+            "--port",
+            "eth2;x",
+            "--bmc",
+            "ipmi://127.0.0.1:623",
+        ),
+        "interface 'eth2;x'",
+    ),
+    (
+        (
+            "node",
+            "add",
+            "n2",
+            "--mac",
+            "aa:bb:cc:00:00:02",
+            "--switch",
+            "nope",
+            "--port",
+            "eth2",
+            "--bmc",
+            "ipmi://127.0.0.1:623",
+        ),
+        "unknown switch 'nope'",
+    ),
+    (
+        (
+            "node",
+            "add",
+            "n2",
+            "--mac",
+            "aa:bb:cc:00:00:02",
+            "--switch",
+            "tor1",
+            "--port",
+            "eth2",
+            "--bmc",
+            "telnet://x",
+        ),
+        "invalid BMC URL",
+    ),
+    (
+        (
+            "node",
+            "add",
+            "N 2",
+            "--mac",
+            "aa:bb:cc:00:00:02",
+            "--switch",
+            "tor1",
+            "--port",
+            "eth2",
+            "--bmc",
+            "ipmi://127.0.0.1:623",
+        ),
+        "invalid node name 'N 2'",
+    ),
+    (
+        ("network", "create", "db", "-p", "acme", "--cidr", "10.30.0.0/24", "--vlan", "0"),
+        "invalid VLAN 0",
+    ),
+    (
+        ("network", "create", "db", "-p", "acme", "--cidr", "10.30.0.0/24", "--vlan", "4095"),
+        "invalid VLAN 4095",
+    ),
+    (
+        ("network", "create", "db", "-p", "acme", "--cidr", "10.30.0.0/24", "--vlan", "5000"),
+        "invalid VLAN 5000",
+    ),
+    (
+        ("network", "create", "db", "-p", "acme", "--cidr", "10.30.0.0/24", "--vlan", "ten"),
+        "invalid VLAN 'ten'",
+    ),
+    (
+        ("network", "create", "db", "-p", "acme", "--cidr", "10.30.0.0/24", "--vlan", "10"),
+        "service",
+    ),
+    (
+        ("network", "create", "db", "-p", "acme", "--cidr", "10.30.0.0/24", "--vlan", "4000"),
+        "parking",
+    ),
+    (
+        ("network", "create", "db", "-p", "acme", "--cidr", "10.30.0.0/24", "--vlan", "100"),
+        "VLAN 100 is already taken",
+    ),
     (("network", "create", "db", "-p", "acme", "--cidr", "10.30.0.7/24"), "host bits set"),
     (("network", "create", "db", "-p", "acme", "--cidr", "banana"), "invalid CIDR 'banana'"),
-    (("network", "create", "db", "-p", "acme", "--cidr", "10.20.0.128/25"), "overlaps network 'web'"),
+    (
+        ("network", "create", "db", "-p", "acme", "--cidr", "10.20.0.128/25"),
+        "overlaps network 'web'",
+    ),
     (("network", "create", "db", "-p", "nope", "--cidr", "10.30.0.0/24"), "unknown project 'nope'"),
     (("network", "create", "d{b}", "-p", "acme", "--cidr", "10.30.0.0/24"), "invalid network name"),
     (("project", "create", "acme"), "project 'acme' already exists"),
     (("project", "create", "a;b"), "invalid project name 'a;b'"),
     (("project", "delete", "acme"), "still has networks (web)"),
     (("switch", "delete", "tor1"), "still has nodes on ports eth1"),
-    (("switch", "add", "tor2", "--driver", "nosuch", "--address", "127.0.0.1:830",
-      "--username", "u", *ADMIN), "unknown switch driver 'nosuch'"),
-    (("switch", "add", "tor2", "--driver", "fake", "--address", "127.0.0.1",
-      "--username", "u", *ADMIN), "invalid switch address '127.0.0.1'"),
-    (("switch", "add", "tor2", "--driver", "fake", "--address", "127.0.0.1:70000",
-      "--username", "u", *ADMIN), "port must be 1-65535"),
+    (
+        (
+            "switch",
+            "add",
+            "tor2",
+            "--driver",
+            "nosuch",
+            "--address",
+            "127.0.0.1:830",
+            "--username",
+            "u",
+            *ADMIN,
+        ),
+        "unknown switch driver 'nosuch'",
+    ),
+    (
+        (
+            "switch",
+            "add",
+            "tor2",
+            "--driver",
+            "fake",
+            "--address",
+            "127.0.0.1",
+            "--username",
+            "u",
+            *ADMIN,
+        ),
+        "invalid switch address '127.0.0.1'",
+    ),
+    (
+        (
+            "switch",
+            "add",
+            "tor2",
+            "--driver",
+            "fake",
+            "--address",
+            "127.0.0.1:70000",
+            "--username",
+            "u",
+            *ADMIN,
+        ),
+        "port must be 1-65535",
+    ),
     (("node", "show", "ghost"), "unknown node 'ghost'"),
     (("node", "delete", "ghost"), "unknown node 'ghost'"),
 ]
 
 
-@pytest.mark.parametrize(("args", "message"), BAD_INPUT, ids=[" ".join(a[:2]) + f" {i}" for i, (a, _) in enumerate(BAD_INPUT)])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    BAD_INPUT,
+    ids=[" ".join(a[:2]) + f" {i}" for i, (a, _) in enumerate(BAD_INPUT)],
+)
 def test_bad_input_one_line_exit_2_nothing_written(lab, args, message) -> None:
-    before = [lab(group, "list", "--json").stdout for group in ("project", "network", "switch", "node")]
+    before = [
+        lab(group, "list", "--json").stdout for group in ("project", "network", "switch", "node")
+    ]
     result = lab(*args)
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert message in lines[0]
-    after = [lab(group, "list", "--json").stdout for group in ("project", "network", "switch", "node")]
+    after = [
+        lab(group, "list", "--json").stdout for group in ("project", "network", "switch", "node")
+    ]
     assert before == after
 
 

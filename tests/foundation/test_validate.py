@@ -7,7 +7,9 @@ from metalnet.switches import check_interface
 from metalnet.validate import check_cidr, check_name, check_sha256, check_vlan, normalize_mac
 
 
-@pytest.mark.parametrize("raw", ["aa:bb:cc:dd:ee:ff", "AA-BB-CC-DD-EE-FF", "aabb.ccdd.eeff", " AA:bb:CC:dd:EE:ff "])
+@pytest.mark.parametrize(
+    "raw", ["aa:bb:cc:dd:ee:ff", "AA-BB-CC-DD-EE-FF", "aabb.ccdd.eeff", " AA:bb:CC:dd:EE:ff "]
+)
 def test_mac_forms_normalise_to_lower_colon(raw: str) -> None:
     assert normalize_mac(raw) == "aa:bb:cc:dd:ee:ff"
 

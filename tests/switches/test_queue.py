@@ -41,8 +41,10 @@ def device(names, switch):
 
 
 def test_pending_changes_coalesce_into_one_commit_per_switch(fleet) -> None:
-    queue, names, records, opened = fleet
-    futures = [queue.submit(sw, PortChange(f"eth{i}", 100 + i)) for sw in ("sw1", "sw2") for i in range(20)]
+    queue, names, _records, opened = fleet
+    futures = [
+        queue.submit(sw, PortChange(f"eth{i}", 100 + i)) for sw in ("sw1", "sw2") for i in range(20)
+    ]
     outcomes = [f.result(10) for f in futures]
     assert all(o.ok for o in outcomes)
     for sw in ("sw1", "sw2"):
@@ -65,7 +67,7 @@ def test_later_change_supersedes_pending_one(fleet) -> None:
 
 
 def test_bad_values_fail_alone_before_sending(fleet) -> None:
-    queue, names, records, _ = fleet
+    queue, _names, records, _ = fleet
     outcomes = queue.apply(
         "sw1", [PortChange("eth1", 100), PortChange("eth2;", 100), PortChange("eth3", 5000)], 5
     )
