@@ -30,6 +30,7 @@ from metalnet.db.engine import Database, upgrade
 from metalnet.db.models import Instance, InstanceEvent, Network, Node
 from metalnet.lifecycle import instances
 from metalnet.lifecycle.engine import SPAWN, TERMINATE, Job
+from metalnet.lifecycle.invariants import port_violation
 from metalnet.power import PowerState
 from metalnet.sim.lab import Lab, LabNode
 from metalnet.sim.switch.device import SimSwitch
@@ -130,29 +131,12 @@ class Demo:
 
     def on_commit(self, switch: SimSwitch, vlans: dict[str, int | None]) -> None:
         """Every committed state of every port obeys the isolation invariant."""
-        project_vlans = set(self.vlans.values())
-        for node in self.lab.nodes:
-            vlan = vlans.get(node.interface) if node.switch is switch else None
-            if vlan not in project_vlans:
-                continue
-            with self.db.session() as session:
-                db_node = session.scalar(select(Node).where(Node.name == node.name))
-                inst = session.scalar(select(Instance).where(Instance.holds_node_id == db_node.id))
-                allowed = (
-                    inst is not None
-                    and inst.network.vlan == vlan
-                    and (
-                        inst.state == "active"
-                        or inst.step == "port_to_project"
-                        or (inst.state == "deleting" and inst.step == "port_to_service")
-                    )
-                )
-                what = f"{inst.name} {inst.state}/{inst.step}" if inst else "no instance"
-            if not allowed:
-                self.checks.violation(
-                    f"{switch.name} committed {node.interface} (node {node.name}) in project "
-                    f"VLAN {vlan} while {what}"
-                )
+        with self.db.session() as session:
+            for node in self.lab.nodes:
+                if node.switch is switch:
+                    problem = port_violation(session, node.name, vlans.get(node.interface))
+                    if problem:
+                        self.checks.violation(f"{switch.name} committed: {problem}")
 
     # The story -----------------------------------------------------------------------
 

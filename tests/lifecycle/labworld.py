@@ -30,11 +30,21 @@ class World:
 
 
 @contextmanager
-def world_with(tmp_path: Path, nodes: int = 2, bmc: str = "redfish", **settings) -> Iterator[World]:
+def world_with(
+    tmp_path: Path, nodes: int = 2, bmc: str = "redfish", commit_latency: float = 0.0, **settings
+) -> Iterator[World]:
     base = dataclasses.replace(demo_settings(tmp_path), step_timeout=30.0, **settings)
     db = Database(base)
     upgrade(db.engine)
-    lab = Lab(tmp_path / "lab", base, nodes=nodes, switches=1, ports=8, bmc=bmc)
+    lab = Lab(
+        tmp_path / "lab",
+        base,
+        nodes=nodes,
+        switches=1,
+        ports=8,
+        bmc=bmc,
+        commit_latency=commit_latency,
+    )
     lab.start()
     try:
         lab.register(db)
