@@ -5,6 +5,7 @@ in the database, and durable port moves (desired state written before the device
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -63,10 +64,15 @@ class Switching:
     def set_ports(
         self, changes: Sequence[tuple[str, str, int]], timeout: float | None = None
     ) -> list[ChangeOutcome]:
-        """Move (switch, interface, vlan) triples: desired state first, then the devices.
+        """Move (switch, interface, vlan) triples and wait for every outcome, good and bad."""
+        futures = self.submit_ports(changes)
+        return [f.result(timeout or self.timeout * 4) for f in futures]
 
-        Ports metalnet does not know yet are added to the inventory. Changes are validated
-        by the queue before anything is sent; all outcomes are returned, good and bad.
+    def submit_ports(self, changes: Sequence[tuple[str, str, int]]) -> list[Future[ChangeOutcome]]:
+        """Desired state first, then queue the devices' changes; one future per change.
+
+        Ports metalnet does not know yet are added to the inventory. Bad values are not
+        recorded; the queue reports them as their change's outcome without sending them.
         """
         valid: list[tuple[str, PortChange]] = []
         with self.db.session() as session:
@@ -80,8 +86,7 @@ class Switching:
                     continue  # the queue reports it as this change's outcome
                 port = self._port(session, switch, interface)
                 port.desired_vlan = vlan
-        futures = [self.queue.submit(sw, change) for sw, change in valid]
-        return [f.result(timeout or self.timeout * 4) for f in futures]
+        return [self.queue.submit(sw, change) for sw, change in valid]
 
     @staticmethod
     def _port(session: Session, switch: Switch, interface: str) -> SwitchPort:

@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import json
+import sys
+import time
+from concurrent.futures import as_completed
+from pathlib import Path
+
 import typer
+from rich.progress import Progress
 from sqlalchemy import select
 
 from metalnet import inventory
-from metalnet.cli.common import JSON_OPTION, print_fields, print_json, print_table, state
+from metalnet.cli.common import (
+    JSON_OPTION,
+    console,
+    print_fields,
+    print_json,
+    print_table,
+    state,
+)
 from metalnet.cli.secrets import read_password
-from metalnet.db.models import Switch
-from metalnet.views import switch_view
+from metalnet.db.models import Switch, SwitchChange
+from metalnet.errors import InputError, MetalnetError
+from metalnet.switches import check_interface
+from metalnet.switches.base import PortState
+from metalnet.switches.queue import ChangeOutcome
+from metalnet.switching import Switching, desired_ports
+from metalnet.validate import check_vlan
+from metalnet.views import change_view, switch_view
 
 app = typer.Typer(help="Register switches and inspect or change their ports.", no_args_is_help=True)
 
@@ -71,3 +91,272 @@ def delete(ctx: typer.Context, name: str) -> None:
     with state(ctx).database().session() as session:
         inventory.delete_switch(session, name)
     typer.echo(f"switch {name} deleted")
+
+
+def _switching(ctx: typer.Context) -> Switching:
+    return Switching(state(ctx).database())
+
+
+@app.command("ports")
+def ports(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
+    """Read the ports' VLANs from the device, beside what the database expects.
+
+    Example: metalnet switch ports tor1 --json
+    """
+    switching = _switching(ctx)
+    try:
+        desired = desired_ports(switching.db, name)
+        actual = switching.read_ports(name, sorted(desired) or None)
+    finally:
+        switching.close()
+    rows = port_rows(desired, actual)
+    if json_out:
+        print_json(rows)
+        return
+    columns = ["interface", "desired_vlan", "actual_vlan", "enabled", "in_sync"]
+    print_table(f"ports of {name}", columns, ([r[c] for c in columns] for r in rows))
+
+
+@app.command("port-set")
+def port_set(
+    ctx: typer.Context,
+    name: str,
+    interface: str,
+    vlan: str = typer.Option(..., help="VLAN id 1-4094 the port becomes an access port in."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Make one port an access port in a VLAN: validated, recorded, committed, logged.
+
+    Example: metalnet switch port-set tor1 ge-0/0/5 --vlan 120
+    """
+    vlan_id = check_vlan(vlan)
+    with state(ctx).database().session() as session:
+        check_interface(inventory.get_switch(session, name).driver, interface)
+    switching = _switching(ctx)
+    try:
+        outcome = switching.set_ports([(name, interface, vlan_id)])[0]
+    finally:
+        switching.close()
+    if not outcome.ok:
+        raise SwitchFailed(outcome.message)
+    view = {
+        "switch": name,
+        "interface": interface,
+        "vlan": vlan_id,
+        "seconds": round(outcome.latency, 3),
+    }
+    print_json(view) if json_out else typer.echo(
+        f"{name} {interface} is now in VLAN {vlan_id} ({outcome.latency:.2f}s)"
+    )
+
+
+@app.command("check")
+def check(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
+    """Connect, show model and version, and whether the device matches the database.
+
+    Example: metalnet switch check tor1
+    """
+    switching = _switching(ctx)
+    try:
+        with switching.connect(name) as driver:
+            facts = driver.facts()
+            desired = desired_ports(switching.db, name)
+            actual = driver.read_ports(sorted(desired)) if desired else {}
+    finally:
+        switching.close()
+    drift = [r for r in port_rows(desired, actual) if not r["in_sync"]]
+    view = {"switch": name, **facts, "ports_checked": len(desired), "drift": drift}
+    if json_out:
+        print_json(view)
+    else:
+        print_fields({k: v for k, v in view.items() if k != "drift"})
+        for row in drift:
+            typer.echo(
+                f"drift: {row['interface']} wanted VLAN {row['desired_vlan']}, "
+                f"device has {row['actual_vlan']}"
+            )
+        if not drift:
+            typer.echo("device matches the database")
+    if drift:
+        raise typer.Exit(1)
+
+
+@app.command("log")
+def log(
+    ctx: typer.Context,
+    name: str | None = typer.Argument(None, help="Only this switch."),
+    limit: int = typer.Option(50, help="Newest N entries."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """The switch change log: every commit with ports, VLANs, result and duration.
+
+    Example: metalnet switch log tor1 --limit 10
+    """
+    query = select(SwitchChange).order_by(SwitchChange.id.desc()).limit(limit)
+    if name:
+        query = query.where(SwitchChange.switch_name == name)
+    with state(ctx).database().session() as session:
+        views = [change_view(c) for c in session.scalars(query)]
+    if json_out:
+        print_json(views)
+        return
+    rows = (
+        (
+            v["at"],
+            v["switch"],
+            " ".join(f"{p['interface']}->{p['vlan']}" for p in v["ports"]),
+            "ok" if v["ok"] else "FAILED",
+            v["seconds"],
+            v["message"],
+        )
+        for v in views
+    )
+    print_table(
+        "switch change log", ["at", "switch", "ports", "result", "seconds", "message"], rows
+    )
+
+
+def port_rows(desired: dict[str, int | None], actual: dict[str, PortState]) -> list[dict]:
+    """One row per known port: desired vs the device's VLAN."""
+    rows = []
+    for interface in sorted(set(desired) | set(actual)):
+        state_ = actual.get(interface)
+        vlan = state_.vlan if state_ else None
+        rows.append(
+            {
+                "interface": interface,
+                "desired_vlan": desired.get(interface),
+                "actual_vlan": vlan,
+                "enabled": state_.enabled if state_ else None,
+                "in_sync": interface not in desired or desired[interface] == vlan,
+            }
+        )
+    return rows
+
+
+class SwitchFailed(MetalnetError):
+    """The switch refused or could not be reached; the message names it."""
+
+
+def _read_changes(path: str) -> list[tuple[str, str, int]]:
+    """Parse the apply file: a JSON list of {"switch", "port", "vlan"} objects."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+        data = json.loads(text)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, list):
+        raise InputError(f"{path}: expected a JSON list of {{switch, port, vlan}} objects")
+    changes = []
+    for index, item in enumerate(data):
+        if not isinstance(item, dict) or set(item) != {"switch", "port", "vlan"}:
+            raise InputError(
+                f"{path} entry {index}: expected exactly the keys switch, port, vlan; got {item!r}"
+            )
+        if not isinstance(item["switch"], str) or not isinstance(item["port"], str):
+            raise InputError(f"{path} entry {index}: switch and port must be strings")
+        if isinstance(item["vlan"], bool) or not isinstance(item["vlan"], int):
+            raise InputError(f"{path} entry {index}: vlan {item['vlan']!r} is not an integer")
+        changes.append((item["switch"], item["port"], item["vlan"]))
+    return changes
+
+
+@app.command("apply")
+def apply(
+    ctx: typer.Context,
+    path: str = typer.Argument(
+        ..., help='JSON file (or - for stdin): [{"switch", "port", "vlan"}].'
+    ),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Apply many port changes through the work queue: one commit per switch.
+
+    Every change gets its own result; a bad port fails alone. Exit 1 if any failed.
+    Example: echo '[{"switch":"tor1","port":"ge-0/0/1","vlan":120}]' | metalnet switch apply -
+    """
+    changes = _read_changes(path)
+    app_state = state(ctx)
+    with app_state.database().session() as session:
+        for switch in sorted({c[0] for c in changes}):
+            inventory.get_switch(session, switch)
+    switching = Switching(app_state.database())
+    started = time.monotonic()
+    try:
+        futures = switching.submit_ports(changes)
+        outcomes = _collect(futures, show=not json_out and console.is_terminal)
+    finally:
+        switching.close()
+    commits = switching.queue.commits
+    summary = _summary(outcomes, time.monotonic() - started)
+    if json_out:
+        print_json(
+            {
+                "summary": summary,
+                "commits": commits,
+                "changes": [_outcome_view(o) for o in outcomes],
+            }
+        )
+    else:
+        _print_apply(summary, outcomes, commits)
+    if any(not o.ok for o in outcomes):
+        raise typer.Exit(1)
+
+
+def _collect(futures: list, show: bool) -> list[ChangeOutcome]:
+    if not show:
+        return [f.result() for f in futures]
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("committing", total=len(futures))
+        for future in as_completed(futures):
+            future.result()
+            progress.advance(task)
+    return [f.result() for f in futures]
+
+
+def _outcome_view(o: ChangeOutcome) -> dict[str, object]:
+    return {
+        "switch": o.switch,
+        "port": o.change.interface,
+        "vlan": o.change.vlan,
+        "ok": o.ok,
+        "superseded": o.superseded,
+        "message": o.message,
+        "seconds": round(o.latency, 3),
+    }
+
+
+def _summary(outcomes: list[ChangeOutcome], seconds: float) -> list[dict[str, object]]:
+    per_switch: dict[str, list[ChangeOutcome]] = {}
+    for o in outcomes:
+        per_switch.setdefault(o.switch, []).append(o)
+    return [
+        {
+            "switch": sw,
+            "ports": len(items),
+            "ok": sum(o.ok for o in items),
+            "failed": sum(not o.ok for o in items),
+            "seconds": round(max(o.latency for o in items), 3),
+        }
+        for sw, items in sorted(per_switch.items())
+    ] + [
+        {
+            "switch": "(all)",
+            "ports": len(outcomes),
+            "ok": sum(o.ok for o in outcomes),
+            "failed": sum(not o.ok for o in outcomes),
+            "seconds": round(seconds, 3),
+        }
+    ]
+
+
+def _print_apply(summary: list[dict], outcomes: list[ChangeOutcome], commits: int) -> None:
+    columns = ["switch", "ports", "ok", "failed", "seconds"]
+    print_table(f"applied ({commits} commits)", columns, ([r[c] for c in columns] for r in summary))
+    for o in outcomes:
+        if not o.ok:
+            typer.echo(
+                f"failed: {o.switch} {o.change.interface} -> VLAN {o.change.vlan}: {o.message}",
+                err=True,
+            )

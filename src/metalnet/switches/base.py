@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from metalnet.errors import MetalnetError
+
 
 @dataclass(frozen=True)
 class SwitchTarget:
@@ -57,7 +59,7 @@ class CommitResult:
     message: str = ""
 
 
-class SwitchError(Exception):
+class SwitchError(MetalnetError):
     """A switch refused or failed an operation. The message names switch, ports, cause."""
 
     def __init__(self, switch: str, message: str, ports: Iterable[str] = ()) -> None:

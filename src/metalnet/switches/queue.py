@@ -12,6 +12,7 @@ found, so the good changes are applied anyway.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -59,6 +60,11 @@ Connect = Callable[[str], SwitchDriver]
 Journal = Callable[[CommitRecord], None]
 
 
+def _names_port(message: str, interface: str) -> bool:
+    """Whether a switch's error message names this interface (ge-0/0/1 is not ge-0/0/10)."""
+    return re.search(rf"(?<![\w/.:-]){re.escape(interface)}(?![\w/:-])", message) is not None
+
+
 class _Lane:
     """The pending changes and the worker thread of one switch."""
 
@@ -77,11 +83,14 @@ class _Lane:
             self.cond.notify()
 
     def _take(self) -> list[list[_Request]] | None:
+        """Wait for work, then linger briefly so a burst arriving together commits together."""
         with self.cond:
             while not self.pending and not self.queue.closed:
                 self.cond.wait()
             if not self.pending:
                 return None
+        time.sleep(self.queue.gather)
+        with self.cond:
             taken, self.pending = list(self.pending.values()), {}
             return taken
 
@@ -132,12 +141,7 @@ class _Lane:
             self._session().apply(changes)
         except CommitRefused as exc:
             self._journal(changes, False, started, exc.reason)
-            if len(requests) == 1:
-                self._finish(requests, ok=False, message=str(exc), batch=1)
-                return
-            half = len(requests) // 2
-            self._commit(requests[:half])
-            self._commit(requests[half:])
+            self._isolate(requests, exc)
             return
         except SwitchError as exc:
             self._drop_session()
@@ -156,6 +160,20 @@ class _Lane:
             return
         self._journal(changes, True, started, "")
         self._finish(requests, ok=True, message="", batch=len(requests))
+
+    def _isolate(self, requests: Sequence[_Request], exc: CommitRefused) -> None:
+        """Fail the ports the switch's message names and retry the rest; else bisect."""
+        if len(requests) == 1:
+            self._finish(requests, ok=False, message=str(exc), batch=1)
+            return
+        named = [r for r in requests if _names_port(exc.reason, r.change.interface)]
+        if 0 < len(named) < len(requests):
+            self._finish(named, ok=False, message=str(exc), batch=len(requests))
+            self._commit([r for r in requests if r not in named])
+            return
+        half = len(requests) // 2
+        self._commit(requests[:half])
+        self._commit(requests[half:])
 
     def _drop_session(self) -> None:
         if self.driver is not None:
@@ -195,7 +213,8 @@ class SwitchQueue:
 
     `connect(switch)` opens a driver session to the named switch; `driver_class(switch)`
     returns its driver class (for validation before anything is sent); `journal` is
-    called once per transaction attempt.
+    called once per transaction attempt. `gather` is how long a lane waits after the
+    first change of a burst before committing: milliseconds against commits of seconds.
     """
 
     def __init__(
@@ -203,8 +222,10 @@ class SwitchQueue:
         connect: Connect,
         driver_class: Callable[[str], type[SwitchDriver]],
         journal: Journal | None = None,
+        gather: float = 0.02,
     ) -> None:
         self.connect = connect
+        self.gather = gather
         self.driver_class = driver_class
         self.journal = journal
         self.closed = False
