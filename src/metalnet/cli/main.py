@@ -8,6 +8,7 @@ from metalnet.cli import db, instances, networks, nodes, projects, switches
 from metalnet.cli.agent import agent
 from metalnet.cli.common import AppState, MetalnetGroup
 from metalnet.cli.demo import demo
+from metalnet.cli.reconcile import reconcile_command
 from metalnet.cli.serve import serve
 
 app = typer.Typer(
@@ -46,3 +47,4 @@ app.add_typer(instances.app, name="instance")
 app.command("serve")(serve)
 app.command("agent")(agent)
 app.command("demo")(demo)
+app.command("reconcile")(reconcile_command)

@@ -1,0 +1,45 @@
+"""`metalnet reconcile`: find and fix ports whose device state differs from the database."""
+
+from __future__ import annotations
+
+import typer
+
+from metalnet.cli.common import JSON_OPTION, console, print_json, print_table, state
+from metalnet.reconcile import reconcile
+
+
+def reconcile_command(
+    ctx: typer.Context,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report drift, change nothing."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Read every switch, report drift (port, expected VLAN, actual VLAN), and fix it.
+
+    Exit 0 when every port is (now) where the database says, 1 otherwise.
+    Example: metalnet reconcile --dry-run --json
+    """
+    reports = reconcile(state(ctx).database(), fix=not dry_run)
+    if json_out:
+        print_json([r.as_dict() for r in reports])
+    else:
+        rows = (
+            (
+                d.switch,
+                d.interface,
+                d.node,
+                d.expected_vlan,
+                d.actual_vlan,
+                "fixed" if d.fixed else (d.error or "not fixed (dry run)" if dry_run else d.error),
+            )
+            for r in reports
+            for d in r.drift
+        )
+        print_table("drift", ["switch", "port", "node", "expected", "actual", "result"], rows)
+        for r in reports:
+            if r.error:
+                console.print(f"[red]switch {r.switch}[/]: {r.error}")
+        checked = sum(r.ports_checked for r in reports)
+        console.print(f"{len(reports)} switches, {checked} ports checked")
+    unresolved = any(r.error for r in reports) or any(not d.fixed for r in reports for d in r.drift)
+    if unresolved:
+        raise typer.Exit(1)
