@@ -6,19 +6,23 @@ on stderr and the error's exit code, so no command prints a traceback for bad in
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
+from metalnet import audit
 from metalnet.config import Settings, load_settings
 from metalnet.db.engine import Database, ensure_ready
 from metalnet.errors import MetalnetError
 
+F = TypeVar("F", bound=Callable[..., Any])
 console = Console()
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -86,3 +90,36 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[obje
 def print_fields(data: dict[str, object], skip: Sequence[str] = ()) -> None:
     """A two-column key/value table for `show` commands."""
     print_table("", ["field", "value"], ((k, v) for k, v in data.items() if k not in skip))
+
+
+def audited(
+    action: str, target: Callable[[dict[str, Any]], str] = lambda kw: str(kw.get("name", ""))
+) -> Callable[[F], F]:
+    """Decorate a command that changes something: its outcome goes to the audit log."""
+
+    def wrap(command: F) -> F:
+        @functools.wraps(command)
+        def run(ctx: typer.Context, *args: Any, **kwargs: Any) -> Any:
+            what = target(kwargs)
+            try:
+                result = command(ctx, *args, **kwargs)
+            except typer.Exit as exc:
+                _audit(ctx, action, what, exc.exit_code == 0, f"exit {exc.exit_code}")
+                raise
+            except Exception as exc:
+                _audit(ctx, action, what, False, str(exc))
+                raise
+            _audit(ctx, action, what, True)
+            return result
+
+        return run  # type: ignore[return-value]
+
+    return wrap
+
+
+def _audit(ctx: typer.Context, action: str, target: str, ok: bool, detail: str = "") -> None:
+    try:
+        db = state(ctx).database(check=False)
+    except MetalnetError:
+        return  # bad configuration: there is no database to record into
+    audit.record(db, audit.cli_actor(), action, target, ok, detail)

@@ -7,7 +7,15 @@ import time
 import typer
 from sqlalchemy import select
 
-from metalnet.cli.common import JSON_OPTION, console, print_fields, print_json, print_table, state
+from metalnet.cli.common import (
+    JSON_OPTION,
+    audited,
+    console,
+    print_fields,
+    print_json,
+    print_table,
+    state,
+)
 from metalnet.db.engine import Database
 from metalnet.db.models import Instance
 from metalnet.errors import InputError, MetalnetError
@@ -48,6 +56,7 @@ def _wait(db: Database, name: str, final: tuple[str, ...], timeout: float) -> di
 
 
 @app.command("create")
+@audited("instance create")
 def create(
     ctx: typer.Context,
     name: str,
@@ -84,6 +93,7 @@ def create(
 
 
 @app.command("delete")
+@audited("instance delete")
 def delete(
     ctx: typer.Context,
     name: str,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from metalnet.cli import db, instances, networks, nodes, projects, switches
+from metalnet.cli import db, instances, networks, nodes, projects, switches, tokens
 from metalnet.cli.agent import agent
 from metalnet.cli.common import AppState, MetalnetGroup
 from metalnet.cli.demo import demo
@@ -48,3 +48,5 @@ app.command("serve")(serve)
 app.command("agent")(agent)
 app.command("demo")(demo)
 app.command("reconcile")(reconcile_command)
+app.add_typer(tokens.app, name="token")
+app.command("audit")(tokens.audit_command)

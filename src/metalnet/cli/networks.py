@@ -6,7 +6,7 @@ import typer
 from sqlalchemy import select
 
 from metalnet import inventory
-from metalnet.cli.common import JSON_OPTION, print_fields, print_json, print_table, state
+from metalnet.cli.common import JSON_OPTION, audited, print_fields, print_json, print_table, state
 from metalnet.db.models import Network, Project
 from metalnet.views import network_view
 
@@ -16,6 +16,7 @@ PROJECT = typer.Option(..., "--project", "-p", help="Project that owns the netwo
 
 
 @app.command("create")
+@audited("network create", lambda kw: f"{kw['project']}/{kw['name']}")
 def create(
     ctx: typer.Context,
     name: str,
@@ -73,6 +74,7 @@ def show(
 
 
 @app.command("delete")
+@audited("network delete", lambda kw: f"{kw['project']}/{kw['name']}")
 def delete(ctx: typer.Context, name: str, project: str = PROJECT) -> None:
     """Delete a network no instance uses.  Example: metalnet network delete web --project acme"""
     with state(ctx).database().session() as session:

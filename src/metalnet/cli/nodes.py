@@ -6,7 +6,7 @@ import typer
 from sqlalchemy import select
 
 from metalnet import inventory
-from metalnet.cli.common import JSON_OPTION, print_fields, print_json, print_table, state
+from metalnet.cli.common import JSON_OPTION, audited, print_fields, print_json, print_table, state
 from metalnet.cli.secrets import read_password
 from metalnet.db.models import Node
 from metalnet.lifecycle import instances
@@ -16,6 +16,7 @@ app = typer.Typer(help="Enrol, list, show and delete bare-metal nodes.", no_args
 
 
 @app.command("add")
+@audited("node add")
 def add(
     ctx: typer.Context,
     name: str,
@@ -72,6 +73,7 @@ def show(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
 
 
 @app.command("delete")
+@audited("node delete")
 def delete(ctx: typer.Context, name: str) -> None:
     """Remove a node with no instance; its port will be parked.  Example: metalnet node delete n1"""
     app_state = state(ctx)
@@ -81,6 +83,7 @@ def delete(ctx: typer.Context, name: str) -> None:
 
 
 @app.command("clear")
+@audited("node clear")
 def clear(ctx: typer.Context, name: str) -> None:
     """Return a quarantined node (failed erase) to service after you fixed its disk.
 

@@ -6,7 +6,7 @@ import typer
 from sqlalchemy import select
 
 from metalnet import inventory
-from metalnet.cli.common import JSON_OPTION, print_fields, print_json, print_table, state
+from metalnet.cli.common import JSON_OPTION, audited, print_fields, print_json, print_table, state
 from metalnet.db.models import Project
 from metalnet.views import project_view
 
@@ -14,6 +14,7 @@ app = typer.Typer(help="Create, list, show and delete projects (tenants).", no_a
 
 
 @app.command("create")
+@audited("project create")
 def create(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
     """Create a project.  Example: metalnet project create acme"""
     with state(ctx).database().session() as session:
@@ -43,6 +44,7 @@ def show(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
 
 
 @app.command("delete")
+@audited("project delete")
 def delete(ctx: typer.Context, name: str) -> None:
     """Delete a project with no networks and no instances.  Example: metalnet project delete acme"""
     with state(ctx).database().session() as session:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from metalnet.cli.common import JSON_OPTION, console, print_json, print_table, state
+from metalnet.cli.common import JSON_OPTION, audited, console, print_json, print_table, state
 from metalnet.reconcile import reconcile
 
 
+@audited("reconcile", lambda kw: "dry run" if kw["dry_run"] else "fix")
 def reconcile_command(
     ctx: typer.Context,
     dry_run: bool = typer.Option(False, "--dry-run", help="Report drift, change nothing."),

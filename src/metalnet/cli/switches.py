@@ -15,6 +15,7 @@ from sqlalchemy import select
 from metalnet import inventory
 from metalnet.cli.common import (
     JSON_OPTION,
+    audited,
     console,
     print_fields,
     print_json,
@@ -35,6 +36,7 @@ app = typer.Typer(help="Register switches and inspect or change their ports.", n
 
 
 @app.command("add")
+@audited("switch add")
 def add(
     ctx: typer.Context,
     name: str,
@@ -86,6 +88,7 @@ def show(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
 
 
 @app.command("delete")
+@audited("switch delete")
 def delete(ctx: typer.Context, name: str) -> None:
     """Delete a switch none of whose ports holds a node.  Example: metalnet switch delete tor1"""
     with state(ctx).database().session() as session:
@@ -118,6 +121,7 @@ def ports(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
 
 
 @app.command("port-set")
+@audited("switch port-set", lambda kw: f"{kw['name']} {kw['interface']} vlan {kw['vlan']}")
 def port_set(
     ctx: typer.Context,
     name: str,
@@ -264,6 +268,7 @@ def _read_changes(path: str) -> list[tuple[str, str, int]]:
 
 
 @app.command("apply")
+@audited("switch apply", lambda kw: str(kw["path"]))
 def apply(
     ctx: typer.Context,
     path: str = typer.Argument(

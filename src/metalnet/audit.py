@@ -1,0 +1,33 @@
+"""The audit log: every change through the CLI or the API, who made it, and how it ended.
+
+Entries are written in their own transaction so that a change that failed (and was
+rolled back) is still recorded as attempted.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+
+from metalnet.db.engine import Database
+from metalnet.db.models import AuditEntry
+
+log = logging.getLogger(__name__)
+
+
+def record(db: Database, actor: str, action: str, target: str, ok: bool, detail: str = "") -> None:
+    """Append one entry; a database that cannot take it is logged, not fatal."""
+    try:
+        with db.session() as session:
+            session.add(
+                AuditEntry(actor=actor, action=action, target=target, ok=ok, detail=detail[:2000])
+            )
+    except Exception as exc:
+        log.warning(
+            "audit log unavailable (%s): %s %s by %s not recorded", exc, action, target, actor
+        )
+
+
+def cli_actor() -> str:
+    """Who runs the CLI: the local user."""
+    return f"cli:{getpass.getuser()}"
