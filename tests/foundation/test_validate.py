@@ -23,7 +23,7 @@ def test_mac_forms_normalise_to_lower_colon(raw: str) -> None:
         ("00:00:00:00:00:00", "all-zero"),
         ("ff:ff:ff:ff:ff:ff", "broadcast"),
         ("01:00:5e:00:00:01", "multicast"),
-        ("aa:bb:cc:dd:ee:ff\n", "expected"),
+        ("aa:bb:cc\n:dd:ee:ff", "expected"),
     ],
 )
 def test_bad_macs_are_refused_with_the_reason(raw: str, why: str) -> None:
