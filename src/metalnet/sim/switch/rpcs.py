@@ -1,0 +1,361 @@
+"""The RPCs a simulated Junos switch answers, one small function each.
+
+A handler gets the session's context and the operation element (namespaces
+already stripped) and returns the reply payload (`None` means `<ok/>`), or raises
+`RpcFailure`. The transport (framing, SSH) lives in `server.py`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from lxml import etree
+
+from metalnet.sim.switch import text, tree, validate
+from metalnet.sim.switch.datastore import ConfigDatabase, SessionInfo
+from metalnet.sim.switch.errors import CHECKOUT_FAILED, ErrorSpec, RpcFailure, syntax_error
+from metalnet.sim.switch.faults import Faults
+from metalnet.sim.switch.tree import Element
+
+DEFAULT_CONFIRM_MINUTES = 10
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What `show version` reports."""
+
+    name: str
+    model: str = "ex4300-48t"
+    version: str = "21.4R3-S5.4"
+    serial: str = "SIM0000000000"
+
+
+@dataclass
+class RpcContext:
+    """Everything a handler may touch: its session, the switch's state, and the transport."""
+
+    session: SessionInfo
+    db: ConfigDatabase
+    faults: Faults
+    device: DeviceInfo
+    end_session: Callable[[], None]
+    kill_session: Callable[[int], bool]
+
+
+Payload = list[Element] | None
+Handler = Callable[[RpcContext, Element], Awaitable[Payload]]
+HANDLERS: dict[str, Handler] = {}
+
+
+def rpc(name: str) -> Callable[[Handler], Handler]:
+    """Register a handler for the RPC `name`."""
+
+    def register(handler: Handler) -> Handler:
+        HANDLERS[name] = handler
+        return handler
+
+    return register
+
+
+async def dispatch(ctx: RpcContext, op: Element) -> Payload:
+    """Run the handler for `op`, or fail as Junos does for an RPC it does not know."""
+    handler = HANDLERS.get(op.tag)
+    if handler is None:
+        raise syntax_error(op.tag)
+    return await handler(ctx, op)
+
+
+def _element(tag: str, value: str | None = None) -> Element:
+    el = etree.Element(tag)
+    el.text = value
+    return el
+
+
+# --------------------------------------------------------------------------- locks
+
+
+@rpc("lock-configuration")
+async def lock_configuration(ctx: RpcContext, op: Element) -> Payload:
+    ctx.db.lock(ctx.session)
+    return None
+
+
+@rpc("unlock-configuration")
+async def unlock_configuration(ctx: RpcContext, op: Element) -> Payload:
+    ctx.db.unlock(ctx.session)
+    return None
+
+
+def _datastore(op: Element, field: str, allowed: tuple[str, ...]) -> str:
+    """The datastore named in `<target>`/`<source>`, refusing those Junos does not offer."""
+    holder = op.find(field)
+    name = holder[0].tag if holder is not None and len(holder) else ""
+    if name not in allowed:
+        raise RpcFailure(
+            ErrorSpec(f"{field} {name or '(missing)'} is not supported", tag="invalid-value")
+        )
+    return name
+
+
+@rpc("lock")
+async def lock(ctx: RpcContext, op: Element) -> Payload:
+    _datastore(op, "target", ("candidate",))
+    ctx.db.lock(ctx.session)
+    return None
+
+
+@rpc("unlock")
+async def unlock(ctx: RpcContext, op: Element) -> Payload:
+    _datastore(op, "target", ("candidate",))
+    ctx.db.unlock(ctx.session)
+    return None
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _filtered(config: Element, flt: Element | None) -> Element:
+    if flt is None or len(flt) == 0:
+        return config
+    picked = tree.subtree_filter(config, flt)
+    return picked if picked is not None else tree.new_config()
+
+
+@rpc("get-configuration")
+async def get_configuration(ctx: RpcContext, op: Element) -> Payload:
+    database = op.get("database", "candidate")
+    if database not in ("candidate", "committed"):
+        raise RpcFailure(ErrorSpec(f"invalid database {database}", bad_element=database))
+    source = ctx.db.committed if database == "committed" else ctx.db.candidate
+    if op.get("compare") == "rollback":
+        return [_compare(ctx.db, source, _int(op.get("rollback") or "0"))]
+    config = _filtered(source, op.find("configuration"))
+    fmt = op.get("format", "xml")
+    if fmt == "xml":
+        return [tree.copy(config)]
+    if fmt == "text":
+        return [_element("configuration-text", _last_commit(ctx.db) + text.render_text(config))]
+    if fmt == "set":
+        return [_element("configuration-set", text.render_set(config))]
+    raise RpcFailure(ErrorSpec(f"invalid format {fmt}", bad_element=fmt))
+
+
+def _compare(db: ConfigDatabase, config: Element, index: int) -> Element:
+    """`show | compare rollback N`, as +/- lines of the text format (Junos adds
+    `[edit …]` headers; PyEZ's `diff()` only needs the text, "\n" when equal)."""
+    old = text.render_text(db.rollback_config(index)).splitlines()
+    new = text.render_text(config).splitlines()
+    lines = [
+        line
+        for line in difflib.unified_diff(old, new, lineterm="", n=0)
+        if line[:1] in "+-" and line[:3] not in ("+++", "---")
+    ]
+    information = _element("configuration-information")
+    information.append(_element("configuration-output", "\n".join(lines) + "\n"))
+    return information
+
+
+def _last_commit(db: ConfigDatabase) -> str:
+    last = db.history[0]
+    at = datetime.fromtimestamp(last.at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"## Last commit: {at} by {last.user}\n"
+
+
+@rpc("get-config")
+async def get_config(ctx: RpcContext, op: Element) -> Payload:
+    source = _datastore(op, "source", ("running", "candidate"))
+    config = ctx.db.committed if source == "running" else ctx.db.candidate
+    flt = op.find("filter")
+    data = _element("data")
+    data.append(
+        tree.copy(_filtered(config, flt.find("configuration") if flt is not None else None))
+    )
+    return [data]
+
+
+@rpc("get-software-information")
+async def get_software_information(ctx: RpcContext, op: Element) -> Payload:
+    return [_software_information(ctx)]
+
+
+def _software_information(ctx: RpcContext) -> Element:
+    info = _element("software-information")
+    host = ctx.db.committed.findtext("system/host-name") or ctx.device.name
+    for tag, value in (
+        ("host-name", host),
+        ("product-model", ctx.device.model),
+        ("product-name", ctx.device.model),
+        ("junos-version", ctx.device.version),
+    ):
+        info.append(_element(tag, value))
+    package = etree.SubElement(info, "package-information")
+    package.append(_element("name", "junos"))
+    package.append(_element("comment", f"JUNOS Software Release [{ctx.device.version}]"))
+    return info
+
+
+@rpc("get-chassis-inventory")
+async def get_chassis_inventory(ctx: RpcContext, op: Element) -> Payload:
+    inventory = _element("chassis-inventory")
+    chassis = etree.SubElement(inventory, "chassis")
+    chassis.append(_element("name", "Chassis"))
+    chassis.append(_element("serial-number", ctx.device.serial))
+    chassis.append(_element("description", ctx.device.model.upper()))
+    return [inventory]
+
+
+@rpc("command")
+async def command(ctx: RpcContext, op: Element) -> Payload:
+    words = (op.text or "").split()
+    if words != ["show", "version"]:
+        raise syntax_error(" ".join(words) or "command")
+    return [_software_information(ctx)]
+
+
+# --------------------------------------------------------------------------- candidate
+
+
+@rpc("load-configuration")
+async def load_configuration(ctx: RpcContext, op: Element) -> Payload:
+    action = op.get("action", "merge")
+    if op.get("rollback") is not None:
+        config = ctx.db.rollback_config(_int(op.get("rollback") or ""))
+        ctx.db.edit(ctx.session, lambda _: config)
+    elif action == "set" or op.find("configuration-set") is not None:
+        fragments = text.parse_set(op.findtext("configuration-set") or "")
+        ctx.db.edit(ctx.session, lambda c: _apply_set(c, fragments))
+    else:
+        incoming = _incoming(op, op.get("format", "xml"))
+        ctx.db.edit(ctx.session, lambda c: _apply_load(c, incoming, action))
+    results = _element("load-configuration-results")
+    results.append(_element("ok"))
+    return [results]
+
+
+def _incoming(op: Element, fmt: str) -> Element:
+    if fmt == "text":
+        return text.parse_text(op.findtext("configuration-text") or "")
+    if fmt == "xml":
+        config = op.find("configuration")
+        if config is None:
+            raise syntax_error("load-configuration", "missing <configuration>")
+        return config
+    raise RpcFailure(ErrorSpec(f"format {fmt} is not supported", bad_element=fmt))
+
+
+def _apply_load(candidate: Element, incoming: Element, action: str) -> Element | None:
+    if action in ("override", "update"):
+        return tree.plain_copy(incoming)
+    if action not in ("merge", "replace"):
+        raise RpcFailure(ErrorSpec(f"invalid action {action}", bad_element=action))
+    tree.edit(candidate, incoming, honour_replace=action == "replace")
+    return None
+
+
+def _apply_set(candidate: Element, fragments: list[Element]) -> Element:
+    for fragment in fragments:
+        if fragment.get("delete") == "delete":
+            candidate = tree.new_config()
+        else:
+            tree.edit(candidate, fragment, honour_replace=False)
+    return candidate
+
+
+@rpc("edit-config")
+async def edit_config(ctx: RpcContext, op: Element) -> Payload:
+    _datastore(op, "target", ("candidate",))
+    default = op.findtext("default-operation") or "merge"
+    if default not in ("merge", "replace", "none"):
+        raise RpcFailure(ErrorSpec(f"invalid default-operation {default}", tag="invalid-value"))
+    holder = op.find("config")
+    incoming = holder.find("configuration") if holder is not None else None
+    text_holder = op.find("config-text")
+    if text_holder is not None:
+        incoming = text.parse_text(text_holder.findtext("configuration-text") or "")
+    if incoming is None:
+        raise RpcFailure(ErrorSpec("missing <config>", tag="missing-element", bad_element="config"))
+    if default == "replace":
+        ctx.db.edit(ctx.session, lambda _: tree.plain_copy(incoming))
+    else:
+        ctx.db.edit(
+            ctx.session,
+            lambda c: tree.edit(c, incoming, default_op=default, honour_replace=False, strict=True),
+        )
+    return None
+
+
+@rpc("discard-changes")
+async def discard_changes(ctx: RpcContext, op: Element) -> Payload:
+    ctx.db.discard(ctx.session)
+    return None
+
+
+@rpc("validate")
+async def validate_candidate(ctx: RpcContext, op: Element) -> Payload:
+    _datastore(op, "source", ("candidate",))
+    validate.check_commit(ctx.db.candidate, ctx.db.ports)
+    return None
+
+
+# --------------------------------------------------------------------------- commit
+
+
+def _int(raw: str) -> int:
+    if not raw.strip().isdigit():
+        raise RpcFailure(ErrorSpec(f"invalid number {raw!r}", bad_element=raw))
+    return int(raw)
+
+
+async def _commit(
+    ctx: RpcContext, *, check: bool, confirm_minutes: float | None, log: str | None
+) -> None:
+    ctx.db.check_writable(ctx.session)
+    injected = ctx.faults.take_commit_error()
+    if injected is not None:
+        raise RpcFailure(ErrorSpec(injected), ErrorSpec(CHECKOUT_FAILED))
+    await ctx.db.commit(ctx.session, check=check, confirm_minutes=confirm_minutes, log=log)
+
+
+@rpc("commit-configuration")
+async def commit_configuration(ctx: RpcContext, op: Element) -> Payload:
+    if op.find("at-time") is not None:
+        raise RpcFailure(ErrorSpec("commit at is not supported by the simulator"))
+    check = op.find("check") is not None
+    confirm = None
+    if op.find("confirmed") is not None:
+        confirm = _int(op.findtext("confirm-timeout") or str(DEFAULT_CONFIRM_MINUTES))
+    await _commit(ctx, check=check, confirm_minutes=confirm, log=op.findtext("log"))
+    results = _element("commit-results")
+    engine = etree.SubElement(results, "routing-engine")
+    engine.append(_element("name", "re0"))
+    engine.append(_element("commit-check-success" if check else "commit-success"))
+    return [results]
+
+
+@rpc("commit")
+async def commit(ctx: RpcContext, op: Element) -> Payload:
+    confirm = None
+    if op.find("confirmed") is not None:
+        confirm = _int(op.findtext("confirm-timeout") or str(DEFAULT_CONFIRM_MINUTES * 60)) / 60
+    await _commit(ctx, check=False, confirm_minutes=confirm, log=None)
+    return None
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+@rpc("close-session")
+async def close_session(ctx: RpcContext, op: Element) -> Payload:
+    ctx.end_session()
+    return None
+
+
+@rpc("kill-session")
+async def kill_session(ctx: RpcContext, op: Element) -> Payload:
+    target = _int(op.findtext("session-id") or "")
+    if target == ctx.session.id or not ctx.kill_session(target):
+        raise RpcFailure(ErrorSpec(f"session {target} cannot be killed", tag="invalid-value"))
+    return None

@@ -1,0 +1,111 @@
+"""Juniper's PyEZ (junos-eznc) against the simulator, unmodified."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from jnpr.junos import Device
+from jnpr.junos.exception import CommitError, ConfigLoadError, LockError
+from jnpr.junos.utils.config import Config
+
+from metalnet.sim.switch import SimSwitch
+
+
+@pytest.fixture
+def device(request: pytest.FixtureRequest) -> Iterator[tuple[SimSwitch, Device]]:
+    """A PyEZ session to a fresh switch; indirect param False forces base:1.0 framing."""
+    netconf_11 = getattr(request, "param", True)
+    with SimSwitch.running(ports=8, netconf_11=netconf_11, confirm_unit_seconds=0.5) as sw:
+        dev = Device(host=sw.host, port=sw.port, user="admin", passwd="admin", gather_facts=False)
+        dev.open()
+        yield sw, dev
+        if dev.connected:
+            dev.close()
+
+
+@pytest.mark.parametrize("device", [True, False], ids=["base1.1", "base1.0"], indirect=True)
+def test_load_text_set_xml_and_commit(device) -> None:
+    sw, dev = device
+    cu = Config(dev)
+    cu.lock()
+    cu.load("vlans { v10 { vlan-id 10; } v20 { vlan-id 20; } }", format="text")
+    cu.load(
+        "set interfaces ge-0/0/1 unit 0 family ethernet-switching vlan members v10", format="set"
+    )
+    xml = (
+        "<configuration><interfaces><interface><name>ge-0/0/2</name><unit><name>0</name>"
+        '<family><ethernet-switching><vlan replace="replace"><members>v20</members></vlan>'
+        "</ethernet-switching></family></unit></interface></interfaces></configuration>"
+    )
+    cu.load(xml, format="xml")
+    # the set line added v10 next to `default`: an access port with two VLANs fails the check
+    with pytest.raises(CommitError, match="more than one vlan"):
+        cu.commit_check()
+    cu.load(
+        "interfaces { ge-0/0/1 { unit 0 { family ethernet-switching {"
+        " replace: vlan { members v10; } } } } }",
+        format="text",
+    )
+    assert cu.commit_check() is True
+    assert cu.commit(comment="move two ports") is True
+    cu.unlock()
+    assert sw.port_vlans()["ge-0/0/1"] == 10
+    assert sw.port_vlans()["ge-0/0/2"] == 20
+
+
+def test_commit_confirm_rolls_back_unless_confirmed(device) -> None:
+    sw, dev = device
+    cu = Config(dev)
+    cu.load("set interfaces ge-0/0/4 disable", format="set")
+    assert cu.commit(confirm=1) is True
+    assert sw.port_vlans()["ge-0/0/4"] is None and sw.confirm_pending()
+    deadline = time.monotonic() + 5
+    while sw.port_vlans()["ge-0/0/4"] is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sw.port_vlans()["ge-0/0/4"] == 1  # rolled back by itself
+    cu.load("set interfaces ge-0/0/5 disable", format="set")
+    cu.commit(confirm=1)
+    cu.commit()  # confirms
+    time.sleep(0.8)
+    assert sw.port_vlans()["ge-0/0/5"] is None and not sw.confirm_pending()
+
+
+def test_lock_contention_and_rpc_get_configuration(device) -> None:
+    sw, dev = device
+    other = Device(host=sw.host, port=sw.port, user="admin", passwd="admin", gather_facts=False)
+    other.open()
+    try:
+        Config(other).lock()
+        with pytest.raises(LockError) as denied:
+            Config(dev).lock()
+        assert "configuration database locked" in denied.value.message
+        with pytest.raises(ConfigLoadError, match="configuration database locked"):
+            Config(dev).load("set vlans v3 vlan-id 3", format="set")
+    finally:
+        other.close()
+    Config(dev).lock()  # the closed session released its lock
+    config = dev.rpc.get_configuration()
+    assert config.tag == "configuration"
+    assert config.findtext("system/host-name") == "sw1"
+
+
+def test_facts_with_gather_facts(device) -> None:
+    sw, _ = device
+    with Device(host=sw.host, port=sw.port, user="admin", passwd="admin") as dev:
+        assert dev.facts["hostname"] == "sw1"
+        assert dev.facts["version"] == "21.4R3-S5.4"
+
+
+def test_diff_and_rollback(device) -> None:
+    sw, dev = device
+    cu = Config(dev)
+    assert cu.diff() is None
+    cu.load("set vlans v8 vlan-id 8", format="set")
+    assert "+        vlan-id 8;" in cu.diff()
+    cu.commit()
+    cu.rollback(1)
+    assert "-        vlan-id 8;" in cu.diff()
+    cu.commit()
+    assert "v8" not in sw.committed_text()

@@ -1,0 +1,27 @@
+"""Fixtures for the Junos driver tests: a simulated switch and a closed port."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from metalnet.sim.switch import SimSwitch
+from metalnet.switches.base import SwitchTarget
+
+
+@pytest.fixture
+def sim() -> Iterator[SimSwitch]:
+    """An 8-port simulated switch; a commit-confirmed minute lasts 0.5 s."""
+    with SimSwitch.running(ports=8, confirm_unit_seconds=0.5) as sw:
+        yield sw
+
+
+@pytest.fixture
+def nowhere() -> SwitchTarget:
+    """A target on a local port nobody listens on (connections are refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return SwitchTarget("rack9-tor", "127.0.0.1", port, "admin", "admin")
