@@ -147,10 +147,10 @@ def create_network(
     check_name(name, "network name")
     net_cidr = check_cidr(cidr)
     project = get_project(session, project_name)
-    _check_overlap(session, project, net_cidr)
-    gw = _gateway(net_cidr, gateway)
     if any(n.name == name for n in project.networks):
         raise Conflict(f"network {name!r} already exists in project {project_name!r}")
+    _check_overlap(session, project, net_cidr)
+    gw = _gateway(net_cidr, gateway)
     if vlan is not None:
         wanted = _check_project_vlan(settings, check_vlan(vlan))
         return _insert_network(session, project, name, net_cidr, gw, wanted)

@@ -1,0 +1,69 @@
+"""Who is calling the REST API: an admin, or one project, identified by a bearer token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from metalnet import apitokens
+from metalnet.db.engine import Database
+from metalnet.errors import MetalnetError
+
+
+class Unauthorized(MetalnetError):
+    """No token, an unknown one, or a revoked one."""
+
+    code = "unauthorized"
+
+
+class Forbidden(MetalnetError):
+    """The token is valid but not for this."""
+
+    code = "forbidden"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: `project` is None for admins."""
+
+    actor: str
+    project: str | None
+
+    @property
+    def admin(self) -> bool:
+        return self.project is None
+
+    def require_admin(self) -> None:
+        if not self.admin:
+            raise Forbidden("this needs an admin token")
+
+    def may_see(self, project: str) -> bool:
+        return self.admin or self.project == project
+
+
+def database(request: Request) -> Database:
+    """The app's database."""
+    return request.app.state.db
+
+
+Db = Annotated[Database, Depends(database)]
+
+
+def principal(db: Db, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    """Look the token up on every request, so a revoked token stops working at once."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    with db.session() as session:
+        row = apitokens.authenticate(session, token.strip())
+        if row is None:
+            raise Unauthorized("unknown or revoked token")
+        return Principal(
+            actor=f"api:token-{row.id}:{row.name}",
+            project=row.project.name if row.project else None,
+        )
+
+
+Caller = Annotated[Principal, Depends(principal)]

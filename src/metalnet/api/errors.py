@@ -1,0 +1,91 @@
+"""Errors as JSON with a stable code and a message naming the bad value; body size cap."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from metalnet.api.auth import Forbidden, Unauthorized
+from metalnet.errors import Conflict, InputError, MetalnetError, NotFound
+
+MAX_BODY = 64 * 1024
+STATUS = {InputError: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404, Conflict: 409}
+
+
+def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    """The one error shape every endpoint uses."""
+    return {"error": {"code": code, "message": message}}
+
+
+def _status(exc: MetalnetError) -> int:
+    for cls, status in STATUS.items():
+        if isinstance(exc, cls):
+            return status
+    return 502  # a switch or BMC failed behind us
+
+
+async def metalnet_error(_request: Request, exc: MetalnetError) -> JSONResponse:
+    return JSONResponse(error_body(exc.code, str(exc)), status_code=_status(exc))
+
+
+async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    value = first.get("input")
+    shown = "" if isinstance(value, dict) or value is None else f" (got {value!r:.80})"
+    message = f"{where}: {first.get('msg', 'invalid')}{shown}"
+    return JSONResponse(error_body("bad_input", message), status_code=422)
+
+
+class BodyLimit:
+    """Refuse request bodies over MAX_BODY with 413, whether or not Content-Length is sent."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            await self._refuse(send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > MAX_BODY:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    @staticmethod
+    async def _refuse(send: Send) -> None:
+        response = JSONResponse(
+            error_body("too_large", f"request body over {MAX_BODY} bytes"), status_code=413
+        )
+        await response({"type": "http"}, _empty_receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _empty_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers and the body cap on `app`."""
+    app.add_exception_handler(MetalnetError, metalnet_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_middleware(BodyLimit)

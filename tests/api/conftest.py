@@ -1,0 +1,103 @@
+"""A running REST API (uvicorn on a free port) over a fresh database with two tenants."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from metalnet import apitokens, inventory
+from metalnet.api.app import create_app
+from metalnet.config import load_settings
+from metalnet.db.engine import Database, upgrade
+from metalnet.lifecycle import instances
+
+SHA = "a" * 64
+
+
+@dataclass
+class Api:
+    """Base URL, tokens per role, and the database behind it."""
+
+    url: str
+    tokens: dict[str, str]
+    db: Database
+    token_ids: dict[str, int]
+
+    def call(self, role: str | None, method: str, path: str, **kwargs) -> httpx.Response:
+        headers = kwargs.pop("headers", {})
+        if role is not None:
+            headers["Authorization"] = f"Bearer {self.tokens[role]}"
+        return httpx.request(method, self.url + path, headers=headers, timeout=10, **kwargs)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _seed(db: Database) -> tuple[dict[str, str], dict[str, int]]:
+    tokens, ids = {}, {}
+    with db.session() as s:
+        for project, cidr in (("a", "10.1.0.0/24"), ("b", "10.2.0.0/24")):
+            inventory.create_project(s, project)
+            inventory.create_network(s, db.settings, project, "net", cidr)
+        inventory.add_switch(s, "sw", "fake", "127.0.0.1:830", "u", "switch-secret")
+        for i in (1, 2, 3):
+            inventory.add_node(
+                s,
+                db.settings,
+                f"n{i}",
+                f"52:54:00:00:00:0{i}",
+                "sw",
+                f"eth{i}",
+                "ipmi://127.0.0.1:623",
+                "admin",
+                "bmc-secret",
+            )
+        instances.create_instance(s, "ia", "a", "net", "n1", "http://img/a", SHA)
+        instances.create_instance(s, "ib", "b", "net", "n2", "http://img/b", SHA)
+        for role, project in (("admin", None), ("a", "a"), ("b", "b")):
+            row, tokens[role] = apitokens.create(s, f"t-{role}", project)
+            s.flush()
+            ids[role] = row.id
+    return tokens, ids
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory) -> tuple[Path, dict[str, str], dict[str, int]]:
+    """A migrated, seeded SQLite file made once; each test serves a copy of it."""
+    path = tmp_path_factory.mktemp("api") / "template.db"
+    db = Database(load_settings(None, f"sqlite:///{path}"))
+    upgrade(db.engine)
+    tokens, ids = _seed(db)
+    db.engine.dispose()
+    return path, tokens, ids
+
+
+@pytest.fixture
+def api(tmp_path, template) -> Iterator[Api]:
+    source, tokens, ids = template
+    shutil.copy(source, tmp_path / "api.db")
+    db = Database(load_settings(None, f"sqlite:///{tmp_path / 'api.db'}"))
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(db), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    yield Api(f"http://127.0.0.1:{port}", tokens, db, ids)
+    server.should_exit = True
+    thread.join(10)
+    db.engine.dispose()
