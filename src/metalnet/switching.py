@@ -4,10 +4,11 @@ in the database, and durable port moves (desired state written before the device
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from metalnet import inventory
@@ -30,12 +31,30 @@ class Switching:
     def __init__(self, db: Database, timeout: float | None = None) -> None:
         self.db = db
         self.timeout = timeout or db.settings.switch_timeout
-        self.queue = SwitchQueue(self.connect, self.driver_of, self.record)
+        self.queue = SwitchQueue(self.connect, self.driver_of, self.record, guard=self.exclusive)
 
     def _switch(self, name: str) -> tuple[str, SwitchTarget]:
         with self.db.session() as session:
             switch = inventory.get_switch(session, name)
             return switch.driver, target_of(switch)
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """On PostgreSQL, hold an advisory lock on the switch while committing to it.
+
+        Workers sharing the database then work one switch one at a time; a worker that
+        dies loses its connection and with it the lock. SQLite means one process.
+        """
+        if self.db.engine.dialect.name != "postgresql":
+            yield
+            return
+        key = {"key": f"metalnet-switch:{name}"}
+        with self.db.engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), key)
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(hashtext(:key))"), key)
 
     def driver_of(self, name: str) -> type[SwitchDriver]:
         """Driver class of the named switch (for validation before sending)."""

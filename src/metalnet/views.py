@@ -91,6 +91,7 @@ def event_view(event: InstanceEvent) -> dict[str, object]:
         "step": event.step,
         "message": event.message,
         "seconds": event.seconds,
+        "worker": event.worker,
     }
 
 

@@ -166,6 +166,10 @@ class Instance(Base):
     state: Mapped[str] = mapped_column(String(20), default="building")
     step: Mapped[str] = mapped_column(String(32), default="queued")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The worker carrying the lifecycle out, and until when; an expired lease (a dead
+    # worker) lets another worker take over and resume from the recorded step.
+    lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_expires: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
@@ -190,6 +194,7 @@ class InstanceEvent(Base):
     step: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(Text, default="")
     seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
     instance: Mapped[Instance] = relationship(back_populates="events")
 

@@ -16,7 +16,10 @@ the node. A failed spawn step leaves the port in the service VLAN.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -59,6 +62,11 @@ class Job:
 StepHook = Callable[[Job, str], None]
 
 
+def worker_name() -> str:
+    """Who runs lifecycles in this process: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
 def power_for(bmc: BmcTarget, timeout: float) -> PowerDriver:
     """The node's BMC driver (a function so tests and the lab can substitute it)."""
     return driver_for(bmc, timeout=timeout)
@@ -73,12 +81,14 @@ class Engine:
         switching: Switching,
         on_step: StepHook | None = None,
         power: Callable[[BmcTarget, float], PowerDriver] = power_for,
+        worker: str | None = None,
     ) -> None:
         self.db = db
         self.settings = db.settings
         self.switching = switching
         self.on_step = on_step
         self.power = power
+        self.worker = worker or worker_name()
 
     # Bookkeeping ---------------------------------------------------------------
 
@@ -101,14 +111,16 @@ class Engine:
             )
 
     def _begin(self, job: Job, step: str) -> bool:
-        """Record the step before acting; False when the instance changed plans meanwhile."""
+        """Record the step before acting; False when the plan changed or the lease was lost."""
         with self.db.session() as session:
             inst = session.get(Instance, job.instance_id, with_for_update=True)
-            if inst.state != job.state:
+            if inst.state != job.state or inst.lease_owner not in (None, self.worker):
                 return False
             if inst.step != step:
                 inst.step = step
-                session.add(InstanceEvent(instance_id=inst.id, step=step, message="started"))
+            session.add(
+                InstanceEvent(instance_id=inst.id, step=step, message="started", worker=self.worker)
+            )
         log.info("instance %s node %s: %s started", job.instance, job.node, step)
         return True
 
@@ -116,7 +128,11 @@ class Engine:
         with self.db.session() as session:
             session.add(
                 InstanceEvent(
-                    instance_id=job.instance_id, step=step, message=message, seconds=seconds
+                    instance_id=job.instance_id,
+                    step=step,
+                    message=message,
+                    seconds=seconds,
+                    worker=self.worker,
                 )
             )
 

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from metalnet.switches.base import CommitRefused, PortChange, SwitchDriver, SwitchError
@@ -138,7 +139,8 @@ class _Lane:
         changes = tuple(r.change for r in requests)
         started = time.monotonic()
         try:
-            self._session().apply(changes)
+            with self.queue.guard(self.switch):
+                self._session().apply(changes)
         except CommitRefused as exc:
             self._journal(changes, False, started, exc.reason)
             self._isolate(requests, exc)
@@ -215,6 +217,8 @@ class SwitchQueue:
     returns its driver class (for validation before anything is sent); `journal` is
     called once per transaction attempt. `gather` is how long a lane waits after the
     first change of a burst before committing: milliseconds against commits of seconds.
+    `guard(switch)` is held around every transaction; several workers sharing a database
+    pass one that makes a switch be worked by one worker at a time.
     """
 
     def __init__(
@@ -223,9 +227,11 @@ class SwitchQueue:
         driver_class: Callable[[str], type[SwitchDriver]],
         journal: Journal | None = None,
         gather: float = 0.02,
+        guard: Callable[[str], AbstractContextManager[object]] = lambda _switch: nullcontext(),
     ) -> None:
         self.connect = connect
         self.gather = gather
+        self.guard = guard
         self.driver_class = driver_class
         self.journal = journal
         self.closed = False
