@@ -55,6 +55,8 @@ class Settings:
     agent_url: str = ""
     boot_dir: str = field(default_factory=lambda: platformdirs.user_data_dir("metalnet") + "/boot")
     poll_interval: float = 0.5
+    lease_seconds: float = 15.0
+    reconcile_interval: float = 300.0
     source: str = "built-in defaults"
 
     @property
@@ -109,6 +111,8 @@ _PARSERS = {
     "agent_url": _text,
     "boot_dir": _text,
     "poll_interval": _positive,
+    "lease_seconds": _positive,
+    "reconcile_interval": _positive,
 }
 
 

@@ -23,9 +23,6 @@ from metalnet.lifecycle.engine import PLANS, Engine
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = 15.0
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -34,12 +31,12 @@ class Worker:
     """Polls the database for work; `stop()` stops taking new work."""
 
     def __init__(
-        self, engine: Engine, poll_interval: float | None = None, lease: float = LEASE_SECONDS
+        self, engine: Engine, poll_interval: float | None = None, lease: float | None = None
     ) -> None:
         self.engine = engine
         self.db = engine.db
         self.name = engine.worker
-        self.lease = timedelta(seconds=lease)
+        self.lease = timedelta(seconds=lease or engine.settings.lease_seconds)
         self.poll_interval = poll_interval or engine.settings.poll_interval
         self._running: dict[int, threading.Thread] = {}
         self._stop = threading.Event()
