@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 from sqlalchemy import select
 
+from metalnet import metrics
 from metalnet.db.engine import Database
 from metalnet.db.models import Instance, Node, Switch
 from metalnet.switches.base import SwitchError
@@ -81,6 +82,7 @@ def check_switch(switching: Switching, switch_name: str, fix: bool) -> SwitchRep
     try:
         actual = switching.read_ports(switch_name, sorted(wanted))
     except SwitchError as exc:
+        metrics.RECONCILE_ERRORS.labels(switch_name).inc()
         return SwitchReport(switch_name, len(wanted), (), error=str(exc))
     drift = [
         Drift(switch_name, iface, vlan, actual[iface].vlan if iface in actual else None, node)
@@ -88,6 +90,7 @@ def check_switch(switching: Switching, switch_name: str, fix: bool) -> SwitchRep
         if vlan is not None
         and (iface not in actual or actual[iface].vlan != vlan or len(actual[iface].vlans) > 1)
     ]
+    metrics.DRIFT.labels(switch_name).set(len(drift))
     if fix and drift:
         drift = _fix(switching, drift)
     for d in drift:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from metalnet import inventory
+from metalnet import inventory, metrics
 from metalnet.db.engine import Database
 from metalnet.db.models import Switch, SwitchChange, SwitchPort
 from metalnet.switches import driver_class, open_driver
@@ -66,7 +66,11 @@ class Switching:
         return open_driver(driver, target, self.timeout)
 
     def record(self, commit: CommitRecord) -> None:
-        """Write one transaction attempt to the switch change log."""
+        """Write one transaction attempt to the switch change log and the metrics."""
+        metrics.COMMITS.labels(commit.switch, "ok" if commit.ok else "failed").inc()
+        metrics.COMMIT_SECONDS.labels(commit.switch).observe(commit.seconds)
+        if commit.ok:
+            metrics.PORTS_CHANGED.labels(commit.switch).inc(len(commit.changes))
         with self.db.session() as session:
             switch_id = session.scalar(select(Switch.id).where(Switch.name == commit.switch))
             session.add(

@@ -115,3 +115,15 @@ def test_changes_are_audited_with_the_caller(api) -> None:
     assert all(e["actor"].endswith(":t-a") for e in mine)
     with api.db.session() as s:
         assert s.scalar(select(func.count()).select_from(AuditEntry)) == 2
+
+
+def test_metrics_endpoint_serves_prometheus_text(api) -> None:
+    response = api.call(None, "GET", "/metrics")
+    assert response.status_code == 200
+    assert "metalnet_switch_queue_depth" in response.text
+    assert response.headers["content-type"].startswith("text/plain")
+
+
+def test_openapi_schema_lists_the_api(api) -> None:
+    paths = api.call(None, "GET", "/openapi.json").json()["paths"]
+    assert {"/v1/instances", "/v1/projects/{project}/networks", "/v1/nodes"} <= set(paths)

@@ -129,3 +129,17 @@ def test_unreachable_switch_is_reported_not_fatal(run, sw) -> None:
     result = run("reconcile", "--json")
     assert result.exit_code == 1
     assert "tor1" in json.loads(result.stdout)[0]["error"]
+
+
+def test_metrics_count_commits_and_drift(run, sw) -> None:
+    from prometheus_client import generate_latest
+
+    from metalnet.metrics import REGISTRY
+
+    assert run("reconcile", "--dry-run").exit_code == 1
+    text = generate_latest(REGISTRY).decode()
+    assert 'metalnet_drift_ports{switch="tor1"} 3.0' in text
+    assert run("reconcile").exit_code == 0
+    text = generate_latest(REGISTRY).decode()
+    assert 'metalnet_switch_commits_total{result="ok",switch="tor1"}' in text
+    assert "metalnet_switch_queue_depth 0.0" in text

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from metalnet import metrics
 from metalnet.api import agent, errors, v1
 from metalnet.db.engine import Database
 
@@ -15,4 +17,10 @@ def create_app(db: Database) -> FastAPI:
     errors.install(app)
     app.include_router(agent.router)
     app.include_router(v1.router)
+    app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
     return app
+
+
+def metrics_endpoint() -> Response:
+    """Prometheus exposition of metalnet's metrics (no token: scrape from the admin net)."""
+    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)

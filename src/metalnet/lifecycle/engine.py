@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from metalnet import inventory
+from metalnet import inventory, metrics
 from metalnet.db.engine import Database
 from metalnet.db.models import AgentTask, Instance, InstanceEvent, Node
 from metalnet.lifecycle import boot, tokens
@@ -178,6 +178,7 @@ class Engine:
     def _fail(self, job: Job, step: str, exc: Exception) -> None:
         """Record why, then make the node safe: never in a project VLAN unless active."""
         message = f"step {step} failed: {exc}"
+        metrics.STEP_FAILURES.labels(step).inc()
         with self.db.session() as session:
             inst = session.get(Instance, job.instance_id)
             inst.state, inst.error = "error", message

@@ -20,6 +20,7 @@ from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
+from metalnet import metrics
 from metalnet.switches.base import CommitRefused, PortChange, SwitchDriver, SwitchError
 from metalnet.validate import check_vlan
 
@@ -81,6 +82,7 @@ class _Lane:
     def put(self, request: _Request) -> None:
         with self.cond:
             self.pending.setdefault(request.change.interface, []).append(request)
+            metrics.QUEUE_DEPTH.inc()
             self.cond.notify()
 
     def _take(self) -> list[list[_Request]] | None:
@@ -93,7 +95,8 @@ class _Lane:
         time.sleep(self.queue.gather)
         with self.cond:
             taken, self.pending = list(self.pending.values()), {}
-            return taken
+        metrics.QUEUE_DEPTH.dec(sum(len(requests) for requests in taken))
+        return taken
 
     def _run(self) -> None:
         while (taken := self._take()) is not None:
