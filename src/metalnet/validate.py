@@ -98,3 +98,12 @@ def check_host_port(value: str, what: str = "address") -> tuple[str, int]:
     if not 1 <= int(port) <= 65535:
         raise InputError(f"invalid {what} {value!r}: port must be 1-65535")
     return host, int(port)
+
+
+def check_listen(value: str) -> tuple[str, int]:
+    """`HOST:PORT` to listen on; port 0 lets the system pick a free one."""
+    host, sep, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise InputError(f"invalid listen address {value!r}: expected HOST:PORT, PORT 0-65535")
+    return host, int(port)

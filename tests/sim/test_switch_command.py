@@ -9,10 +9,11 @@ import sys
 
 import pytest
 
-from metalnet.cli.sim import parse_listen, parse_stall
+from metalnet.cli.sim import parse_stall
 from metalnet.errors import InputError
 from metalnet.switches.base import PortChange, SwitchTarget
 from metalnet.switches.junos import JunosDriver
+from metalnet.validate import check_listen
 
 RUN_SIM = "from metalnet.cli.sim import app; app()"
 
@@ -56,10 +57,10 @@ def test_runs_logs_rpcs_persists_and_stops_on_sigterm(tmp_path) -> None:
 
 
 def test_option_values_are_checked() -> None:
-    assert parse_listen("127.0.0.1:8300") == ("127.0.0.1", 8300)
+    assert check_listen("127.0.0.1:8300") == ("127.0.0.1", 8300)
     assert parse_stall("commit=2.5") == ("commit", 2.5)
     for bad in ("8300", "host:", "h:70000"):
         with pytest.raises(InputError, match="invalid listen address"):
-            parse_listen(bad)
+            check_listen(bad)
     with pytest.raises(InputError, match="RPC=SECONDS"):
         parse_stall("commit")

@@ -16,8 +16,10 @@ from pathlib import Path
 import asyncssh
 import typer
 
+from metalnet.cli.sim_bmc import serve_bmc
 from metalnet.errors import InputError
 from metalnet.sim.switch import SimSwitch
+from metalnet.validate import check_listen
 
 app = typer.Typer(help="Simulators for trying metalnet without hardware.", no_args_is_help=True)
 
@@ -25,15 +27,6 @@ app = typer.Typer(help="Simulators for trying metalnet without hardware.", no_ar
 @app.callback()
 def sim() -> None:
     """Keep `sim` a command group even while it holds a single command."""
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """Split HOST:PORT (PORT 0 picks a free port), or raise InputError naming the value."""
-    host, sep, port = listen.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise InputError(f"invalid listen address {listen!r}: expected HOST:PORT, PORT 0-65535")
-    return host, int(port)
 
 
 def parse_stall(stall: str) -> tuple[str, float]:
@@ -93,7 +86,7 @@ def switch(
 
     Example: metalnet sim switch --listen 127.0.0.1:8300 --ports 48 --commit-latency 2
     """
-    host, port = parse_listen(listen)
+    host, port = check_listen(listen)
     sw = SimSwitch(
         name,
         ports=ports,
@@ -138,3 +131,21 @@ async def _serve(sw: SimSwitch) -> None:
         await stop.wait()
     finally:
         await sw.stop()
+
+
+@app.command("bmc")
+def bmc(
+    redfish: bool = typer.Option(False, "--redfish", help="Serve Redfish over HTTP."),
+    ipmi: bool = typer.Option(False, "--ipmi", help="Serve IPMI 2.0 (RMCP+) over UDP."),
+    listen: str = typer.Option("127.0.0.1:0", help="HOST:PORT to listen on (port 0: any)."),
+    node: str = typer.Option(..., help="Name of the simulated node (the Redfish System id)."),
+    username: str = typer.Option("admin", help="BMC login."),
+    password: str = typer.Option("password", help="BMC password."),
+) -> None:
+    """Run one simulated BMC until SIGINT/SIGTERM, logging each request.
+
+    Example: metalnet sim bmc --ipmi --listen 127.0.0.1:6230 --node n1
+    """
+    if redfish == ipmi:
+        raise InputError("give exactly one of --redfish or --ipmi")
+    serve_bmc("redfish" if redfish else "ipmi", listen, node, username, password)

@@ -14,17 +14,9 @@ from types import FrameType
 
 from metalnet.errors import InputError
 from metalnet.sim.bmc import IpmiBmc, RedfishBmc, SimBmc, SimNodePower
+from metalnet.validate import check_listen
 
 BMC_KINDS: dict[str, type[SimBmc]] = {"redfish": RedfishBmc, "ipmi": IpmiBmc}
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """Split HOST:PORT (PORT 0 picks a free port); InputError naming the value otherwise."""
-    host, sep, port = listen.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise InputError(f"invalid listen address {listen!r}: expected HOST:PORT, PORT 0-65535")
-    return host, int(port)
 
 
 def serve_bmc(kind: str, listen: str, node: str, username: str, password: str) -> None:
@@ -35,7 +27,7 @@ def serve_bmc(kind: str, listen: str, node: str, username: str, password: str) -
     """
     if kind not in BMC_KINDS:
         raise InputError(f"invalid BMC kind {kind!r}: expected one of {', '.join(BMC_KINDS)}")
-    host, port = parse_listen(listen)
+    host, port = check_listen(listen)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     bmc = BMC_KINDS[kind](SimNodePower(node), username, password, host, port)
     try:
