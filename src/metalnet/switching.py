@@ -31,6 +31,7 @@ class Switching:
     def __init__(self, db: Database, timeout: float | None = None) -> None:
         self.db = db
         self.timeout = timeout or db.settings.switch_timeout
+        self._drivers: dict[str, type[SwitchDriver]] = {}
         self.queue = SwitchQueue(self.connect, self.driver_of, self.record, guard=self.exclusive)
 
     def _switch(self, name: str) -> tuple[str, SwitchTarget]:
@@ -57,8 +58,10 @@ class Switching:
                 conn.execute(text("SELECT pg_advisory_unlock(hashtext(:key))"), key)
 
     def driver_of(self, name: str) -> type[SwitchDriver]:
-        """Driver class of the named switch (for validation before sending)."""
-        return driver_class(self._switch(name)[0])
+        """Driver class of the named switch (for validation before sending), looked up once."""
+        if name not in self._drivers:
+            self._drivers[name] = driver_class(self._switch(name)[0])
+        return self._drivers[name]
 
     def connect(self, name: str) -> SwitchDriver:
         """An open session to the named switch."""
@@ -97,31 +100,36 @@ class Switching:
         Ports metalnet does not know yet are added to the inventory. Bad values are not
         recorded; the queue reports them as their change's outcome without sending them.
         """
-        valid: list[tuple[str, PortChange]] = []
+        by_switch: dict[str, list[PortChange]] = {}
+        for switch_name, interface, vlan in changes:
+            by_switch.setdefault(switch_name, []).append(PortChange(interface, vlan))
         with self.db.session() as session:
-            for switch_name, interface, vlan in changes:
-                switch = inventory.get_switch(session, switch_name)
-                valid.append((switch_name, PortChange(interface, vlan)))
-                try:
-                    driver_class(switch.driver).check_interface(interface)
-                    check_vlan(vlan)
-                except ValueError:
-                    continue  # the queue reports it as this change's outcome
-                port = self._port(session, switch, interface)
-                port.desired_vlan = vlan
-        return [self.queue.submit(sw, change) for sw, change in valid]
+            for switch_name, batch in by_switch.items():
+                self._record_desired(session, inventory.get_switch(session, switch_name), batch)
+        futures = {
+            switch: iter(self.queue.submit_many(switch, batch))
+            for switch, batch in by_switch.items()
+        }
+        return [next(futures[switch]) for switch, _iface, _vlan in changes]
 
     @staticmethod
-    def _port(session: Session, switch: Switch, interface: str) -> SwitchPort:
-        port = session.scalar(
-            select(SwitchPort).where(
-                SwitchPort.switch_id == switch.id, SwitchPort.interface == interface
-            )
-        )
-        if port is None:
-            port = SwitchPort(switch=switch, interface=interface)
-            session.add(port)
-        return port
+    def _record_desired(session: Session, switch: Switch, batch: Sequence[PortChange]) -> None:
+        """Write the desired VLAN of every valid change; bad ones are the queue's to report."""
+        ports = {p.interface: p for p in switch.ports}
+        check = driver_class(switch.driver).check_interface
+        for change in batch:
+            try:
+                check(change.interface)
+                check_vlan(change.vlan)
+            except ValueError:
+                continue
+            port = ports.get(change.interface)
+            if port is None:
+                port = ports[change.interface] = SwitchPort(
+                    switch=switch, interface=change.interface
+                )
+                session.add(port)
+            port.desired_vlan = change.vlan
 
     def move_node(self, node_name: str, vlan: int, timeout: float | None = None) -> ChangeOutcome:
         """Put the node's port in `vlan`; raise SwitchError when the switch did not take it."""

@@ -146,6 +146,8 @@ def test_slow_commit_does_not_block_other_switches(connect) -> None:
         committer.join()
         assert events == ["fast commit", "slow commit"]
         assert slow.commit_count() == 1
+        for nc in (slow_nc, fast_nc):  # before the fleet stops under them
+            nc.close_session()
 
 
 def test_out_of_band_change_and_callback(switch: SimSwitch) -> None:

@@ -24,6 +24,9 @@ from metalnet.config import Settings
 from metalnet.errors import ConfigError, DatabaseNotReady
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Every lifecycle thread and every switch lane may hold a connection at once during
+# a mass deployment; the default pool of 5 + 10 made them queue for connections.
+POOL_SIZE, POOL_OVERFLOW = 20, 80
 
 
 def normalize_url(url: str) -> str:
@@ -41,6 +44,7 @@ def _enable_sqlite_foreign_keys(dbapi_connection: object, _record: object) -> No
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers do not wait for the one writer
     cursor.close()
 
 
@@ -51,10 +55,15 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_OVERFLOW,
+        )
         event.listen(engine, "connect", _enable_sqlite_foreign_keys)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
 
 
 def alembic_config(engine: Engine) -> Config:

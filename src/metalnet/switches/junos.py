@@ -13,6 +13,7 @@ from ncclient import manager
 from ncclient.manager import Manager
 from ncclient.operations import RPCError, TimeoutExpiredError
 from ncclient.transport import AuthenticationError, NCClientError, TransportError
+from ncclient.transport import session as ncclient_session
 from paramiko import SSHException
 
 from metalnet.switches.base import (
@@ -30,6 +31,11 @@ from metalnet.switches.base import (
 from metalnet.switches.render import check_vlan, render_port_changes
 
 T = TypeVar("T")
+
+# ncclient's session thread sends queued RPCs only after a select() on the socket
+# times out, 100 ms by default: six RPCs per transaction cost 0.6 s of pure waiting.
+# 10 ms keeps the idle cost of an open session at ~100 wake-ups a second.
+ncclient_session.TICK = 0.01
 
 # ge-/xe-/et-/mge- FPC/PIC/port with an optional :channel, or an aggregated
 # ethernet ae0..ae127. Anything else (braces, quotes, spaces, newlines) is refused

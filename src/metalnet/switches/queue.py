@@ -79,10 +79,12 @@ class _Lane:
         self.thread = threading.Thread(target=self._run, name=f"switch-{switch}", daemon=True)
         self.thread.start()
 
-    def put(self, request: _Request) -> None:
+    def put(self, requests: Sequence[_Request]) -> None:
+        """Queue requests together, so a burst is never split by the worker waking early."""
         with self.cond:
-            self.pending.setdefault(request.change.interface, []).append(request)
-            metrics.QUEUE_DEPTH.inc()
+            for request in requests:
+                self.pending.setdefault(request.change.interface, []).append(request)
+            metrics.QUEUE_DEPTH.inc(len(requests))
             self.cond.notify()
 
     def _take(self) -> list[list[_Request]] | None:
@@ -163,8 +165,8 @@ class _Lane:
                 requests, ok=False, message=f"switch {self.switch}: {exc!r}", batch=len(requests)
             )
             return
-        self._journal(changes, True, started, "")
         self._finish(requests, ok=True, message="", batch=len(requests))
+        self._journal(changes, True, started, "")
 
     def _isolate(self, requests: Sequence[_Request], exc: CommitRefused) -> None:
         """Fail the ports the switch's message names and retry the rest; else bisect."""
@@ -244,22 +246,27 @@ class SwitchQueue:
 
     def submit(self, switch: str, change: PortChange) -> Future[ChangeOutcome]:
         """Queue one change; it is coalesced with whatever else is pending for `switch`."""
-        future: Future[ChangeOutcome] = Future()
+        return self.submit_many(switch, [change])[0]
+
+    def submit_many(
+        self, switch: str, changes: Sequence[PortChange]
+    ) -> list[Future[ChangeOutcome]]:
+        """Queue several changes for one switch at once; one future per change."""
+        requests = [_Request(change, Future()) for change in changes]
         with self._lock:
             if self.closed:
                 raise RuntimeError("switch queue is closed")
             lane = self._lanes.get(switch)
             if lane is None:
                 lane = self._lanes[switch] = _Lane(self, switch)
-        lane.put(_Request(change, future))
-        return future
+        lane.put(requests)
+        return [r.future for r in requests]
 
     def apply(
         self, switch: str, changes: Sequence[PortChange], timeout: float | None = None
     ) -> list[ChangeOutcome]:
         """Submit several changes and wait for all their outcomes."""
-        futures = [self.submit(switch, c) for c in changes]
-        return [f.result(timeout) for f in futures]
+        return [f.result(timeout) for f in self.submit_many(switch, changes)]
 
     def depth(self) -> int:
         """Changes waiting for a commit, over all switches."""
