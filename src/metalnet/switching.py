@@ -4,11 +4,14 @@ in the database, and durable port moves (desired state written before the device
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 
-from sqlalchemy import select, text
+from sqlalchemy import Connection, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from metalnet import inventory, metrics
@@ -18,6 +21,8 @@ from metalnet.switches import driver_class, open_driver
 from metalnet.switches.base import PortChange, PortState, SwitchDriver, SwitchError, SwitchTarget
 from metalnet.switches.queue import ChangeOutcome, CommitRecord, SwitchQueue
 from metalnet.validate import check_vlan
+
+LOCK_ATTEMPTS = 5
 
 
 def target_of(switch: Switch) -> SwitchTarget:
@@ -50,12 +55,35 @@ class Switching:
             yield
             return
         key = {"key": f"metalnet-switch:{name}"}
-        with self.db.engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), key)
-            try:
-                yield
-            finally:
+        conn = self._locked_connection(key)
+        try:
+            yield
+        finally:
+            # best effort: a lock dies with its connection, e.g. when the database restarts
+            with contextlib.suppress(DBAPIError):
                 conn.execute(text("SELECT pg_advisory_unlock(hashtext(:key))"), key)
+            with contextlib.suppress(DBAPIError):
+                conn.close()
+
+    def _locked_connection(self, key: dict[str, str]) -> Connection:
+        """A connection holding the switch's advisory lock; retried while the database is away."""
+        attempt = 1
+        while True:
+            try:
+                conn = self.db.engine.connect()
+            except DBAPIError:
+                if attempt == LOCK_ATTEMPTS:
+                    raise
+            else:
+                try:
+                    conn.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), key)
+                    return conn
+                except DBAPIError:
+                    conn.close()
+                    if attempt == LOCK_ATTEMPTS:
+                        raise
+            time.sleep(2**attempt)
+            attempt += 1
 
     def driver_of(self, name: str) -> type[SwitchDriver]:
         """Driver class of the named switch (for validation before sending), looked up once."""

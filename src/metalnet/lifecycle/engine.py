@@ -25,12 +25,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from metalnet import inventory, metrics
 from metalnet.db.engine import Database
 from metalnet.db.models import AgentTask, Instance, InstanceEvent, Node
 from metalnet.lifecycle import boot, tokens
 from metalnet.power import BmcTarget, BootDevice, PowerDriver, PowerState, driver_for
+from metalnet.switches.base import SwitchError
 from metalnet.switching import Switching
 
 log = logging.getLogger(__name__)
@@ -153,6 +155,8 @@ class Engine:
             started = time.monotonic()
             try:
                 getattr(self, f"_{'spawn' if plan is SPAWN else 'terminate'}_{step}")(job)
+            except DBAPIError:
+                raise  # the database, not the step, failed: the worker resumes the step later
             except Exception as exc:
                 log.warning("instance %s node %s: %s failed: %s", job.instance, job.node, step, exc)
                 self._fail(job, step, exc)
@@ -196,8 +200,33 @@ class Engine:
 
     # Steps shared by both plans -----------------------------------------------------
 
+    def _move(self, job: Job, vlan: int) -> None:
+        """Move the node's port, retrying a switch that fails until the step times out.
+
+        A terminate must not give up on taking a tenant's port back because a switch
+        hiccupped; the desired VLAN is already recorded, so every retry is the same change.
+        """
+        deadline = time.monotonic() + self.settings.step_timeout
+        delay = 1.0
+        while True:
+            try:
+                self.switching.move_node(job.node, vlan)
+                return
+            except SwitchError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning(
+                    "node %s: port move to VLAN %d failed, retrying in %.0fs: %s",
+                    job.node,
+                    vlan,
+                    delay,
+                    exc,
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
     def _port_to_service(self, job: Job) -> None:
-        self.switching.move_node(job.node, self.settings.service_vlan)
+        self._move(job, self.settings.service_vlan)
 
     def _pxe_boot(self, job: Job, kind: str) -> None:
         """Issue a token, queue the agent's task, and boot the node into the ramdisk."""
@@ -284,7 +313,7 @@ class Engine:
             bmc.reboot()
 
     def _spawn_port_to_project(self, job: Job) -> None:
-        self.switching.move_node(job.node, job.project_vlan)
+        self._move(job, job.project_vlan)
 
     # Terminate -----------------------------------------------------------------------
 

@@ -76,6 +76,12 @@ class SwitchUnreachable(SwitchError):
     """No session could be opened (connection refused, timeout, DNS)."""
 
 
+class SwitchSessionLost(SwitchError):
+    """The session ended mid-operation. The switch discards our uncommitted changes and
+    releases the lock; whether a commit in flight took effect is unknown, so the caller
+    retries the same (idempotent) batch on a new session."""
+
+
 class SwitchAuthError(SwitchError):
     """The switch refused the credentials."""
 

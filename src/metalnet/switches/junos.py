@@ -25,6 +25,7 @@ from metalnet.switches.base import (
     SwitchDriver,
     SwitchError,
     SwitchLocked,
+    SwitchSessionLost,
     SwitchTarget,
     SwitchUnreachable,
 )
@@ -67,10 +68,6 @@ def _rpc_error_text(error: RPCError) -> str:
     parts = [e.message for e in getattr(error, "errors", None) or [error] if e.message]
     messages = [_one_line(p) for p in parts]
     return "; ".join(m.removeprefix("error: ") for m in messages) or "operation failed"
-
-
-class _SessionLost(SwitchError):
-    """The NETCONF session ended under us (the switch discards our candidate changes)."""
 
 
 class JunosDriver(SwitchDriver):
@@ -145,7 +142,7 @@ class JunosDriver(SwitchDriver):
             self.open()
         try:
             return request()
-        except _SessionLost:
+        except SwitchSessionLost:
             self.open()
             return request()
 
@@ -161,7 +158,7 @@ class JunosDriver(SwitchDriver):
         session = self._manager
         name = self.target.name
         if session is None:
-            raise _SessionLost(name, "no open session", ports)
+            raise SwitchSessionLost(name, "no open session", ports)
         session.timeout = timeout or self.timeout
         try:
             reply = session.rpc(op)
@@ -172,7 +169,7 @@ class JunosDriver(SwitchDriver):
             raise SwitchError(name, message, ports) from exc
         except (TransportError, OSError) as exc:
             message = f"session lost during {op.tag}: {_one_line(str(exc)) or 'connection closed'}"
-            raise _SessionLost(name, message, ports) from exc
+            raise SwitchSessionLost(name, message, ports) from exc
         finally:
             session.timeout = self.timeout
         return reply.xpath("/*")[0]
@@ -194,7 +191,7 @@ class JunosDriver(SwitchDriver):
             if self.confirm_minutes:
                 self._commit(ports, confirm_minutes=self.confirm_minutes)
             self._commit(ports)
-        except _SessionLost:
+        except SwitchSessionLost:
             self._manager = None  # the switch discards and unlocks for a lost session
             raise
         except BaseException:
@@ -226,7 +223,7 @@ class JunosDriver(SwitchDriver):
             try:
                 self._send(etree.Element("lock-configuration"), ports)
                 return
-            except _SessionLost:
+            except SwitchSessionLost:
                 raise
             except SwitchError as exc:
                 if "configuration database locked" not in exc.reason:

@@ -21,10 +21,20 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from metalnet import metrics
-from metalnet.switches.base import CommitRefused, PortChange, SwitchDriver, SwitchError
+from metalnet.switches.base import (
+    CommitRefused,
+    PortChange,
+    SwitchDriver,
+    SwitchError,
+    SwitchSessionLost,
+    SwitchUnreachable,
+)
 from metalnet.validate import check_vlan
 
 log = logging.getLogger(__name__)
+
+SESSION_ATTEMPTS = 4
+RETRY_BACKOFF = 0.5
 
 
 @dataclass(frozen=True)
@@ -140,33 +150,48 @@ class _Lane:
         return self.driver
 
     def _commit(self, requests: Sequence[_Request]) -> None:
-        """Apply as one transaction; on refusal split the batch to isolate the culprit."""
+        """Apply as one transaction; on refusal split the batch to isolate the culprit.
+
+        A lost session or an unreachable switch is retried a few times on a new session:
+        setting a port's VLAN is idempotent, and a commit confirmed whose confirmation
+        was lost is settled by the retry instead of rolling back behind our back.
+        """
         changes = tuple(r.change for r in requests)
-        started = time.monotonic()
-        try:
-            with self.queue.guard(self.switch):
-                self._session().apply(changes)
-        except CommitRefused as exc:
-            self._journal(changes, False, started, exc.reason)
-            self._isolate(requests, exc)
+        for attempt in range(1, SESSION_ATTEMPTS + 1):
+            started = time.monotonic()
+            try:
+                with self.queue.guard(self.switch):
+                    self._session().apply(changes)
+            except (SwitchSessionLost, SwitchUnreachable) as exc:
+                self._drop_session()
+                self._journal(changes, False, started, exc.reason)
+                if attempt < SESSION_ATTEMPTS:
+                    time.sleep(RETRY_BACKOFF * 2 ** (attempt - 1))
+                    continue
+                self._finish(requests, ok=False, message=str(exc), batch=len(requests))
+            except CommitRefused as exc:
+                self._journal(changes, False, started, exc.reason)
+                self._isolate(requests, exc)
+            except SwitchError as exc:
+                self._drop_session()
+                self._journal(changes, False, started, exc.reason)
+                self._finish(requests, ok=False, message=str(exc), batch=len(requests))
+            except Exception as exc:  # a driver bug must not kill the lane and hang callers
+                log.exception(
+                    "switch %s: unexpected error applying %d changes", self.switch, len(changes)
+                )
+                self._drop_session()
+                self._journal(changes, False, started, repr(exc))
+                self._finish(
+                    requests,
+                    ok=False,
+                    message=f"switch {self.switch}: {exc!r}",
+                    batch=len(requests),
+                )
+            else:
+                self._finish(requests, ok=True, message="", batch=len(requests))
+                self._journal(changes, True, started, "")
             return
-        except SwitchError as exc:
-            self._drop_session()
-            self._journal(changes, False, started, exc.reason)
-            self._finish(requests, ok=False, message=str(exc), batch=len(requests))
-            return
-        except Exception as exc:  # a driver bug must not kill the lane and hang callers
-            log.exception(
-                "switch %s: unexpected error applying %d changes", self.switch, len(changes)
-            )
-            self._drop_session()
-            self._journal(changes, False, started, repr(exc))
-            self._finish(
-                requests, ok=False, message=f"switch {self.switch}: {exc!r}", batch=len(requests)
-            )
-            return
-        self._finish(requests, ok=True, message="", batch=len(requests))
-        self._journal(changes, True, started, "")
 
     def _isolate(self, requests: Sequence[_Request], exc: CommitRefused) -> None:
         """Fail the ports the switch's message names and retry the rest; else bisect."""
