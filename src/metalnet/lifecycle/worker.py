@@ -23,6 +23,7 @@ from metalnet.lifecycle.engine import PLANS, Engine
 
 log = logging.getLogger(__name__)
 
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
