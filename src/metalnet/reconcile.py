@@ -10,6 +10,7 @@ them; ports bound to no node are wanted in the parking VLAN.
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
@@ -128,3 +129,43 @@ def reconcile(
     finally:
         if own:
             switching.close()
+
+
+class PeriodicReconciler:
+    """`metalnet serve`'s background reconciliation every `reconcile_interval` seconds.
+
+    It shares the controller's switch queue, so its corrections coalesce with the
+    lifecycles' port moves; what it finds is logged and exported as metrics.
+    """
+
+    def __init__(self, db: Database, switching: Switching) -> None:
+        self.db = db
+        self.switching = switching
+        self.interval = db.settings.reconcile_interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
+
+    def start(self) -> PeriodicReconciler:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                reports = reconcile(self.db, fix=True, switching=self.switching)
+            except Exception:
+                log.exception("periodic reconciliation failed; trying again next round")
+                continue
+            drift = sum(len(r.drift) for r in reports)
+            errors = [r.switch for r in reports if r.error]
+            log.info(
+                "reconciled %d switches: %d drifted ports, unreadable: %s",
+                len(reports),
+                drift,
+                ", ".join(errors) or "none",
+            )
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(30)

@@ -143,3 +143,27 @@ def test_metrics_count_commits_and_drift(run, sw) -> None:
     text = generate_latest(REGISTRY).decode()
     assert 'metalnet_switch_commits_total{result="ok",switch="tor1"}' in text
     assert "metalnet_switch_queue_depth 0.0" in text
+
+
+def test_serve_reconciles_periodically(run, sw, sqlite_url) -> None:
+    """The controller's background reconciler puts a hand-changed port back by itself."""
+    import dataclasses
+    import time
+
+    from metalnet.reconcile import PeriodicReconciler
+    from metalnet.switching import Switching
+
+    assert run("reconcile").exit_code == 0
+    settings = dataclasses.replace(load_settings(None, sqlite_url), reconcile_interval=0.3)
+    db = Database(settings)
+    switching = Switching(db)
+    reconciler = PeriodicReconciler(db, switching).start()
+    try:
+        sw.set_port_vlan_out_of_band("ge-0/0/3", 777)
+        deadline = time.monotonic() + 20
+        while sw.port_vlans()["ge-0/0/3"] != 10 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sw.port_vlans()["ge-0/0/3"] == 10
+    finally:
+        reconciler.stop()
+        switching.close()
