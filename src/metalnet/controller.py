@@ -1,4 +1,5 @@
-"""The controller process: agent endpoint over HTTP plus the lifecycle worker.
+"""The controller process: agent endpoint and REST API over HTTP, the lifecycle worker,
+and the periodic reconciler.
 
 `metalnet serve` runs one in the foreground; the demo and the tests run one in-process.
 """
@@ -9,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 
@@ -17,6 +19,7 @@ from metalnet.db.engine import Database
 from metalnet.lifecycle.engine import Engine, StepHook, power_for
 from metalnet.lifecycle.worker import Worker
 from metalnet.power import BmcTarget, PowerDriver
+from metalnet.reconcile import PeriodicReconciler
 from metalnet.switching import Switching
 from metalnet.validate import check_host_port
 
@@ -32,34 +35,49 @@ class Controller:
         listen: str | None = None,
         on_step: StepHook | None = None,
         power: Callable[[BmcTarget, float], PowerDriver] = power_for,
+        uds: str | None = None,
     ) -> None:
+        """`uds`: also serve the agent endpoint on this Unix socket, which a relay in
+        another network namespace can reach (the root-mode lab's service network)."""
         self.db = db
         self.host, self.port = check_host_port(listen or db.settings.controller_listen, "listen")
         self.switching = Switching(db)
         self.engine = Engine(db, self.switching, on_step=on_step, power=power)
         self.worker = Worker(self.engine)
-        config = uvicorn.Config(
-            create_app(db), host=self.host, port=self.port, log_level="warning", access_log=False
-        )
-        self.server = uvicorn.Server(config)
-        self._http = threading.Thread(target=self.server.run, name="controller-http", daemon=True)
+        self.reconciler = PeriodicReconciler(db, self.switching)
+        app = create_app(db)
+        quiet: dict[str, Any] = {"log_level": "warning", "access_log": False}
+        configs = [uvicorn.Config(app, host=self.host, port=self.port, **quiet)]
+        if uds is not None:
+            configs.append(uvicorn.Config(app, uds=uds, **quiet))
+        self.servers = [uvicorn.Server(config) for config in configs]
+        self._http = [
+            threading.Thread(target=server.run, name="controller-http", daemon=True)
+            for server in self.servers
+        ]
 
     def start(self, timeout: float = 10.0) -> Controller:
         """Serve the agent endpoint, then start working lifecycles (resuming any)."""
-        self._http.start()
         deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if not self._http.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"controller could not listen on {self.host}:{self.port}")
-            time.sleep(0.02)
+        for server, thread in zip(self.servers, self._http, strict=True):
+            thread.start()
+            while not server.started:
+                if not thread.is_alive() or time.monotonic() > deadline:
+                    where = server.config.uds or f"{self.host}:{self.port}"
+                    raise RuntimeError(f"controller could not listen on {where}")
+                time.sleep(0.02)
         log.info("controller listening on %s:%d", self.host, self.port)
         self.worker.start()
+        self.reconciler.start()
         return self
 
     def stop(self) -> None:
         self.worker.stop()
-        self.server.should_exit = True
-        self._http.join(10)
+        self.reconciler.stop()
+        for server in self.servers:
+            server.should_exit = True
+        for thread in self._http:
+            thread.join(10)
         self.switching.close()
 
     def __enter__(self) -> Controller:

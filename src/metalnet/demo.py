@@ -7,6 +7,12 @@ then terminated. After every lifecycle step the node's port is read back through
 switch's own NETCONF answer; every commit on every switch is checked against the
 invariant "a port is in a project VLAN only while that project's instance is
 active there"; at the end every disk must hold the image, then be erased.
+
+With `netns` (root) the lab gets a real data plane (metalnet.sim.dataplane): nodes
+are network namespaces, VLANs are bridges, every network has a real dnsmasq, agents
+reach the controller over the service network only, and after every step a
+reachability matrix measured with packets must match what the design allows
+(metalnet.sim.isolation).
 """
 
 from __future__ import annotations
@@ -32,11 +38,15 @@ from metalnet.lifecycle import instances
 from metalnet.lifecycle.engine import SPAWN, TERMINATE, Job
 from metalnet.lifecycle.invariants import port_violation
 from metalnet.power import PowerState
+from metalnet.sim.dataplane import DataPlane
+from metalnet.sim.isolation import IsolationProof, Measurement
 from metalnet.sim.lab import Lab, LabNode
+from metalnet.sim.netlab.system import require_root
 from metalnet.sim.switch.device import SimSwitch
 from metalnet.switches.junos import JunosDriver
 
 PROJECTS = (("alpha", "10.20.0.0/24"), ("beta", "10.30.0.0/24"))
+SERVICE_CIDR = "10.10.0.0/24"  # the provisioning network's subnet (netns mode)
 Progress = Callable[[str], None]
 
 
@@ -46,11 +56,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def demo_settings(workdir: Path) -> Settings:
-    """Embedded defaults in a throwaway directory, with lab-sized timeouts."""
+def demo_settings(workdir: Path, agent_url: str | None = None) -> Settings:
+    """Embedded defaults in a throwaway directory, with lab-sized timeouts.
+
+    `agent_url`: where agents reach the controller, when not at its listen address.
+    """
     base = load_settings(None, f"sqlite:///{workdir / 'metalnet.db'}")
     return dataclasses.replace(
         base,
+        agent_url=agent_url or base.agent_url,
         boot_dir=str(workdir / "boot"),
         controller_listen=f"127.0.0.1:{_free_port()}",
         step_timeout=90.0,
@@ -83,11 +97,17 @@ class Demo:
     """One demo run; `run()` returns the report."""
 
     def __init__(
-        self, nodes: int, workdir: Path, progress: Progress, commit_latency: float
+        self,
+        nodes: int,
+        workdir: Path,
+        progress: Progress,
+        commit_latency: float,
+        netns: bool = False,
     ) -> None:
         self.workdir = workdir
         self.progress = progress
-        self.settings = demo_settings(workdir)
+        self.plane = DataPlane(SERVICE_CIDR) if netns else None
+        self.settings = demo_settings(workdir, self.plane.agent_url if self.plane else None)
         self.db = Database(self.settings)
         switches = 2 if nodes > 2 else 1
         self.lab = Lab(
@@ -97,8 +117,11 @@ class Demo:
             switches=switches,
             ports=max(8, nodes),
             commit_latency=commit_latency,
+            dataplane=self.plane,
         )
         self.checks = Checks()
+        self.proof: IsolationProof | None = None
+        self.finals: dict[str, Measurement] = {}
         self.vlans: dict[str, int] = {}
         self._readers: dict[str, JunosDriver] = {}
         self._read_lock = threading.Lock()
@@ -128,6 +151,10 @@ class Demo:
                 f"{job.instance} on {node.name}: after {step} port {node.interface} is in VLAN "
                 f"{actual}, expected {expected}"
             )
+        if self.proof is not None:
+            label = f"{job.instance} {step}"
+            for mismatch in self.proof.measure(label).mismatches:
+                self.checks.violation(f"isolation after {label}: {mismatch}")
 
     def on_commit(self, switch: SimSwitch, vlans: dict[str, int | None]) -> None:
         """Every committed state of every port obeys the isolation invariant."""
@@ -154,6 +181,31 @@ class Demo:
         self.progress(
             f"lab: {len(self.lab.fleet.switches)} Junos switches, {len(self.lab.nodes)} nodes, "
             f"projects {', '.join(f'{p} (VLAN {v})' for p, v in self.vlans.items())}"
+        )
+        if self.plane is not None:
+            self.plane.start(self.lab, self.db)
+            self.proof = IsolationProof(self.plane, self.db)
+            self.progress(
+                f"data plane {self.plane.prefix}: a namespace per node, a bridge per VLAN, "
+                f"dnsmasq per network, service network {SERVICE_CIDR}"
+            )
+
+    def controller(self) -> Controller:
+        """The controller, checking after every step; in netns mode it also listens on
+        the Unix socket that the service network's relay forwards to."""
+        uds = self.plane.controller_socket if self.plane is not None else None
+        return Controller(self.db, on_step=self.after_step, uds=uds)
+
+    def prove_isolation(self, label: str) -> None:
+        """A final matrix (netns mode): every pair as the design allows, or a failed check."""
+        if self.proof is None:
+            return
+        measurement = self.proof.measure(label)
+        self.finals[label] = measurement
+        self.checks.check(
+            f"isolation {label} matches the design",
+            measurement.ok,
+            "; ".join(measurement.mismatches),
         )
 
     def wait(self, names: list[str], final: tuple[str, ...], timeout: float) -> dict[str, str]:
@@ -204,6 +256,7 @@ class Demo:
             self.checks.check(
                 f"{node.name} boots the tenant image", node.running == "tenant image", node.running
             )
+        self.prove_isolation("after spawn")
 
     def terminate_all(self, names: list[str]) -> None:
         with self.db.session() as session:
@@ -236,6 +289,7 @@ class Demo:
                 node_states[node.name] == "available",
                 node_states[node.name],
             )
+        self.prove_isolation("after terminate")
 
     def report(self, names: list[str]) -> dict[str, object]:
         per_step: dict[str, list[float]] = defaultdict(list)
@@ -270,6 +324,7 @@ class Demo:
         order = [f"spawn:{s}" for s in SPAWN] + [f"terminate:{s}" for s in TERMINATE]
         steps = {k: round(statistics.mean(per_step[k]), 3) for k in order if per_step[k]}
         commits = sum(s.commit_count() for s in self.lab.fleet.switches)
+        isolation = {"isolation": self.proof.report(self.finals)} if self.proof else {}
         return {
             "ok": not self.checks.violations,
             "nodes": rows,
@@ -281,11 +336,12 @@ class Demo:
             "netconf_step_checks": self.step_reads,
             "checks": self.checks.results,
             "violations": self.checks.violations,
+            **isolation,
         }
 
     def run(self) -> dict[str, object]:
         self.setup()
-        with Controller(self.db, on_step=self.after_step):
+        with self.controller():
             names = self.spawn_all()
             self.verify_active()
             self.terminate_all(names)
@@ -293,10 +349,14 @@ class Demo:
         return self.report(names)
 
     def close(self) -> None:
-        for reader in self._readers.values():
-            reader.close()
-        self.lab.stop()
-        self.db.engine.dispose()
+        try:
+            for reader in self._readers.values():
+                reader.close()
+            self.lab.stop()
+        finally:
+            if self.plane is not None:
+                self.plane.close()
+            self.db.engine.dispose()
 
 
 def run_demo(
@@ -304,11 +364,17 @@ def run_demo(
     progress: Progress = print,
     commit_latency: float = 0.3,
     keep: Path | None = None,
+    netns: bool = False,
 ) -> dict[str, object]:
-    """Run the demo in a temporary directory (or `keep`) and return its report."""
+    """Run the demo in a temporary directory (or `keep`) and return its report.
+
+    `netns` needs root (checked before anything is made): see the module docstring.
+    """
+    if netns:
+        require_root()
     with tempfile.TemporaryDirectory(prefix="metalnet-demo-") as tmp:
         workdir = keep or Path(tmp)
-        demo = Demo(nodes, workdir, progress, commit_latency)
+        demo = Demo(nodes, workdir, progress, commit_latency, netns)
         try:
             started = time.monotonic()
             report = demo.run()

@@ -712,6 +712,14 @@ class _ServerSession(pyghmi_serversession.ServerSession):
 
     bmc: _PyghmiBmc
 
+    def sessionless_data(self, data: bytes, sockaddr: tuple[Any, ...]) -> None:
+        """A late packet for a session that already ended: hand it to the BMC.
+
+        pyghmi's client and these servers share one packet loop in a process, which
+        routes such a packet here; without this it raised in whatever client waited.
+        """
+        self.bmc.sessionless_data(data, sockaddr)
+
     def create_open_session_response(self, request: bytearray) -> bytearray:
         """Accept only cipher suite 3; answer "no cipher suite match" to anything else.
 

@@ -4,6 +4,11 @@ The lab plays the physical world. A node powered on with boot device PXE runs th
 agent only if its switch port is in the service VLAN according to the simulated
 switch's *committed* configuration (no DHCP offer otherwise); booted from disk it
 runs whatever image is on its disk. The lab never bypasses the switch.
+
+In root mode a `DataPlane` (metalnet.sim.dataplane) makes this real: the lab tells
+it when a node boots or loses power, a PXE boot also needs a real DHCP lease on the
+service network, and the agent runs inside the node's network namespace, reaching
+the controller and the images over the service network only.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from metalnet import inventory
 from metalnet.config import Settings
@@ -27,6 +33,9 @@ from metalnet.power import BootDevice
 from metalnet.sim.bmc import IpmiBmc, PowerEvent, RedfishBmc, SimBmc, SimNodePower
 from metalnet.sim.switch.device import SimSwitch
 from metalnet.sim.switch.fleet import SimFleet
+
+if TYPE_CHECKING:
+    from metalnet.sim.dataplane import DataPlane
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +57,7 @@ class LabNode:
     agent: subprocess.Popen[bytes] | None = None
     running: str = "off"
     boots: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def port_vlan(self) -> int | None:
         """The VLAN the switch's committed configuration gives this node's port."""
@@ -74,8 +84,10 @@ class Lab:
         disk_mib: int = 8,
         image_mib: int = 2,
         bmc: str = "mixed",
+        dataplane: DataPlane | None = None,
     ) -> None:
         self.workdir = workdir
+        self.dataplane = dataplane
         self.settings = settings
         self.node_count = nodes
         self.switch_count = switches
@@ -87,7 +99,6 @@ class Lab:
         self.fleet: SimFleet | None = None
         self.nodes: list[LabNode] = []
         self._http: ThreadingHTTPServer | None = None
-        self._lock = threading.Lock()
         self.image_sha256 = ""
 
     # Setting up ------------------------------------------------------------------
@@ -123,7 +134,9 @@ class Lab:
 
     @property
     def image_url(self) -> str:
-        """URL of the tenant image the lab serves."""
+        """URL of the tenant image the lab serves, as the nodes' agents reach it."""
+        if self.dataplane is not None:
+            return f"{self.dataplane.image_base_url}/tenant.img"
         return f"http://127.0.0.1:{self._http.server_address[1]}/tenant.img"
 
     def _make_node(self, index: int, switch: SimSwitch, port_index: int) -> LabNode:
@@ -172,10 +185,20 @@ class Lab:
     # The physical world ------------------------------------------------------------
 
     def _on_power(self, node: LabNode, event: PowerEvent, device: BootDevice | None) -> None:
-        with self._lock:
+        """BMC callback, which must return at once (a BMC answers before the node has
+        booted): with a data plane the boot (DHCP...) runs on the node's own timeline."""
+        if self.dataplane is not None:
+            self.dataplane.on_node(node, partial(self._power_changed, node, event, device))
+        else:
+            self._power_changed(node, event, device)
+
+    def _power_changed(self, node: LabNode, event: PowerEvent, device: BootDevice | None) -> None:
+        with node.lock:
             self._stop_agent(node)
             if event == PowerEvent.POWER_OFF:
                 node.running = "off"
+                if self.dataplane is not None:
+                    self.dataplane.power_off(node)
             elif device == BootDevice.PXE:
                 node.running = self._pxe_boot(node)
             else:
@@ -185,13 +208,16 @@ class Lab:
 
     def _pxe_boot(self, node: LabNode) -> str:
         vlan = node.port_vlan()
+        if self.dataplane is not None and not self.dataplane.boot(node, pxe=True):
+            return f"pxe failed: no DHCP lease on the service network (port in VLAN {vlan})"
         if vlan != self.settings.service_vlan:
             return f"pxe failed: no DHCP offer (port in VLAN {vlan})"
         entry = boot.read(self.settings.boot_dir, node.mac)
         if entry is None:
             return "pxe failed: no boot entry for this MAC"
         log_file = (self.workdir / "agents" / f"{node.name}.log").open("ab")
-        node.agent = subprocess.Popen(
+        node.agent = self._start_agent(
+            node,
             [
                 sys.executable,
                 "-m",
@@ -215,7 +241,15 @@ class Lab:
         log_file.close()
         return "ramdisk"
 
+    def _start_agent(self, node: LabNode, argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
+        """The ramdisk's agent: a process on the host, or in the node's namespace."""
+        if self.dataplane is not None:
+            return self.dataplane.run_in(node, argv, **popen)
+        return subprocess.Popen(argv, **popen)
+
     def _disk_boot(self, node: LabNode) -> str:
+        if self.dataplane is not None:
+            self.dataplane.boot(node, pxe=False)  # the tenant image asks for its address
         with node.disk.open("rb") as disk:
             head = disk.read(self.image_bytes)
         if hashlib.sha256(head).hexdigest() == self.image_sha256:
@@ -240,7 +274,7 @@ class Lab:
     def stop(self) -> None:
         """Kill agents, stop BMCs, switches and the image server."""
         for node in self.nodes:
-            with self._lock:
+            with node.lock:
                 self._stop_agent(node)
             if node.bmc is not None:
                 node.bmc.stop()

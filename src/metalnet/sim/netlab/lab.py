@@ -171,6 +171,25 @@ class NetLab:
         )
         return server
 
+    def restart_dhcp_server(self, server: DhcpServer, network: DhcpNetwork) -> None:
+        """Serve `network` (e.g. new reservations) from `server`'s namespace from now on.
+
+        dnsmasq reads `dhcp-host` lines only at start, so the configuration is
+        re-rendered and dnsmasq restarted; its lease file carries over. The network
+        must keep the server's VLAN, subnet, address and interface.
+        """
+        same_place = (network.vlan, network.cidr, network.server, network.interface)
+        if same_place != (server.vlan, server.network.cidr, server.address.ip, server.nic):
+            raise ValueError(f"network {network.name!r} does not fit DHCP server {server.name}")
+        files = self.workdir / server.name
+        network = dataclasses.replace(
+            network, log_file=files / "dnsmasq.log", lease_file=files / "leases"
+        )
+        _stop_all([server.process])
+        (files / "dnsmasq.conf").write_text(render_dnsmasq(network))
+        server.process = self._start_dnsmasq(server.netns, files)
+        server.network = network
+
     # --- processes and probes -----------------------------------------------------
 
     def run_in(
@@ -196,9 +215,17 @@ class NetLab:
         """Whether a real ICMP echo from `src` to `dst_ip` is answered within `timeout`."""
         return probe.reachable(src, dst_ip, timeout)
 
-    def matrix(self, endpoints: Sequence[Endpoint], timeout: float = 0.5) -> probe.Matrix:
-        """Reachability between every ordered pair of `endpoints`: result[src][dst]."""
-        return probe.matrix(endpoints, timeout)
+    def matrix(
+        self,
+        endpoints: Sequence[Endpoint],
+        timeout: float = 0.5,
+        probe_with: probe.Probe = probe.reachable,
+    ) -> probe.Matrix:
+        """Reachability between every ordered pair of `endpoints`: result[src][dst].
+
+        `probe_with` is `probe.reachable` (ICMP) or `probe.adjacent` (ARP, same VLAN).
+        """
+        return probe.matrix(endpoints, timeout, probe_with)
 
     # --- internals ----------------------------------------------------------------
 
@@ -250,12 +277,13 @@ class NetLab:
         """Run dnsmasq in the foreground and wait until it has bound its DHCP socket."""
         conf = files / "dnsmasq.conf"
         argv = [tool("dnsmasq"), "--keep-in-foreground", f"--conf-file={conf}", "--pid-file="]
+        log_file = files / "dnsmasq.log"
+        logged = log_file.stat().st_size if log_file.exists() else 0  # a restart appends
         with (files / "stderr").open("wb") as stderr:
             process = self._spawn(netns, argv, stderr=stderr)
         deadline = time.monotonic() + DNSMASQ_READY_SECONDS
-        log_file = files / "dnsmasq.log"
         while time.monotonic() < deadline and process.poll() is None:
-            if log_file.exists() and "sockets bound" in log_file.read_text():
+            if log_file.exists() and b"sockets bound" in log_file.read_bytes()[logged:]:
                 return process
             time.sleep(0.02)
         reason = (files / "stderr").read_text().strip() or "did not start in time"

@@ -1,7 +1,12 @@
-"""Reachability measured with real packets: one ICMP echo per pair, bounded in time.
+"""Reachability measured with real packets, one probe per pair, bounded in time.
 
-A failed probe costs its whole timeout, so the matrix runs every pair at once in
-threads: n endpoints cost about one timeout, not n*(n-1) of them.
+Two probes: an ICMP echo (`reachable`: can the two talk IP?) and an ARP probe
+(`adjacent`: do they share a broadcast domain, i.e. a VLAN?). ARP is what proves
+VLAN isolation: a node whose port leaked into another VLAN usually holds no
+address of that VLAN's subnet, so an ICMP echo misses the leak; an ARP probe sent
+from 0.0.0.0 (RFC 5227) is answered by any host of the VLAN whatever the sender's
+address. A failed probe costs its whole timeout, so the matrix runs every pair at
+once in threads: n endpoints cost about one timeout, not n*(n-1) of them.
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from metalnet.sim.netlab.endpoints import Endpoint
@@ -17,6 +22,7 @@ from metalnet.sim.netlab.system import in_netns, ip, tool
 
 MAX_PARALLEL_PROBES = 64
 Matrix = dict[str, dict[str, bool]]
+Probe = Callable[[Endpoint, "ipaddress.IPv4Address | str", float], bool]
 
 
 def addresses(endpoint: Endpoint) -> list[ipaddress.IPv4Address]:
@@ -42,17 +48,37 @@ def reachable(src: Endpoint, dst_ip: ipaddress.IPv4Address | str, timeout: float
     return result.returncode == 0
 
 
-def matrix(endpoints: Sequence[Endpoint], timeout: float = 0.5) -> Matrix:
+def adjacent(src: Endpoint, dst_ip: ipaddress.IPv4Address | str, timeout: float = 0.5) -> bool:
+    """True if an ARP probe from `src`'s NIC for `dst_ip` is answered within `timeout`.
+
+    busybox arping only waits whole seconds, so coreutils `timeout` bounds it; in
+    DAD mode (-D) it exits 1 on a reply, which the printed reply line confirms (an
+    error such as a NIC that is down also exits 1, but prints no reply).
+    """
+    target = str(ipaddress.IPv4Address(dst_ip))
+    arping = [tool("busybox"), "arping", "-D", "-f", "-c", "1", "-w", "1", "-I", src.nic, target]
+    argv = in_netns(src.netns, [tool("timeout"), f"{timeout:g}", *arping])
+    try:
+        result = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout + 5, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    return result.returncode == 1 and "reply from" in result.stdout
+
+
+def matrix(endpoints: Sequence[Endpoint], timeout: float = 0.5, probe: Probe = reachable) -> Matrix:
     """For every ordered pair (src, dst), whether src reaches any of dst's current addresses.
 
     Keyed by endpoint name: result[src][dst]. An endpoint without an address is
-    unreachable from everyone; the diagonal is left out.
+    unreachable from everyone; the diagonal is left out. `probe` is `reachable`
+    (ICMP) or `adjacent` (ARP).
     """
     with ThreadPoolExecutor(max_workers=MAX_PARALLEL_PROBES) as pool:
         held = dict(zip(endpoints, pool.map(addresses, endpoints), strict=True))
         pairs = [(src, dst) for src in endpoints for dst in endpoints if src is not dst]
         answers = pool.map(
-            lambda pair: any(reachable(pair[0], a, timeout) for a in held[pair[1]]), pairs
+            lambda pair: any(probe(pair[0], a, timeout) for a in held[pair[1]]), pairs
         )
         result: Matrix = {endpoint.name: {} for endpoint in endpoints}
         for (src, dst), answered in zip(pairs, answers, strict=True):

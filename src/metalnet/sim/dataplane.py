@@ -1,0 +1,328 @@
+"""The lab's root-mode data plane: the switches' committed configuration, as packets see it.
+
+`DataPlane` turns the unprivileged `Lab` into a network (see `metalnet.sim.netlab`
+for namespaces, bridges and probes):
+
+- Each lab node is a namespace whose NIC carries the node's MAC; each VLAN a port
+  is ever committed to is a Linux bridge, made on first use. That includes VLAN 1,
+  the switches' factory default: on a real switch the default VLAN connects its
+  ports too, so giving it a bridge hides nothing. A port with no VLAN (or disabled)
+  hangs off no bridge. On every commit the ports whose VLAN changed move to their
+  new bridge; nothing else moves links.
+- Each network gets a real dnsmasq in its own namespace on its VLAN's bridge,
+  configured by `metalnet.dhcp` from the database: the service network (a subnet the
+  caller gives, since metalnet has no setting for it; node N is reserved host
+  `NODE_HOST_OFFSET + N's id`, with PXE options naming the service endpoint) and
+  every project network (reservations from `ip_allocations`, the server on the
+  subnet's last host address). Reservations are re-read before every DHCP exchange;
+  a dnsmasq whose reservations changed is restarted (it reads them only at start).
+- Node model: booting (PXE or disk) brings the NIC up and runs a real DHCP client;
+  a port move while the node is on is a link renegotiation, after which the node
+  runs DHCP again from scratch (no offer: no address); powering off flushes the
+  addresses and takes the NIC down, so the node neither answers nor sends. Every
+  action on one node runs on that node's own serial worker, so a DHCP exchange
+  triggered by a commit and one triggered by a reboot never overlap; `settle()`
+  waits for all of them.
+- The service endpoint (host 2 of the service subnet) runs a relay to the
+  controller's Unix socket (`metalnet.sim.forwarder`) and an HTTP server for the
+  lab's image directory: agents inside node namespaces reach both on the service
+  network only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import select
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_all
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select as sql_select
+
+from metalnet.db.engine import Database
+from metalnet.db.models import IpAllocation, Network, Node
+from metalnet.dhcp import DhcpHost, DhcpNetwork, PxeOptions
+from metalnet.sim import forwarder
+from metalnet.sim.netlab import DhcpServer, HostEndpoint, Matrix, NetLab, NetLabError, probe
+from metalnet.sim.netlab import LabNode as NodeEndpoint
+from metalnet.sim.netlab.cleanup import cleanup_stale
+from metalnet.sim.netlab.system import ip, tool
+from metalnet.sim.switch.device import SimSwitch
+
+if TYPE_CHECKING:
+    from metalnet.sim.lab import Lab, LabNode
+
+log = logging.getLogger(__name__)
+
+SERVICE_ENDPOINT = "service"
+AGENT_PORT = 8470
+IMAGE_PORT = 8080
+NODE_HOST_OFFSET = 100
+DHCP_TIMEOUT = 2.0  # a served DHCP exchange takes milliseconds; no offer costs this
+LEASE_SECONDS = 600
+READY_SECONDS = 10.0
+NIC = "eth0"
+PXE_BOOT_FILE = "pxelinux.0"
+
+
+@dataclass(eq=False)
+class _Node:
+    """One lab node's namespace and the serial worker that acts on it."""
+
+    endpoint: NodeEndpoint
+    worker: ThreadPoolExecutor
+    powered: bool = False
+    last: Future[object] | None = field(default=None, repr=False)
+    submitting: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+class DataPlane:
+    """Namespaces, bridges and DHCP servers that follow the lab's switches and BMCs.
+
+    Create it before the `Lab` (the lab calls its hooks), `start()` it once the lab
+    is registered in the database, and `close()` it at the end, whatever happened.
+    """
+
+    def __init__(self, service_cidr: str) -> None:
+        self.service_cidr = ipaddress.IPv4Network(service_cidr)
+        self.endpoint_ip = self.service_cidr[2]
+        self.netlab = NetLab()
+        self.nodes: dict[str, _Node] = {}
+        self.servers: dict[int, DhcpServer] = {}  # VLAN -> its network's dnsmasq
+        self.service: HostEndpoint | None = None
+        self._db: Database | None = None
+        self._lab: Lab | None = None
+        self._links = threading.Lock()
+        self._dhcp_config = threading.Lock()
+
+    # Addresses the controller and the demo need -------------------------------------
+
+    @property
+    def agent_url(self) -> str:
+        """Where agents reach the controller: the relay on the service network."""
+        return f"http://{self.endpoint_ip}:{AGENT_PORT}"
+
+    @property
+    def image_base_url(self) -> str:
+        """Where agents download images: the HTTP server on the service network."""
+        return f"http://{self.endpoint_ip}:{IMAGE_PORT}"
+
+    @property
+    def controller_socket(self) -> str:
+        """The Unix socket the controller must also listen on (the relay's upstream)."""
+        return str(self.netlab.workdir / "controller.sock")
+
+    @property
+    def prefix(self) -> str:
+        """The NetLab prefix every namespace and link of this data plane carries."""
+        return self.netlab.prefix
+
+    # Building and tearing down ---------------------------------------------------------
+
+    def start(self, lab: Lab, db: Database) -> None:
+        """Build the network for `lab` (registered in `db`) and follow its switches."""
+        for name in ("dnsmasq", "busybox", "timeout"):
+            tool(name)
+        cleanup_stale()  # what a killed lab left behind; running labs are spared
+        self.netlab.start()
+        self._db, self._lab = db, lab
+        service_vlan = db.settings.service_vlan
+        address = f"{self.endpoint_ip}/{self.service_cidr.prefixlen}"
+        self.service = self.netlab.add_host_endpoint(service_vlan, address, SERVICE_ENDPOINT)
+        self._serve_on_service_network(lab.workdir / "images")
+        self.sync_reservations()
+        for node in lab.nodes:
+            endpoint = self.netlab.add_node(node.name, node.mac)
+            self.nodes[node.name] = _Node(endpoint, ThreadPoolExecutor(1, f"plane-{node.name}"))
+            _nic_down(endpoint)  # lab nodes start powered off
+        for switch in lab.fleet.switches:
+            switch.on_commit(self._committed)
+            self._committed(switch, switch.port_vlans())
+
+    def close(self) -> None:
+        """Stop the node workers, then remove every namespace, link and process."""
+        for node in self.nodes.values():
+            node.worker.shutdown(wait=True, cancel_futures=True)
+        self.netlab.close()
+
+    def _serve_on_service_network(self, images: Path) -> None:
+        """The controller relay and the image server, inside the service endpoint."""
+        host = str(self.endpoint_ip)
+        relay = [sys.executable, "-m", "metalnet.sim.forwarder"]
+        relay += [f"{host}:{AGENT_PORT}", self.controller_socket]
+        self._run_service("controller relay", relay, forwarder.READY)
+        http = [sys.executable, "-u", "-m", "http.server", str(IMAGE_PORT), "--bind", host]
+        self._run_service("image server", [*http, "--directory", str(images)], "Serving HTTP")
+
+    def _run_service(self, what: str, argv: Sequence[str], ready: str) -> None:
+        """Start a server in the service namespace; return once it prints `ready`."""
+        process = self.netlab.run_in(
+            self.service, argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+        readable, _, _ = select.select([process.stdout], [], [], READY_SECONDS)
+        line = process.stdout.readline().decode() if readable else ""
+        if ready not in line:
+            raise NetLabError(f"{what} did not start on the service network: {line!r}")
+
+    # DHCP servers follow the database -----------------------------------------------
+
+    def sync_reservations(self) -> None:
+        """Start a dnsmasq for every network, restart those whose reservations changed."""
+        with self._dhcp_config:
+            for network in self._networks():
+                server = self.servers.get(network.vlan)
+                if server is None:
+                    self.servers[network.vlan] = self.netlab.add_dhcp_server(network)
+                elif server.network.hosts != network.hosts:
+                    log.info("dnsmasq %s: reservations changed, restarting", network.name)
+                    self.netlab.restart_dhcp_server(server, network)
+
+    def _networks(self) -> list[DhcpNetwork]:
+        """The service network and every project network, as the database has them."""
+        with self._db.session() as session:
+            nodes = session.scalars(sql_select(Node).order_by(Node.id)).all()
+            service_hosts = [
+                DhcpHost(node.nics[0].mac, self.service_cidr[NODE_HOST_OFFSET + node.id], node.name)
+                for node in nodes
+            ]
+            networks = [self._service_network(service_hosts)]
+            for net in session.scalars(sql_select(Network).order_by(Network.vlan)):
+                allocations = session.scalars(
+                    sql_select(IpAllocation)
+                    .where(IpAllocation.network_id == net.id)
+                    .order_by(IpAllocation.address)
+                )
+                hosts = [DhcpHost(a.nic.mac, a.address, a.nic.node.name) for a in allocations]
+                networks.append(_project_network(net, hosts))
+        return networks
+
+    def _service_network(self, hosts: list[DhcpHost]) -> DhcpNetwork:
+        """The provisioning network: every node reserved, PXE options to the endpoint."""
+        pxe = PxeOptions(PXE_BOOT_FILE, self.endpoint_ip, self.agent_url)
+        return DhcpNetwork(
+            SERVICE_ENDPOINT,
+            self._db.settings.service_vlan,
+            self.service_cidr,
+            self.service_cidr[3],
+            NIC,
+            hosts=hosts,
+            pxe=pxe,
+            lease_seconds=LEASE_SECONDS,
+        )
+
+    def reserved(self, node: str, vlan: int) -> ipaddress.IPv4Address | None:
+        """The address `node` is reserved on VLAN `vlan`'s network, if any."""
+        server = self.servers.get(vlan)
+        hosts = server.network.hosts if server else ()
+        return next((host.ip for host in hosts if host.hostname == node), None)
+
+    # The switches move links ------------------------------------------------------------
+
+    def _committed(self, switch: SimSwitch, vlans: dict[str, int | None]) -> None:
+        """Commit hook (on the switch's loop): move exactly the ports whose VLAN changed."""
+        with self._links:
+            for lab_node in self._lab.nodes:
+                node = self.nodes[lab_node.name]
+                vlan = vlans.get(lab_node.interface)
+                if lab_node.switch is not switch or vlan == node.endpoint.vlan:
+                    continue
+                self.netlab.set_port_vlan(node.endpoint, vlan)
+                log.info("plane: %s port %s -> VLAN %s", lab_node.name, lab_node.interface, vlan)
+                self._submit(node, self._renegotiate, node)
+
+    # Hooks the lab calls on power events -------------------------------------------------
+
+    def on_node(self, node: LabNode, action: Callable[[], object]) -> None:
+        """Run `action` on the node's own timeline, after everything submitted before it.
+
+        The lab hands over what a power event does to the node, so that the BMC can
+        answer at once while the node boots, and `boot`/`power_off` run in order with
+        the DHCP exchanges that port moves trigger.
+        """
+        self._submit(self.nodes[node.name], action)
+
+    def boot(self, node: LabNode, pxe: bool) -> bool:
+        """The node boots (call on its timeline): NIC up, DHCP. True if it got an address;
+        for a PXE boot one on the service network, whose DHCP server sends PXE options."""
+        plane_node = self.nodes[node.name]
+        plane_node.powered = True
+        ip("-n", plane_node.endpoint.netns, "link", "set", plane_node.endpoint.nic, "up")
+        lease = self._dhcp(plane_node)
+        if pxe:
+            return lease is not None and lease in self.service_cidr
+        return lease is not None
+
+    def power_off(self, node: LabNode) -> None:
+        """The node lost power (call on its timeline): no address, NIC down."""
+        plane_node = self.nodes[node.name]
+        plane_node.powered = False
+        _nic_down(plane_node.endpoint)
+
+    def run_in(self, node: LabNode, argv: Sequence[str], **popen: Any) -> subprocess.Popen[bytes]:
+        """Start a process (the agent) inside the node's namespace."""
+        return self.netlab.run_in(self.nodes[node.name].endpoint, argv, **popen)
+
+    # Observing ------------------------------------------------------------------------------
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until every node action submitted so far (DHCP after a move...) is done."""
+        pending = [node.last for node in self.nodes.values() if node.last is not None]
+        wait_all(pending, timeout)
+
+    def observe(self, timeout: float) -> tuple[Matrix, dict[str, list[str]]]:
+        """ARP reachability between all nodes and the service endpoint, and node addresses."""
+        endpoints = [node.endpoint for node in self.nodes.values()]
+        addresses = {e.name: [str(a) for a in self.netlab.addresses(e)] for e in endpoints}
+        reach = self.netlab.matrix([*endpoints, self.service], timeout, probe.adjacent)
+        return reach, addresses
+
+    # Node actions, each on the node's own worker ------------------------------------------------
+
+    def _submit(self, node: _Node, action: Callable[..., object], *args: object) -> None:
+        with node.submitting:  # `last` must be the newest future, whichever thread submits
+            future = node.worker.submit(action, *args)
+            node.last = future
+        future.add_done_callback(_log_failure)
+
+    def _renegotiate(self, node: _Node) -> None:
+        """Link renegotiation after a port move: a running node asks for an address again."""
+        if node.powered:
+            self._dhcp(node)
+
+    def _dhcp(self, node: _Node) -> ipaddress.IPv4Address | None:
+        self.sync_reservations()
+        lease = self.netlab.dhcp(node.endpoint, timeout=DHCP_TIMEOUT)
+        log.info("plane: %s on VLAN %s leased %s", node.endpoint.name, node.endpoint.vlan, lease)
+        return lease
+
+
+def _project_network(net: Network, hosts: list[DhcpHost]) -> DhcpNetwork:
+    """A project network's DHCP service; the server takes the subnet's last host address."""
+    cidr = ipaddress.IPv4Network(net.cidr)
+    return DhcpNetwork(
+        f"vlan{net.vlan}",
+        net.vlan,
+        cidr,
+        cidr[-2],
+        NIC,
+        hosts=hosts,
+        gateway=ipaddress.IPv4Address(net.gateway) if net.gateway else None,
+        lease_seconds=LEASE_SECONDS,
+    )
+
+
+def _nic_down(endpoint: NodeEndpoint) -> None:
+    ip("-n", endpoint.netns, "addr", "flush", "dev", endpoint.nic)
+    ip("-n", endpoint.netns, "link", "set", endpoint.nic, "down")
+
+
+def _log_failure(future: Future[object]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("plane: node action failed: %s", future.exception())
