@@ -173,3 +173,58 @@ def test_check_config_reports_dnsmasqs_own_message() -> None:
     text = render_dnsmasq(network()) + "dhcp-range=nonsense\n"
     with pytest.raises(DnsmasqError, match="bad dhcp-range at line"):
         check_config(text)
+
+
+def test_network_dhcp_command_renders_reservations_from_the_database(cli, sqlite_url) -> None:
+    """`metalnet network dhcp`: the spawn's address reservation becomes a dhcp-host line."""
+    from metalnet.config import load_settings
+    from metalnet.db.engine import Database
+    from metalnet.lifecycle import instances
+
+    def run(*args: str):
+        return cli("--db", sqlite_url, *args)
+
+    assert run("db", "upgrade").exit_code == 0
+    assert run("project", "create", "acme").exit_code == 0
+    assert run("network", "create", "web", "-p", "acme", "--cidr", "10.20.0.0/24").exit_code == 0
+    assert (
+        run(
+            "switch",
+            "add",
+            "sw",
+            "--driver",
+            "fake",
+            "--address",
+            "127.0.0.1:830",
+            "--username",
+            "u",
+            "--password",
+            "p",
+        ).exit_code
+        == 0
+    )
+    assert (
+        run(
+            "node",
+            "add",
+            "n1",
+            "--mac",
+            "52:54:00:00:00:01",
+            "--switch",
+            "sw",
+            "--port",
+            "eth1",
+            "--bmc",
+            "ipmi://127.0.0.1:623",
+        ).exit_code
+        == 0
+    )
+    db = Database(load_settings(None, sqlite_url))
+    with db.session() as s:
+        instances.create_instance(s, "i1", "acme", "web", "n1", "http://i/x", "a" * 64)
+    result = run("network", "dhcp", "web", "-p", "acme", "--interface", "br100")
+    assert result.exit_code == 0, result.output
+    assert "52:54:00:00:00:01" in result.stdout and "10.20.0.2" in result.stdout
+    assert "interface=br100" in result.stdout
+    bad = run("network", "dhcp", "web", "-p", "acme", "--interface", "br100;x")
+    assert bad.exit_code == 2 and "br100;x" in bad.stderr

@@ -8,6 +8,9 @@ from sqlalchemy import select
 from metalnet import inventory
 from metalnet.cli.common import JSON_OPTION, audited, print_fields, print_json, print_table, state
 from metalnet.db.models import Network, Project
+from metalnet.dhcp import DnsmasqError, check_config, find_dnsmasq, render_dnsmasq
+from metalnet.dhcp.reservations import project_network
+from metalnet.errors import MetalnetError
 from metalnet.views import network_view
 
 app = typer.Typer(help="Create, list, show and delete project networks.", no_args_is_help=True)
@@ -80,3 +83,33 @@ def delete(ctx: typer.Context, name: str, project: str = PROJECT) -> None:
     with state(ctx).database().session() as session:
         inventory.delete_network(session, project, name)
     typer.echo(f"network {project}/{name} deleted")
+
+
+class DhcpConfigRefused(MetalnetError):
+    """dnsmasq --test refused the rendered configuration."""
+
+
+@app.command("dhcp")
+def dhcp(
+    ctx: typer.Context,
+    name: str,
+    project: str = PROJECT,
+    interface: str = typer.Option(..., help="Interface dnsmasq serves the VLAN on."),
+    server: str | None = typer.Option(None, help="dnsmasq's own address (default: last host)."),
+) -> None:
+    """Print the network's dnsmasq configuration (static MAC -> IP reservations from the
+    database), checked with `dnsmasq --test` when dnsmasq is installed.
+
+    Example: metalnet network dhcp web --project acme --interface br-vlan100 > web.conf
+    """
+    with state(ctx).database().session() as session:
+        net = inventory.get_network(session, project, name)
+        text = render_dnsmasq(project_network(session, net, interface, server))
+    if find_dnsmasq() is None:
+        typer.echo("note: dnsmasq is not installed; configuration not checked", err=True)
+    else:
+        try:
+            check_config(text)
+        except DnsmasqError as exc:
+            raise DhcpConfigRefused(f"dnsmasq refused the configuration: {exc}") from None
+    typer.echo(text, nl=False)

@@ -47,8 +47,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select as sql_select
 
 from metalnet.db.engine import Database
-from metalnet.db.models import IpAllocation, Network, Node
+from metalnet.db.models import Network, Node
 from metalnet.dhcp import DhcpHost, DhcpNetwork, PxeOptions
+from metalnet.dhcp.reservations import project_network
 from metalnet.sim import forwarder
 from metalnet.sim.netlab import DhcpServer, HostEndpoint, Matrix, NetLab, NetLabError, probe
 from metalnet.sim.netlab import LabNode as NodeEndpoint
@@ -193,14 +194,10 @@ class DataPlane:
                 for node in nodes
             ]
             networks = [self._service_network(service_hosts)]
-            for net in session.scalars(sql_select(Network).order_by(Network.vlan)):
-                allocations = session.scalars(
-                    sql_select(IpAllocation)
-                    .where(IpAllocation.network_id == net.id)
-                    .order_by(IpAllocation.address)
-                )
-                hosts = [DhcpHost(a.nic.mac, a.address, a.nic.node.name) for a in allocations]
-                networks.append(_project_network(net, hosts))
+            networks += [
+                project_network(session, net, NIC, lease_seconds=LEASE_SECONDS)
+                for net in session.scalars(sql_select(Network).order_by(Network.vlan))
+            ]
         return networks
 
     def _service_network(self, hosts: list[DhcpHost]) -> DhcpNetwork:
@@ -301,21 +298,6 @@ class DataPlane:
         lease = self.netlab.dhcp(node.endpoint, timeout=DHCP_TIMEOUT)
         log.info("plane: %s on VLAN %s leased %s", node.endpoint.name, node.endpoint.vlan, lease)
         return lease
-
-
-def _project_network(net: Network, hosts: list[DhcpHost]) -> DhcpNetwork:
-    """A project network's DHCP service; the server takes the subnet's last host address."""
-    cidr = ipaddress.IPv4Network(net.cidr)
-    return DhcpNetwork(
-        f"vlan{net.vlan}",
-        net.vlan,
-        cidr,
-        cidr[-2],
-        NIC,
-        hosts=hosts,
-        gateway=ipaddress.IPv4Address(net.gateway) if net.gateway else None,
-        lease_seconds=LEASE_SECONDS,
-    )
 
 
 def _nic_down(endpoint: NodeEndpoint) -> None:
