@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from metalnet.db.models import (
+    AuditEntry,
     Instance,
     InstanceEvent,
     Network,
@@ -126,4 +127,16 @@ def change_view(change: SwitchChange) -> dict[str, object]:
         "ok": change.ok,
         "seconds": round(change.seconds, 3),
         "message": change.message,
+    }
+
+
+def audit_view(entry: AuditEntry) -> dict[str, object]:
+    """One audit log entry."""
+    return {
+        "at": _time(entry.at),
+        "actor": entry.actor,
+        "action": entry.action,
+        "target": entry.target,
+        "ok": entry.ok,
+        "detail": entry.detail,
     }

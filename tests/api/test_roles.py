@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from conftest import SHA
 from sqlalchemy import func, select
 
 from metalnet.db.models import AuditEntry
 
+SHA = "a" * 64
 NEW_NET = {"name": "n2", "cidr": "10.9.0.0/24"}
 NEW_INSTANCE = {
     "name": "x",

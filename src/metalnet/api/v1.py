@@ -23,6 +23,7 @@ from metalnet.db.models import AuditEntry, Instance, Network, Node, Project, Swi
 from metalnet.errors import InputError, NotFound
 from metalnet.lifecycle import instances
 from metalnet.views import (
+    audit_view,
     change_view,
     instance_view,
     network_view,
@@ -287,7 +288,7 @@ def create_instance(body: InstanceIn, db: Db, who: Caller) -> dict:
             s, body.name, project, body.network, body.node, body.image_url, body.sha256
         )
         s.flush()
-        return instance_view(inst, history=True)
+        return instance_view(inst)
 
 
 @router.get("/instances/{name}")
@@ -300,7 +301,7 @@ def show_instance(name: str, db: Db, who: Caller) -> dict:
 def delete_instance(name: str, db: Db, who: Caller) -> dict:
     with change(db, who, "instance delete", name), db.session() as s:
         _instance(s, who, name)
-        return instance_view(instances.delete_instance(s, name), history=True)
+        return instance_view(instances.delete_instance(s, name))
 
 
 @router.get("/audit")
@@ -308,14 +309,4 @@ def audit_log(db: Db, who: Caller, limit: int = 100) -> list[dict]:
     who.require_admin()
     query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(min(limit, 1000))
     with db.session() as s:
-        return [
-            {
-                "at": e.at.isoformat(),
-                "actor": e.actor,
-                "action": e.action,
-                "target": e.target,
-                "ok": e.ok,
-                "detail": e.detail,
-            }
-            for e in s.scalars(query)
-        ]
+        return [audit_view(e) for e in s.scalars(query)]

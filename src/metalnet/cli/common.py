@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -18,9 +19,10 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from metalnet import audit
+from metalnet.cli.remote import Remote
 from metalnet.config import Settings, load_settings
 from metalnet.db.engine import Database, ensure_ready
-from metalnet.errors import MetalnetError
+from metalnet.errors import InputError, MetalnetError
 
 F = TypeVar("F", bound=Callable[..., Any])
 console = Console()
@@ -46,7 +48,9 @@ class AppState:
 
     config_path: str | None = None
     database_url: str | None = None
+    url: str | None = None
     _settings: Settings | None = field(default=None, repr=False)
+    _remote: Remote | None = field(default=None, repr=False)
     _db: Database | None = field(default=None, repr=False)
 
     @property
@@ -54,6 +58,18 @@ class AppState:
         if self._settings is None:
             self._settings = load_settings(self.config_path, self.database_url)
         return self._settings
+
+    @property
+    def remote(self) -> Remote | None:
+        """The API client when the CLI works against a remote server (`--url`)."""
+        if self.url and self._remote is None:
+            self._remote = Remote(self.url, os.environ.get("METALNET_TOKEN"))
+        return self._remote
+
+    def local_only(self, command: str) -> None:
+        """Refuse, in one line, a command the REST API does not offer."""
+        if self.url:
+            raise InputError(f"`metalnet {command}` works on the local database only, not --url")
 
     def database(self, check: bool = True) -> Database:
         """The database; unless `check` is False, refused when not migrated."""
@@ -118,6 +134,8 @@ def audited(
 
 
 def _audit(ctx: typer.Context, action: str, target: str, ok: bool, detail: str = "") -> None:
+    if state(ctx).url:
+        return  # the server audits what its API is asked to do
     try:
         db = state(ctx).database(check=False)
     except MetalnetError:

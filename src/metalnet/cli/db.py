@@ -16,6 +16,7 @@ def upgrade_command(ctx: typer.Context) -> None:
 
     Example: metalnet --db postgresql://metalnet@db/metalnet db upgrade
     """
+    state(ctx).local_only("db upgrade")
     db = state(ctx).database(check=False)
     before, after = upgrade(db.engine)
     if before == after:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from typing import Any
+from urllib.parse import quote
 
 import typer
 from sqlalchemy import select
@@ -16,7 +18,6 @@ from metalnet.cli.common import (
     print_table,
     state,
 )
-from metalnet.db.engine import Database
 from metalnet.db.models import Instance
 from metalnet.errors import InputError, MetalnetError
 from metalnet.lifecycle import instances
@@ -34,14 +35,20 @@ class LifecycleFailed(MetalnetError):
     """The instance ended in the error state."""
 
 
-def _wait(db: Database, name: str, final: tuple[str, ...], timeout: float) -> dict[str, object]:
+def _fetch(ctx: typer.Context, name: str) -> dict[str, Any]:
+    """The instance with its step history, from the server or the local database."""
+    if api := state(ctx).remote:
+        return api.call("GET", f"/v1/instances/{quote(name)}")
+    with state(ctx).database().session() as session:
+        return instance_view(instances.get_instance(session, name), history=True)
+
+
+def _wait(ctx: typer.Context, name: str, final: tuple[str, ...], timeout: float) -> dict[str, Any]:
     """Print each step as it starts and ends; return the instance's final view."""
     seen = 0
     deadline = time.monotonic() + timeout
     while True:
-        with db.session() as session:
-            inst = instances.get_instance(session, name)
-            view = instance_view(inst, history=True)
+        view = _fetch(ctx, name)
         for event in view["history"][seen:]:
             took = f" ({event['seconds']:.2f}s)" if event["seconds"] is not None else ""
             console.print(f"  {event['step']:<16} {event['message']}{took}")
@@ -77,13 +84,23 @@ def create(
     """
     if bool(node) == any_node:
         raise InputError("give exactly one of --node NAME or --any")
-    db = state(ctx).database()
-    with db.session() as session:
-        inst = instances.create_instance(session, name, project, network, node, image, sha256)
-        session.flush()
-        view = instance_view(inst)
+    if api := state(ctx).remote:
+        body = {
+            "name": name,
+            "project": project,
+            "network": network,
+            "node": node,
+            "image_url": image,
+            "sha256": sha256,
+        }
+        view = api.call("POST", "/v1/instances", body)
+    else:
+        with state(ctx).database().session() as session:
+            inst = instances.create_instance(session, name, project, network, node, image, sha256)
+            session.flush()
+            view = instance_view(inst)
     if wait:
-        view = _wait(db, name, ("active", "error"), timeout)
+        view = _wait(ctx, name, ("active", "error"), timeout)
     if json_out:
         print_json(view)
     else:
@@ -105,11 +122,13 @@ def delete(
 
     Example: metalnet instance delete web1 --wait
     """
-    db = state(ctx).database()
-    with db.session() as session:
-        view = instance_view(instances.delete_instance(session, name))
+    if api := state(ctx).remote:
+        view = api.call("DELETE", f"/v1/instances/{quote(name)}")
+    else:
+        with state(ctx).database().session() as session:
+            view = instance_view(instances.delete_instance(session, name))
     if wait:
-        view = _wait(db, name, ("deleted", "error"), timeout)
+        view = _wait(ctx, name, ("deleted", "error"), timeout)
     if json_out:
         print_json(view)
     else:
@@ -125,11 +144,14 @@ def list_(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """List instances with their state and current step.  Example: metalnet instance list"""
-    query = select(Instance).order_by(Instance.id)
-    if not all_:
-        query = query.where(Instance.state.in_(instances.LIVE))
-    with state(ctx).database().session() as session:
-        views = [instance_view(i) for i in session.scalars(query)]
+    if api := state(ctx).remote:
+        views = api.call("GET", f"/v1/instances?all={str(all_).lower()}")
+    else:
+        query = select(Instance).order_by(Instance.id)
+        if not all_:
+            query = query.where(Instance.state.in_(instances.LIVE))
+        with state(ctx).database().session() as session:
+            views = [instance_view(i) for i in session.scalars(query)]
     if json_out:
         print_json(views)
         return
@@ -140,8 +162,7 @@ def list_(
 @app.command("show")
 def show(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
     """Show an instance and its step history.  Example: metalnet instance show web1"""
-    with state(ctx).database().session() as session:
-        view = instance_view(instances.get_instance(session, name), history=True)
+    view = _fetch(ctx, name)
     if json_out:
         print_json(view)
         return

@@ -33,9 +33,15 @@ def main(
         help="Database URL (overrides the config file and METALNET_DATABASE_URL), "
         "e.g. sqlite:///metalnet.db or postgresql://user@host/db.",
     ),
+    url: str | None = typer.Option(
+        None,
+        "--url",
+        envvar="METALNET_URL",
+        help="Work against a remote `metalnet serve` (token from METALNET_TOKEN).",
+    ),
 ) -> None:
     """Global options apply to every command."""
-    ctx.obj = AppState(config_path=config, database_url=db_url)
+    ctx.obj = AppState(config_path=config, database_url=db_url, url=url)
 
 
 app.add_typer(db.app, name="db")

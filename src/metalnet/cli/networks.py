@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import typer
 from sqlalchemy import select
 
@@ -11,6 +13,7 @@ from metalnet.db.models import Network, Project
 from metalnet.dhcp import DnsmasqError, check_config, find_dnsmasq, render_dnsmasq
 from metalnet.dhcp.reservations import project_network
 from metalnet.errors import MetalnetError
+from metalnet.validate import check_vlan
 from metalnet.views import network_view
 
 app = typer.Typer(help="Create, list, show and delete project networks.", no_args_is_help=True)
@@ -33,12 +36,21 @@ def create(
 ) -> None:
     """Create a network.  Example: metalnet network create web --project acme --cidr 10.20.0.0/24"""
     app_state = state(ctx)
-    with app_state.database().session() as session:
-        net = inventory.create_network(
-            session, app_state.settings, project, name, cidr, vlan=vlan, gateway=gateway
-        )
-        session.refresh(net)
-        view = network_view(net)
+    if api := app_state.remote:
+        body = {
+            "name": name,
+            "cidr": cidr,
+            "gateway": gateway,
+            "vlan": None if vlan is None else check_vlan(vlan),
+        }
+        view = api.call("POST", f"/v1/projects/{quote(project)}/networks", body)
+    else:
+        with app_state.database().session() as session:
+            net = inventory.create_network(
+                session, app_state.settings, project, name, cidr, vlan=vlan, gateway=gateway
+            )
+            session.refresh(net)
+            view = network_view(net)
     if json_out:
         print_json(view)
     else:
@@ -52,13 +64,19 @@ def list_(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """List networks.  Example: metalnet network list --project acme"""
-    query = select(Network).join(Project).order_by(Project.name, Network.name)
-    if project:
-        query = query.where(Project.name == project)
-    with state(ctx).database().session() as session:
+    if api := state(ctx).remote:
+        projects = [project] if project else [p["name"] for p in api.call("GET", "/v1/projects")]
+        views = [
+            view for p in projects for view in api.call("GET", f"/v1/projects/{quote(p)}/networks")
+        ]
+    else:
+        query = select(Network).join(Project).order_by(Project.name, Network.name)
         if project:
-            inventory.get_project(session, project)
-        views = [network_view(n) for n in session.scalars(query)]
+            query = query.where(Project.name == project)
+        with state(ctx).database().session() as session:
+            if project:
+                inventory.get_project(session, project)
+            views = [network_view(n) for n in session.scalars(query)]
     if json_out:
         print_json(views)
         return
@@ -71,8 +89,11 @@ def show(
     ctx: typer.Context, name: str, project: str = PROJECT, json_out: bool = JSON_OPTION
 ) -> None:
     """Show one network.  Example: metalnet network show web --project acme"""
-    with state(ctx).database().session() as session:
-        view = network_view(inventory.get_network(session, project, name))
+    if api := state(ctx).remote:
+        view = api.call("GET", f"/v1/projects/{quote(project)}/networks/{quote(name)}")
+    else:
+        with state(ctx).database().session() as session:
+            view = network_view(inventory.get_network(session, project, name))
     print_json(view) if json_out else print_fields(view)
 
 
@@ -80,8 +101,11 @@ def show(
 @audited("network delete", lambda kw: f"{kw['project']}/{kw['name']}")
 def delete(ctx: typer.Context, name: str, project: str = PROJECT) -> None:
     """Delete a network no instance uses.  Example: metalnet network delete web --project acme"""
-    with state(ctx).database().session() as session:
-        inventory.delete_network(session, project, name)
+    if api := state(ctx).remote:
+        api.call("DELETE", f"/v1/projects/{quote(project)}/networks/{quote(name)}")
+    else:
+        with state(ctx).database().session() as session:
+            inventory.delete_network(session, project, name)
     typer.echo(f"network {project}/{name} deleted")
 
 
@@ -102,6 +126,7 @@ def dhcp(
 
     Example: metalnet network dhcp web --project acme --interface br-vlan100 > web.conf
     """
+    state(ctx).local_only("network dhcp")
     with state(ctx).database().session() as session:
         net = inventory.get_network(session, project, name)
         text = render_dnsmasq(project_network(session, net, interface, server))

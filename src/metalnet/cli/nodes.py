@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import typer
 from sqlalchemy import select
 
@@ -41,11 +43,23 @@ def add(
     """
     password = read_password("BMC password", bmc_password_env, bmc_password, prompt=False)
     app_state = state(ctx)
-    with app_state.database().session() as session:
-        node = inventory.add_node(
-            session, app_state.settings, name, mac, switch, port, bmc, bmc_username, password
-        )
-        view = node_view(node)
+    if api := app_state.remote:
+        body = {
+            "name": name,
+            "mac": mac,
+            "switch": switch,
+            "port": port,
+            "bmc_url": bmc,
+            "bmc_username": bmc_username,
+            "bmc_password": password,
+        }
+        view = api.call("POST", "/v1/nodes", body)
+    else:
+        with app_state.database().session() as session:
+            node = inventory.add_node(
+                session, app_state.settings, name, mac, switch, port, bmc, bmc_username, password
+            )
+            view = node_view(node)
     if json_out:
         print_json(view)
     else:
@@ -55,8 +69,11 @@ def add(
 @app.command("list")
 def list_(ctx: typer.Context, json_out: bool = JSON_OPTION) -> None:
     """List nodes with their state and cabling.  Example: metalnet node list"""
-    with state(ctx).database().session() as session:
-        views = [node_view(n) for n in session.scalars(select(Node).order_by(Node.name))]
+    if api := state(ctx).remote:
+        views = api.call("GET", "/v1/nodes")
+    else:
+        with state(ctx).database().session() as session:
+            views = [node_view(n) for n in session.scalars(select(Node).order_by(Node.name))]
     if json_out:
         print_json(views)
         return
@@ -67,8 +84,11 @@ def list_(ctx: typer.Context, json_out: bool = JSON_OPTION) -> None:
 @app.command("show")
 def show(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
     """Show one node.  Example: metalnet node show n1 --json"""
-    with state(ctx).database().session() as session:
-        view = node_view(inventory.get_node(session, name))
+    if api := state(ctx).remote:
+        view = api.call("GET", f"/v1/nodes/{quote(name)}")
+    else:
+        with state(ctx).database().session() as session:
+            view = node_view(inventory.get_node(session, name))
     print_json(view) if json_out else print_fields(view)
 
 
@@ -77,8 +97,11 @@ def show(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
 def delete(ctx: typer.Context, name: str) -> None:
     """Remove a node with no instance; its port will be parked.  Example: metalnet node delete n1"""
     app_state = state(ctx)
-    with app_state.database().session() as session:
-        inventory.delete_node(session, app_state.settings, name)
+    if api := app_state.remote:
+        api.call("DELETE", f"/v1/nodes/{quote(name)}")
+    else:
+        with app_state.database().session() as session:
+            inventory.delete_node(session, app_state.settings, name)
     typer.echo(f"node {name} deleted")
 
 
@@ -89,6 +112,9 @@ def clear(ctx: typer.Context, name: str) -> None:
 
     Example: metalnet node clear n1
     """
-    with state(ctx).database().session() as session:
-        instances.clear_node(session, name)
+    if api := state(ctx).remote:
+        api.call("POST", f"/v1/nodes/{quote(name)}/clear")
+    else:
+        with state(ctx).database().session() as session:
+            instances.clear_node(session, name)
     typer.echo(f"node {name} cleared: available again")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import typer
 from sqlalchemy import select
 
@@ -17,16 +19,23 @@ app = typer.Typer(help="Create, list, show and delete projects (tenants).", no_a
 @audited("project create")
 def create(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
     """Create a project.  Example: metalnet project create acme"""
-    with state(ctx).database().session() as session:
-        view = project_view(inventory.create_project(session, name))
+    if api := state(ctx).remote:
+        view = api.call("POST", "/v1/projects", {"name": name})
+    else:
+        with state(ctx).database().session() as session:
+            view = project_view(inventory.create_project(session, name))
     print_json(view) if json_out else typer.echo(f"project {name} created")
 
 
 @app.command("list")
 def list_(ctx: typer.Context, json_out: bool = JSON_OPTION) -> None:
     """List projects.  Example: metalnet project list --json"""
-    with state(ctx).database().session() as session:
-        views = [project_view(p) for p in session.scalars(select(Project).order_by(Project.name))]
+    if api := state(ctx).remote:
+        views = api.call("GET", "/v1/projects")
+    else:
+        with state(ctx).database().session() as session:
+            query = select(Project).order_by(Project.name)
+            views = [project_view(p) for p in session.scalars(query)]
     if json_out:
         print_json(views)
     else:
@@ -38,8 +47,11 @@ def list_(ctx: typer.Context, json_out: bool = JSON_OPTION) -> None:
 @app.command("show")
 def show(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
     """Show one project.  Example: metalnet project show acme"""
-    with state(ctx).database().session() as session:
-        view = project_view(inventory.get_project(session, name))
+    if api := state(ctx).remote:
+        view = api.call("GET", f"/v1/projects/{quote(name)}")
+    else:
+        with state(ctx).database().session() as session:
+            view = project_view(inventory.get_project(session, name))
     print_json(view) if json_out else print_fields(view)
 
 
@@ -47,6 +59,9 @@ def show(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
 @audited("project delete")
 def delete(ctx: typer.Context, name: str) -> None:
     """Delete a project with no networks and no instances.  Example: metalnet project delete acme"""
-    with state(ctx).database().session() as session:
-        inventory.delete_project(session, name)
+    if api := state(ctx).remote:
+        api.call("DELETE", f"/v1/projects/{quote(name)}")
+    else:
+        with state(ctx).database().session() as session:
+            inventory.delete_project(session, name)
     typer.echo(f"project {name} deleted")

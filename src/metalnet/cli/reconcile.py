@@ -19,6 +19,7 @@ def reconcile_command(
     Exit 0 when every port is (now) where the database says, 1 otherwise.
     Example: metalnet reconcile --dry-run --json
     """
+    state(ctx).local_only("reconcile")
     reports = reconcile(state(ctx).database(), fix=not dry_run)
     if json_out:
         print_json([r.as_dict() for r in reports])

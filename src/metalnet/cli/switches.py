@@ -7,6 +7,7 @@ import sys
 import time
 from concurrent.futures import as_completed
 from pathlib import Path
+from urllib.parse import quote
 
 import typer
 from rich.progress import Progress
@@ -57,16 +58,32 @@ def add(
     --password-env TOR1_PW
     """
     secret = read_password(f"password for switch {name}", password_env, password, prompt=True)
-    with state(ctx).database().session() as session:
-        view = switch_view(inventory.add_switch(session, name, driver, address, username, secret))
+    if api := state(ctx).remote:
+        body = {
+            "name": name,
+            "driver": driver,
+            "address": address,
+            "username": username,
+            "password": secret,
+        }
+        view = api.call("POST", "/v1/switches", body)
+    else:
+        with state(ctx).database().session() as session:
+            view = switch_view(
+                inventory.add_switch(session, name, driver, address, username, secret)
+            )
     print_json(view) if json_out else typer.echo(f"switch {name} added ({driver} at {address})")
 
 
 @app.command("list")
 def list_(ctx: typer.Context, json_out: bool = JSON_OPTION) -> None:
     """List switches.  Example: metalnet switch list"""
-    with state(ctx).database().session() as session:
-        views = [switch_view(s) for s in session.scalars(select(Switch).order_by(Switch.name))]
+    if api := state(ctx).remote:
+        views = api.call("GET", "/v1/switches")
+    else:
+        with state(ctx).database().session() as session:
+            query = select(Switch).order_by(Switch.name)
+            views = [switch_view(s) for s in session.scalars(query)]
     if json_out:
         print_json(views)
         return
@@ -77,8 +94,11 @@ def list_(ctx: typer.Context, json_out: bool = JSON_OPTION) -> None:
 @app.command("show")
 def show(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
     """Show a switch and the ports metalnet knows on it.  Example: metalnet switch show tor1"""
-    with state(ctx).database().session() as session:
-        view = switch_view(inventory.get_switch(session, name))
+    if api := state(ctx).remote:
+        view = api.call("GET", f"/v1/switches/{quote(name)}")
+    else:
+        with state(ctx).database().session() as session:
+            view = switch_view(inventory.get_switch(session, name))
     if json_out:
         print_json(view)
         return
@@ -91,12 +111,16 @@ def show(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
 @audited("switch delete")
 def delete(ctx: typer.Context, name: str) -> None:
     """Delete a switch none of whose ports holds a node.  Example: metalnet switch delete tor1"""
-    with state(ctx).database().session() as session:
-        inventory.delete_switch(session, name)
+    if api := state(ctx).remote:
+        api.call("DELETE", f"/v1/switches/{quote(name)}")
+    else:
+        with state(ctx).database().session() as session:
+            inventory.delete_switch(session, name)
     typer.echo(f"switch {name} deleted")
 
 
-def _switching(ctx: typer.Context) -> Switching:
+def _switching(ctx: typer.Context, command: str) -> Switching:
+    state(ctx).local_only(f"switch {command}")
     return Switching(state(ctx).database())
 
 
@@ -106,7 +130,7 @@ def ports(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
 
     Example: metalnet switch ports tor1 --json
     """
-    switching = _switching(ctx)
+    switching = _switching(ctx, "ports")
     try:
         desired = desired_ports(switching.db, name)
         actual = switching.read_ports(name, sorted(desired) or None)
@@ -134,9 +158,9 @@ def port_set(
     Example: metalnet switch port-set tor1 ge-0/0/5 --vlan 120
     """
     vlan_id = check_vlan(vlan)
+    switching = _switching(ctx, "port-set")
     with state(ctx).database().session() as session:
         check_interface(inventory.get_switch(session, name).driver, interface)
-    switching = _switching(ctx)
     try:
         outcome = switching.set_ports([(name, interface, vlan_id)])[0]
     finally:
@@ -160,7 +184,7 @@ def check(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
 
     Example: metalnet switch check tor1
     """
-    switching = _switching(ctx)
+    switching = _switching(ctx, "check")
     try:
         with switching.connect(name) as driver:
             facts = driver.facts()
@@ -196,11 +220,15 @@ def log(
 
     Example: metalnet switch log tor1 --limit 10
     """
-    query = select(SwitchChange).order_by(SwitchChange.id.desc()).limit(limit)
-    if name:
-        query = query.where(SwitchChange.switch_name == name)
-    with state(ctx).database().session() as session:
-        views = [change_view(c) for c in session.scalars(query)]
+    if api := state(ctx).remote:
+        views = api.call("GET", f"/v1/switch-changes?limit={limit}")
+        views = [v for v in views if not name or v["switch"] == name]
+    else:
+        query = select(SwitchChange).order_by(SwitchChange.id.desc()).limit(limit)
+        if name:
+            query = query.where(SwitchChange.switch_name == name)
+        with state(ctx).database().session() as session:
+            views = [change_view(c) for c in session.scalars(query)]
     if json_out:
         print_json(views)
         return
@@ -283,6 +311,7 @@ def apply(
     """
     changes = _read_changes(path)
     app_state = state(ctx)
+    app_state.local_only("switch apply")
     with app_state.database().session() as session:
         for switch in sorted({c[0] for c in changes}):
             inventory.get_switch(session, switch)

@@ -9,6 +9,7 @@ from metalnet import apitokens
 from metalnet.cli.common import JSON_OPTION, audited, print_json, print_table, state
 from metalnet.db.models import ApiToken, AuditEntry
 from metalnet.errors import InputError
+from metalnet.views import audit_view
 
 app = typer.Typer(help="Create, list and revoke REST API tokens.", no_args_is_help=True)
 
@@ -26,6 +27,7 @@ def create(
 
     Example: export METALNET_TOKEN=$(metalnet token create ci --project acme)
     """
+    state(ctx).local_only("token create")
     if admin == bool(project):
         raise InputError("give exactly one of --admin or --project NAME")
     with state(ctx).database().session() as session:
@@ -37,6 +39,7 @@ def create(
 @app.command("list")
 def list_(ctx: typer.Context, json_out: bool = JSON_OPTION) -> None:
     """List tokens (never their secrets).  Example: metalnet token list"""
+    state(ctx).local_only("token list")
     with state(ctx).database().session() as session:
         views = [
             apitokens.token_view(t) for t in session.scalars(select(ApiToken).order_by(ApiToken.id))
@@ -52,6 +55,7 @@ def list_(ctx: typer.Context, json_out: bool = JSON_OPTION) -> None:
 @audited("token revoke", lambda kw: str(kw["token_id"]))
 def revoke(ctx: typer.Context, token_id: str = typer.Argument(..., help="Token id.")) -> None:
     """Revoke a token; it stops working at once.  Example: metalnet token revoke 3"""
+    state(ctx).local_only("token revoke")
     with state(ctx).database().session() as session:
         apitokens.revoke(session, token_id)
     typer.echo(f"token {token_id} revoked")
@@ -66,21 +70,18 @@ def audit_command(
 
     Example: metalnet audit --limit 20 --json
     """
-    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
-    with state(ctx).database().session() as session:
-        views = [
-            {
-                "at": e.at.isoformat(),
-                "actor": e.actor,
-                "action": e.action,
-                "target": e.target,
-                "ok": e.ok,
-                "detail": e.detail,
-            }
-            for e in session.scalars(query)
-        ]
+    if api := state(ctx).remote:
+        views = api.call("GET", f"/v1/audit?limit={limit}")
+    else:
+        views = _audit_views(ctx, limit)
     if json_out:
         print_json(views)
         return
     columns = ["at", "actor", "action", "target", "ok", "detail"]
     print_table("audit log", columns, ([v[c] for c in columns] for v in views))
+
+
+def _audit_views(ctx: typer.Context, limit: int) -> list[dict[str, object]]:
+    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    with state(ctx).database().session() as session:
+        return [audit_view(e) for e in session.scalars(query)]

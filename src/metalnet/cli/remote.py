@@ -1,0 +1,52 @@
+"""The CLI against a remote `metalnet serve`: `--url` (or METALNET_URL) and METALNET_TOKEN.
+
+The API returns the same views the local commands build (metalnet.views), so a command
+prints the same table or JSON either way; errors come back as one line too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from metalnet.errors import MetalnetError
+
+USER_ERRORS = {400, 401, 403, 404, 409, 413, 422}
+
+
+class RemoteError(MetalnetError):
+    """The server refused the request or could not be reached."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = 2 if status in USER_ERRORS else 1
+
+
+class Remote:
+    """A bearer-token client of the /v1 API."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        if not token:
+            raise RemoteError(f"--url {url} needs a token: set METALNET_TOKEN", 401)
+        self.url = url.rstrip("/")
+        self.client = httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One request; the JSON answer, or RemoteError carrying the server's message."""
+        try:
+            response = self.client.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise RemoteError(f"cannot reach {self.url}: {exc}") from None
+        if response.status_code >= 400:
+            raise RemoteError(_message(response), response.status_code)
+        return response.json() if response.content else None
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return f"{response.request.method} {response.request.url.path}: HTTP {response.status_code}"
