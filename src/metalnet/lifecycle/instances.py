@@ -18,7 +18,7 @@ from metalnet.db.models import Instance, InstanceEvent, IpAllocation, Network, N
 from metalnet.errors import Conflict, InputError, NotFound
 from metalnet.validate import check_name, check_sha256
 
-LIVE = ("building", "active", "deleting", "error")
+LIVE = inventory.LIVE_INSTANCE_STATES
 
 
 def check_image_url(url: str) -> str:

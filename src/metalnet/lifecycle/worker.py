@@ -118,10 +118,6 @@ class Worker:
                     .values(lease_owner=None, lease_expires=None)
                 )
 
-    def busy(self) -> bool:
-        """True while any lifecycle thread runs."""
-        return any(t.is_alive() for t in self._running.values())
-
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
         if self._thread.is_alive():

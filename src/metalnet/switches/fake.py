@@ -33,7 +33,6 @@ class FakeDevice:
     ports: dict[str, int | None]
     commits: int = 0
     latency: float = 0.0
-    fail_next_commit: str | None = None
     down: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -83,9 +82,6 @@ class FakeDriver(SwitchDriver):
             unknown = [c.interface for c in changes if c.interface not in device.ports]
             if unknown:
                 raise CommitRefused(self.target.name, "interface does not exist", unknown)
-            if device.fail_next_commit is not None:
-                message, device.fail_next_commit = device.fail_next_commit, None
-                raise CommitRefused(self.target.name, message, [c.interface for c in changes])
             time.sleep(device.latency)
             for change in changes:
                 device.ports[change.interface] = change.vlan

@@ -293,10 +293,6 @@ class SwitchQueue:
         """Submit several changes and wait for all their outcomes."""
         return [f.result(timeout) for f in self.submit_many(switch, changes)]
 
-    def depth(self) -> int:
-        """Changes waiting for a commit, over all switches."""
-        return sum(sum(len(v) for v in lane.pending.values()) for lane in self._lanes.values())
-
     def close(self) -> None:
         """Finish what is pending, then stop the workers and close the sessions."""
         with self._lock:
