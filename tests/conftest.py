@@ -69,3 +69,24 @@ def cli(monkeypatch: pytest.MonkeyPatch):
         return runner.invoke(app, list(args), input=input)
 
     return run
+
+
+@pytest.fixture
+def virtual_clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Back-off without waiting: `metalnet.retry` sleeps advance a virtual clock.
+
+    Returns the list of waits the code asked for, so a test can assert the policy.
+    """
+    from metalnet import retry
+
+    waited: list[float] = []
+    offset = [0.0]
+    real = retry.clock
+
+    def fake_sleep(seconds: float) -> None:
+        waited.append(seconds)
+        offset[0] += seconds
+
+    monkeypatch.setattr(retry, "sleep", fake_sleep)
+    monkeypatch.setattr(retry, "clock", lambda: real() + offset[0])
+    return waited
