@@ -38,15 +38,18 @@ class PortChange:
 class PortState:
     """What the device's committed configuration says about one port.
 
-    `vlan` is None when the port carries no VLAN membership; `vlans` lists every
-    member the device reports (more than one means someone configured a trunk
-    or added members by hand, which metalnet treats as drift).
+    `vlan` is the port's VLAN when it has exactly one active member, else None;
+    `vlans` lists every active member the device reports; `mode` is "access" or
+    "trunk" as configured; `native_vlan` is a native VLAN id if one is set. Whether
+    all this is what metalnet wants is decided in one place: `switches.drift`.
     """
 
     interface: str
     vlan: int | None
     enabled: bool = True
     vlans: tuple[int, ...] = ()
+    mode: str = "access"
+    native_vlan: int | None = None
 
 
 @dataclass(frozen=True)
