@@ -18,7 +18,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from metalnet.config import Settings
 from metalnet.db.engine import Database, upgrade
 from metalnet.errors import InputError, MetalnetError
 from metalnet.retry import Retry
+from metalnet.sim.lab.controller import serve, write_config
 from metalnet.sim.lab.lab import SWITCH_PASSWORD, SWITCH_USER, Lab
 from metalnet.sim.lab.world import lab_settings
 
@@ -192,23 +192,16 @@ def _catch_stop_signals() -> list[int]:
 
 def _start_controller(directory: Path, settings: Settings) -> subprocess.Popen[bytes]:
     """`metalnet serve` on the lab's database, with the lab's timeouts, logging to serve.log."""
-    values = {
-        "database_url": settings.database_url,
-        "boot_dir": settings.boot_dir,
-        "controller_listen": settings.controller_listen,
-        "step_timeout": settings.step_timeout,
-        "poll_interval": settings.poll_interval,
-        "switch_timeout": settings.switch_timeout,
-    }
-    config = directory / CONFIG_FILE
-    config.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()))
-    with (directory / SERVE_LOG).open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "metalnet", "--config", str(config), "serve"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+    config = write_config(
+        directory / CONFIG_FILE,
+        database_url=settings.database_url,
+        boot_dir=settings.boot_dir,
+        controller_listen=settings.controller_listen,
+        step_timeout=settings.step_timeout,
+        poll_interval=settings.poll_interval,
+        switch_timeout=settings.switch_timeout,
+    )
+    return serve(config, directory / SERVE_LOG)
 
 
 def _wait_until_answering(
