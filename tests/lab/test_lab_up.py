@@ -136,8 +136,9 @@ def test_lab_up_spawns_through_the_api_and_lab_down_stops_everything(lab) -> Non
     # The port, read back from the switch over NETCONF, is in the project's VLAN.
     ports = metalnet("switch", "ports", node["switch"], "--json", env=env)
     assert ports.returncode == 0, ports.stderr
-    row = next(r for r in json.loads(ports.stdout) if r["interface"] == node["port"])
-    assert row["actual_vlan"] == vlan
+    actual = {r["interface"]: r["actual_vlan"] for r in json.loads(ports.stdout)}
+    assert actual[node["port"]] == vlan
+    assert actual[info["nodes"][1]["port"]] == info["service_vlan"]  # lab up put it there
 
     # `lab down` stops the lab and everything it started (controller, agents).
     started = descendants(process.pid) | {process.pid}

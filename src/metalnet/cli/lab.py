@@ -32,6 +32,8 @@ def up(
     from metalnet.sim.lab import up as lab_up
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    # Polling the lab's own controller while it starts is expected, not worth a warning.
+    logging.getLogger("metalnet.retry").setLevel(logging.ERROR)
     lab_up.run(directory, nodes, switches, commit_latency)
 
 

@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -29,6 +28,7 @@ from metalnet import apitokens
 from metalnet.config import Settings
 from metalnet.db.engine import Database, upgrade
 from metalnet.errors import InputError, MetalnetError
+from metalnet.reconcile import reconcile
 from metalnet.retry import Retry
 from metalnet.sim.lab.controller import serve, write_config
 from metalnet.sim.lab.lab import SWITCH_PASSWORD, SWITCH_USER, Lab
@@ -110,7 +110,7 @@ def run(directory: Path, nodes: int, switches: int, commit_latency: float) -> No
         controller = _start_controller(directory, settings)
         url = f"http://{settings.controller_listen}"
         _wait_until_answering(url, admin_token, controller, directory / SERVE_LOG)
-        _wait_for_switches(lab)
+        _ports_to_service(db)
         info = _info(lab, settings, url, admin_token, controller.pid)
         info.write(directory)
         print(
@@ -227,11 +227,16 @@ def _wait_until_answering(
         raise LabFailed(f"the controller at {url} never answered: {exc}") from None
 
 
-def _wait_for_switches(lab: Lab) -> None:
-    """Every switch accepts a TCP connection on its NETCONF port."""
-    for switch in lab.fleet.switches:
-        with socket.create_connection((switch.host, switch.port), timeout=5.0):
-            pass
+def _ports_to_service(db: Database) -> None:
+    """One reconcile pass, as an operator runs after enrolling: every node's port leaves
+    the switch's factory VLAN for the service VLAN. It also proves the switches answer."""
+    reports = reconcile(db, fix=True)
+    problems = [f"{r.switch}: {r.error}" for r in reports if r.error]
+    problems += [
+        f"{d.switch} {d.interface}: {d.error}" for r in reports for d in r.drift if not d.fixed
+    ]
+    if problems:
+        raise LabFailed(f"the lab's switches did not take their ports: {'; '.join(problems)}")
 
 
 def _info(lab: Lab, settings: Settings, url: str, admin_token: str, controller: int) -> LabInfo:
