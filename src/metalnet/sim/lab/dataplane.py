@@ -79,7 +79,7 @@ PXE_BOOT_FILE = "pxelinux.0"
 
 
 @dataclass(eq=False)
-class _Node:
+class _NodeNamespace:
     """One lab node, its namespace and the serial worker that acts on it."""
 
     node: LabNode
@@ -102,7 +102,7 @@ class DataPlane:
         self.service_cidr = ipaddress.IPv4Network(service_cidr)
         self.endpoint_ip = self.service_cidr[2]
         self.netlab = NetLab()
-        self.nodes: dict[str, _Node] = {}
+        self.nodes: dict[str, _NodeNamespace] = {}
         self.servers: dict[int, DhcpServer] = {}  # VLAN -> its network's dnsmasq
         self.service: HostEndpoint | None = None
         self._db: Database | None = None
@@ -151,7 +151,7 @@ class DataPlane:
         for node in nodes:
             endpoint = self.netlab.add_node(node.name, node.mac)
             worker = ThreadPoolExecutor(1, f"plane-{node.name}")
-            self.nodes[node.name] = _Node(node, endpoint, worker)
+            self.nodes[node.name] = _NodeNamespace(node, endpoint, worker)
             _nic_down(endpoint)  # lab nodes start powered off
         for switch in switches:
             switch.on_commit(self._committed)
@@ -291,18 +291,18 @@ class DataPlane:
 
     # Node actions, each on the node's own worker ------------------------------------------------
 
-    def _submit(self, node: _Node, action: Callable[..., object], *args: object) -> None:
+    def _submit(self, node: _NodeNamespace, action: Callable[..., object], *args: object) -> None:
         with node.submitting:  # `last` must be the newest future, whichever thread submits
             future = node.worker.submit(action, *args)
             node.last = future
         future.add_done_callback(_log_failure)
 
-    def _renegotiate(self, node: _Node) -> None:
+    def _renegotiate(self, node: _NodeNamespace) -> None:
         """Link renegotiation after a port move: a running node asks for an address again."""
         if node.powered:
             self._dhcp(node)
 
-    def _dhcp(self, node: _Node) -> ipaddress.IPv4Address | None:
+    def _dhcp(self, node: _NodeNamespace) -> ipaddress.IPv4Address | None:
         self.sync_reservations()
         lease = self.netlab.dhcp(node.endpoint, timeout=DHCP_TIMEOUT)
         log.info("plane: %s on VLAN %s leased %s", node.endpoint.name, node.endpoint.vlan, lease)
