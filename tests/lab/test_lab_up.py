@@ -150,6 +150,14 @@ def test_lab_up_spawns_through_the_api_and_lab_down_stops_everything(lab) -> Non
     assert not (directory / "lab.json").exists()
     assert not (directory / "lab.pid").exists()
 
+    # The stopped lab's database names ports long gone: a new lab needs a fresh --dir.
+    again = metalnet("lab", "up", "--dir", str(directory))
+    assert again.returncode == 2
+    assert again.stderr.strip().splitlines() == [
+        f"error: {str(directory)!r} holds a stopped lab (metalnet.db): "
+        "remove it or give another --dir"
+    ]
+
 
 def test_lab_down_without_a_lab_is_refused_in_one_line(tmp_path: Path) -> None:
     result = metalnet("lab", "down", "--dir", str(tmp_path))

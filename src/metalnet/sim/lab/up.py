@@ -32,7 +32,7 @@ from metalnet.reconcile import reconcile
 from metalnet.retry import Retry
 from metalnet.sim.lab.controller import serve, write_config
 from metalnet.sim.lab.lab import SWITCH_PASSWORD, SWITCH_USER, Lab
-from metalnet.sim.lab.world import lab_settings
+from metalnet.sim.lab.world import DATABASE_FILE, lab_settings
 
 INFO_FILE = "lab.json"
 PID_FILE = "lab.pid"
@@ -145,10 +145,19 @@ def down(directory: Path) -> int:
 
 
 def claim(directory: Path) -> None:
-    """Write our pid file, refusing a directory where another lab still runs."""
+    """Write our pid file, refusing a directory where another lab runs or ran.
+
+    A stopped lab's database names switches and BMCs that listened on ports long
+    gone; a new lab starts from an empty directory instead of pretending to resume.
+    """
     pid = running_pid(directory)
     if pid is not None:
         raise InputError(f"a lab is already running in {str(directory)!r} (pid {pid})")
+    if (directory / DATABASE_FILE).exists():
+        raise InputError(
+            f"{str(directory)!r} holds a stopped lab ({DATABASE_FILE}): "
+            "remove it or give another --dir"
+        )
     (directory / PID_FILE).write_text(f"{os.getpid()}\n")
 
 

@@ -20,6 +20,7 @@ from metalnet.sim.lab.lab import Lab
 from metalnet.sim.lab.nodes import LabNode
 
 PROJECTS = (("alpha", "10.20.0.0/24"), ("beta", "10.30.0.0/24"))
+DATABASE_FILE = "metalnet.db"
 
 
 def free_port() -> int:
@@ -34,7 +35,7 @@ def lab_settings(workdir: Path, agent_url: str | None = None) -> Settings:
 
     `agent_url`: where agents reach the controller, when not at its listen address.
     """
-    base = load_settings(None, f"sqlite:///{workdir / 'metalnet.db'}")
+    base = load_settings(None, f"sqlite:///{workdir / DATABASE_FILE}")
     return dataclasses.replace(
         base,
         agent_url=agent_url or base.agent_url,
