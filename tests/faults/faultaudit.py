@@ -35,7 +35,7 @@ from sqlalchemy import select
 
 from metalnet.db.engine import Database
 from metalnet.db.models import Instance, InstanceEvent, SwitchChange, SwitchPort
-from metalnet.reconcile import Drift, reconcile
+from metalnet.switches.reconcile import Drift, reconcile
 from metalnet.sim.switch.device import SimSwitch
 
 PORT_STEPS = ("port_to_service", "port_to_project")

@@ -28,7 +28,7 @@ from metalnet.lifecycle import instances
 from metalnet.lifecycle.invariants import port_violation
 from metalnet.sim.switch.device import SimSwitch
 from metalnet.switches.junos import JunosDriver
-from metalnet.switching import Switching
+from metalnet.switches.service import SwitchService
 
 # The lifecycle tests' lab world and failover relay are reused as they are; they import
 # each other as top-level modules, so their directory goes on the path (as pytest's
@@ -136,7 +136,7 @@ def driver_lock_wait(seconds: float) -> Iterator[None]:
         defaults["lock_wait"] = saved
 
 
-def make_active(world: World, switching: Switching, name: str, node: str, project: str) -> None:
+def make_active(world: World, switching: SwitchService, name: str, node: str, project: str) -> None:
     """An ACTIVE instance on `node`, in the state a finished spawn leaves behind.
 
     Terminate scenarios start from here; the spawn path itself is exercised by the

@@ -150,14 +150,14 @@ def test_serve_reconciles_periodically(run, sw, sqlite_url) -> None:
     import dataclasses
     import time
 
-    from metalnet.reconcile import PeriodicReconciler
-    from metalnet.switching import Switching
+    from metalnet.switches.reconcile import PeriodicReconciler
+    from metalnet.switches.service import SwitchService
 
     assert run("reconcile").exit_code == 0
     settings = dataclasses.replace(load_settings(None, sqlite_url), reconcile_interval=0.3)
     db = Database(settings)
-    switching = Switching(db)
-    reconciler = PeriodicReconciler(db, switching).start()
+    service = SwitchService(db)
+    reconciler = PeriodicReconciler(db, service).start()
     try:
         sw.set_port_vlan_out_of_band("ge-0/0/3", 777)
         deadline = time.monotonic() + 20
@@ -166,4 +166,4 @@ def test_serve_reconciles_periodically(run, sw, sqlite_url) -> None:
         assert sw.port_vlans()["ge-0/0/3"] == 10
     finally:
         reconciler.stop()
-        switching.close()
+        service.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from metalnet.cli.common import JSON_OPTION, audited, console, print_json, print_table, state
-from metalnet.reconcile import reconcile
+from metalnet.switches.reconcile import reconcile
 
 
 @audited("reconcile", lambda kw: "dry run" if kw["dry_run"] else "fix")

@@ -1,150 +1,120 @@
-"""Switches as the inventory knows them: sessions from stored credentials, a change log
-in the database, and durable port moves (desired state written before the device).
+"""The switch service: every port change enters here, is guarded, recorded, then queued.
+
+Callers (the lifecycle, `switch port-set`/`apply`, the reconciler) go down one path:
+the isolation guard (`switches.guard`) checks each change inside the transaction that
+writes its desired VLAN, and only a committed desired state is handed to the per-switch
+work queue. The queue gets what it needs from below (the switch directory, the change
+log, the advisory lock) and never calls back into this service.
 """
 
 from __future__ import annotations
 
-import contextlib
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
+from dataclasses import dataclass
 
-from sqlalchemy import Connection, select, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from metalnet import inventory, metrics
+from metalnet import audit, inventory
+from metalnet.config import Settings
 from metalnet.db.engine import Database
-from metalnet.db.models import Switch, SwitchChange, SwitchPort
-from metalnet.switches import driver_class, open_driver
-from metalnet.switches.base import PortChange, PortState, SwitchDriver, SwitchError, SwitchTarget
-from metalnet.switches.queue import ChangeOutcome, CommitRecord, SwitchQueue
+from metalnet.db.models import Switch, SwitchPort
+from metalnet.switches import guard
+from metalnet.switches.advisory import AdvisoryLock
+from metalnet.switches.base import PortChange, PortState, SwitchError
+from metalnet.switches.changelog import ChangeLog
+from metalnet.switches.directory import SwitchDirectory
+from metalnet.switches.queue import ChangeOutcome, SwitchQueue
 from metalnet.validate import check_vlan
 
-LOCK_ATTEMPTS = 5
+Move = tuple[str, str, int]  # (switch, interface, VLAN)
+# What a correction may still enforce at fix time, for one port (None: nothing).
+Enforceable = Callable[[Session, Settings, SwitchPort], int | None]
 
 
-def target_of(switch: Switch) -> SwitchTarget:
-    """Connection details of a stored switch."""
-    return SwitchTarget(switch.name, switch.host, switch.port, switch.username, switch.password)
+def desired_vlan(port: SwitchPort, settings: Settings) -> int | None:
+    """The VLAN the database wants `port` in: its desired VLAN, or parked when unbound."""
+    return port.desired_vlan if port.nic is not None else settings.parking_vlan
 
 
-class Switching:
-    """Opens sessions from the database, queues changes, journals every commit."""
+@dataclass(frozen=True)
+class Correction:
+    """A port the reconciler found drifted, and the desired VLAN it read before the device."""
 
-    def __init__(self, db: Database, timeout: float | None = None) -> None:
+    switch: str
+    interface: str
+    vlan: int
+
+
+class SwitchService:
+    """Guards, records and queues port changes; reads ports back."""
+
+    def __init__(
+        self,
+        db: Database,
+        timeout: float | None = None,
+        *,
+        directory: SwitchDirectory | None = None,
+        changelog: ChangeLog | None = None,
+    ) -> None:
         self.db = db
         self.timeout = timeout or db.settings.switch_timeout
-        self._drivers: dict[str, type[SwitchDriver]] = {}
-        self.queue = SwitchQueue(self.connect, self.driver_of, self.record, guard=self.exclusive)
+        self.directory = directory or SwitchDirectory(db, self.timeout)
+        journal = changelog or ChangeLog(db)
+        self.queue = SwitchQueue(
+            self.directory.connect,
+            self.directory.driver_class,
+            journal.record,
+            guard=AdvisoryLock(db).held,
+        )
 
-    def _switch(self, name: str) -> tuple[str, SwitchTarget]:
-        with self.db.session() as session:
-            switch = inventory.get_switch(session, name)
-            return switch.driver, target_of(switch)
-
-    @contextmanager
-    def exclusive(self, name: str) -> Iterator[None]:
-        """On PostgreSQL, hold an advisory lock on the switch while committing to it.
-
-        Workers sharing the database then work one switch one at a time; a worker that
-        dies loses its connection and with it the lock. SQLite means one process.
-        """
-        if self.db.engine.dialect.name != "postgresql":
-            yield
-            return
-        key = {"key": f"metalnet-switch:{name}"}
-        conn = self._locked_connection(key)
-        try:
-            yield
-        finally:
-            # best effort: a lock dies with its connection, e.g. when the database restarts
-            with contextlib.suppress(DBAPIError):
-                conn.execute(text("SELECT pg_advisory_unlock(hashtext(:key))"), key)
-            with contextlib.suppress(DBAPIError):
-                conn.close()
-
-    def _locked_connection(self, key: dict[str, str]) -> Connection:
-        """A connection holding the switch's advisory lock; retried while the database is away."""
-        attempt = 1
-        while True:
-            try:
-                conn = self.db.engine.connect()
-            except DBAPIError:
-                if attempt == LOCK_ATTEMPTS:
-                    raise
-            else:
-                try:
-                    conn.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), key)
-                    return conn
-                except DBAPIError:
-                    conn.close()
-                    if attempt == LOCK_ATTEMPTS:
-                        raise
-            time.sleep(2**attempt)
-            attempt += 1
-
-    def driver_of(self, name: str) -> type[SwitchDriver]:
-        """Driver class of the named switch (for validation before sending), looked up once."""
-        if name not in self._drivers:
-            self._drivers[name] = driver_class(self._switch(name)[0])
-        return self._drivers[name]
-
-    def connect(self, name: str) -> SwitchDriver:
-        """An open session to the named switch."""
-        driver, target = self._switch(name)
-        return open_driver(driver, target, self.timeout)
-
-    def record(self, commit: CommitRecord) -> None:
-        """Write one transaction attempt to the switch change log and the metrics."""
-        metrics.COMMITS.labels(commit.switch, "ok" if commit.ok else "failed").inc()
-        metrics.COMMIT_SECONDS.labels(commit.switch).observe(commit.seconds)
-        if commit.ok:
-            metrics.PORTS_CHANGED.labels(commit.switch).inc(len(commit.changes))
-        with self.db.session() as session:
-            switch_id = session.scalar(select(Switch.id).where(Switch.name == commit.switch))
-            session.add(
-                SwitchChange(
-                    switch_id=switch_id,
-                    switch_name=commit.switch,
-                    ports=[{"interface": c.interface, "vlan": c.vlan} for c in commit.changes],
-                    ok=commit.ok,
-                    seconds=commit.seconds,
-                    message=commit.message,
-                )
-            )
+    # Changing ports ------------------------------------------------------------------
 
     def set_ports(
-        self, changes: Sequence[tuple[str, str, int]], timeout: float | None = None
+        self,
+        changes: Sequence[Move],
+        override: guard.Override | None = None,
+        timeout: float | None = None,
     ) -> list[ChangeOutcome]:
         """Move (switch, interface, vlan) triples and wait for every outcome, good and bad."""
-        futures = self.submit_ports(changes)
+        futures = self.submit_ports(changes, override)
         return [f.result(timeout or self.timeout * 4) for f in futures]
 
-    def submit_ports(self, changes: Sequence[tuple[str, str, int]]) -> list[Future[ChangeOutcome]]:
-        """Desired state first, then queue the devices' changes; one future per change.
+    def submit_ports(
+        self, changes: Sequence[Move], override: guard.Override | None = None
+    ) -> list[Future[ChangeOutcome]]:
+        """Guard, record the desired state, then queue; one future per change.
 
-        Ports metalnet does not know yet are added to the inventory. Bad values are not
+        Raises `guard.PortRefused` (nothing recorded, nothing queued) when a change
+        breaks isolation, unless `override` says why it must be made anyway. Ports
+        metalnet does not know yet are added to the inventory. Malformed values are not
         recorded; the queue reports them as their change's outcome without sending them.
         """
         by_switch: dict[str, list[PortChange]] = {}
         for switch_name, interface, vlan in changes:
             by_switch.setdefault(switch_name, []).append(PortChange(interface, vlan))
+        refusals: list[guard.Refusal] = []
         with self.db.session() as session:
             for switch_name, batch in by_switch.items():
-                self._record_desired(session, inventory.get_switch(session, switch_name), batch)
+                switch = inventory.get_switch(session, switch_name)
+                refusals += self._record_desired(session, switch, batch)
+            if refusals and override is None:
+                raise guard.PortRefused(refusals)  # rolls back: desired state untouched
+        self._audit_override(refusals, override)
         futures = {
             switch: iter(self.queue.submit_many(switch, batch))
             for switch, batch in by_switch.items()
         }
         return [next(futures[switch]) for switch, _iface, _vlan in changes]
 
-    @staticmethod
-    def _record_desired(session: Session, switch: Switch, batch: Sequence[PortChange]) -> None:
-        """Write the desired VLAN of every valid change; bad ones are the queue's to report."""
+    def _record_desired(
+        self, session: Session, switch: Switch, batch: Sequence[PortChange]
+    ) -> list[guard.Refusal]:
+        """Write the desired VLAN of every valid change; return what the guard refused."""
         ports = {p.interface: p for p in switch.ports}
-        check = driver_class(switch.driver).check_interface
+        check = self.directory.driver_class(switch.name).check_interface
+        refused = []
         for change in batch:
             try:
                 check(change.interface)
@@ -157,13 +127,33 @@ class Switching:
                     switch=switch, interface=change.interface
                 )
                 session.add(port)
+            if refusal := guard.check(session, self.db.settings, port, change.vlan):
+                refused.append(refusal)
             port.desired_vlan = change.vlan
+        return refused
+
+    def _audit_override(
+        self, refusals: Sequence[guard.Refusal], override: guard.Override | None
+    ) -> None:
+        if override is None:
+            return
+        for refusal in refusals:
+            audit.record(
+                self.db,
+                override.actor,
+                "port override",
+                f"{refusal.switch} {refusal.interface} vlan {refusal.vlan}",
+                True,
+                f"reason: {override.reason}; overrode: {refusal}",
+            )
 
     def move_node(self, node_name: str, vlan: int, timeout: float | None = None) -> ChangeOutcome:
         """Put the node's port in `vlan`; raise SwitchError when the switch did not take it."""
         check_vlan(vlan)
         with self.db.session() as session:
             port = inventory.node_port(inventory.get_node(session, node_name))
+            if refusal := guard.check(session, self.db.settings, port, vlan):
+                raise guard.PortRefused([refusal])
             port.desired_vlan = vlan
             switch, interface = port.switch.name, port.interface
         outcome = self.queue.submit(switch, PortChange(interface, vlan)).result(
@@ -173,19 +163,58 @@ class Switching:
             raise SwitchError(switch, outcome.message, [interface])
         return outcome
 
+    def correct(
+        self, corrections: Sequence[Correction], enforceable: Enforceable
+    ) -> list[ChangeOutcome]:
+        """Put drifted ports back, compare-and-set against the desired state at fix time.
+
+        A correction is queued only if `enforceable(port)`, evaluated now, still gives
+        the VLAN the caller read; a change of owner in between (a terminate, a new
+        spawn) wins and the correction is dropped. Desired state is never written here.
+        """
+        pending: list[ChangeOutcome | Future[ChangeOutcome]] = []
+        with self.db.session() as session:
+            for c in corrections:
+                why_not = self._why_not(session, c, enforceable)
+                if why_not:
+                    change = PortChange(c.interface, c.vlan)
+                    pending.append(ChangeOutcome(c.switch, change, ok=False, message=why_not))
+                else:
+                    pending.append(self.queue.submit(c.switch, PortChange(c.interface, c.vlan)))
+        timeout = self.timeout * 4
+        return [o if isinstance(o, ChangeOutcome) else o.result(timeout) for o in pending]
+
+    def _why_not(self, session: Session, c: Correction, enforceable: Enforceable) -> str:
+        """Why a correction must not be made now ("" when it may)."""
+        port = session.scalar(
+            select(SwitchPort)
+            .join(Switch)
+            .where(Switch.name == c.switch, SwitchPort.interface == c.interface)
+            .with_for_update()
+        )
+        if port is None:
+            return "the port is no longer in the inventory"
+        wanted = enforceable(session, self.db.settings, port)
+        if wanted != c.vlan:
+            owner = "the lifecycle" if wanted is None else f"VLAN {wanted}"
+            return f"desired state changed since it was read; left to {owner}"
+        refusal = guard.check(session, self.db.settings, port, c.vlan)
+        return f"refused: {refusal}" if refusal else ""
+
+    # Reading -----------------------------------------------------------------------
+
+    def desired_ports(self, switch_name: str) -> dict[str, int | None]:
+        """interface -> desired VLAN (`desired_vlan`) of every port the inventory knows."""
+        with self.db.session() as session:
+            switch = inventory.get_switch(session, switch_name)
+            return {p.interface: desired_vlan(p, self.db.settings) for p in switch.ports}
+
     def read_ports(
         self, switch_name: str, interfaces: Sequence[str] | None = None
     ) -> dict[str, PortState]:
         """The device's committed port state, over a fresh session."""
-        with self.connect(switch_name) as driver:
+        with self.directory.connect(switch_name) as driver:
             return driver.read_ports(interfaces)
 
     def close(self) -> None:
         self.queue.close()
-
-
-def desired_ports(db: Database, switch_name: str) -> dict[str, int | None]:
-    """interface -> desired VLAN for every port of the switch the inventory knows."""
-    with db.session() as session:
-        switch = inventory.get_switch(session, switch_name)
-        return {p.interface: p.desired_vlan for p in switch.ports}
