@@ -66,10 +66,8 @@ class Owner:
             return "no node bound"
         if self.instance is None:
             return f"node {self.node}, no instance"
-        return (
-            f"node {self.node}, instance {self.instance} of project {self.project}, "
-            f"{self.state} at {self.step}"
-        )
+        where = self.state if self.step == self.state else f"{self.state} at {self.step}"
+        return f"node {self.node}, instance {self.instance} of project {self.project}, {where}"
 
 
 @dataclass(frozen=True)
