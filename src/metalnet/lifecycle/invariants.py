@@ -5,7 +5,7 @@ node and is active, or is at the step that moves the port into or out of it; and
 then only as the one drift rule (`switches.drift`) calls "in sync" with that VLAN: a
 clean access port in exactly that VLAN. A trunk or an extra member that carries a
 project VLAN is a leak even when the instance is active. Who owns a port is read the
-way the isolation guard reads it (`switches.guard.node_owner`), so the guard that
+way the isolation guard reads it (`switches.guard`), so the guard that
 admits changes and this check that judges the devices agree on every port.
 """
 

@@ -35,10 +35,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from metalnet.config import Settings
-from metalnet.db.models import Instance, Node, SwitchPort
+from metalnet.db.models import Instance, Nic, Node, SwitchPort
 from metalnet.errors import Conflict
 
 
@@ -105,24 +105,46 @@ class PortRefused(Conflict):
         super().__init__(f"refused: {self.refusals[0]}{tail}" + (f"; {hint}" if hint else ""))
 
 
-def owner_of(session: Session, port: SwitchPort) -> Owner:
-    """The node bound to `port` and the instance holding that node, if any.
+def owners(session: Session, ports: Sequence[SwitchPort]) -> dict[int, Owner]:
+    """port id -> its owner, for many ports in two queries (ports not yet stored: unbound).
 
-    The holding instance's row is read FOR UPDATE (on PostgreSQL), so a terminate or a
-    lifecycle step cannot change it between this check and the caller's commit.
+    The holding instances' rows are read FOR UPDATE (on PostgreSQL), so a terminate or
+    a lifecycle step cannot change them between this check and the caller's commit.
     """
-    if port.nic is None:
-        return Owner()
-    return node_owner(session, port.nic.node, lock=True)
+    ids = [p.id for p in ports if p.id is not None]
+    found: dict[int, Owner] = {}
+    if not ids:
+        return found
+    rows = session.execute(
+        select(SwitchPort.id, Node.id, Node.name)
+        .join(Nic, Nic.port_id == SwitchPort.id)
+        .join(Node, Node.id == Nic.node_id)
+        .where(SwitchPort.id.in_(ids))
+    ).all()
+    holders = {
+        inst.holds_node_id: inst
+        for inst in session.scalars(
+            select(Instance)
+            .where(Instance.holds_node_id.in_([node_id for _p, node_id, _n in rows]))
+            .options(joinedload(Instance.project), joinedload(Instance.network))
+            .with_for_update(of=Instance)
+        ).unique()
+    }
+    for port_id, node_id, node_name in rows:
+        found[port_id] = _owner(node_name, holders.get(node_id))
+    return found
 
 
-def node_owner(session: Session, node: Node, *, lock: bool = False) -> Owner:
-    """The instance holding `node`, if any (`lock`: keep its row until commit)."""
-    query = select(Instance).where(Instance.holds_node_id == node.id)
-    inst = session.scalar(query.with_for_update() if lock else query)
+def node_owner(session: Session, node: Node) -> Owner:
+    """The instance holding `node`, if any (read without locking, for observers)."""
+    inst = session.scalar(select(Instance).where(Instance.holds_node_id == node.id))
+    return _owner(node.name, inst)
+
+
+def _owner(node: str, inst: Instance | None) -> Owner:
     if inst is None:
-        return Owner(node.name)
-    return Owner(node.name, inst.name, inst.project.name, inst.state, inst.step, inst.network.vlan)
+        return Owner(node)
+    return Owner(node, inst.name, inst.project.name, inst.state, inst.step, inst.network.vlan)
 
 
 def allowed(owner: Owner, settings: Settings) -> Allowed:
@@ -150,10 +172,21 @@ def allowed(owner: Owner, settings: Settings) -> Allowed:
     )
 
 
+def check_all(
+    session: Session, settings: Settings, changes: Sequence[tuple[SwitchPort, int]]
+) -> list[Refusal]:
+    """Every change of (port, VLAN) the rule refuses now; [] when all may be made."""
+    found = owners(session, [port for port, _vlan in changes])
+    refused = []
+    for port, vlan in changes:
+        owner = found.get(port.id, Owner()) if port.id is not None else Owner()
+        rule = allowed(owner, settings)
+        if vlan not in rule.vlans:
+            refused.append(Refusal(port.switch.name, port.interface, vlan, owner, rule.rule))
+    return refused
+
+
 def check(session: Session, settings: Settings, port: SwitchPort, vlan: int) -> Refusal | None:
     """Why `port` may not go to `vlan` now, or None when it may."""
-    owner = owner_of(session, port)
-    rule = allowed(owner, settings)
-    if vlan in rule.vlans:
-        return None
-    return Refusal(port.switch.name, port.interface, vlan, owner, rule.rule)
+    refused = check_all(session, settings, [(port, vlan)])
+    return refused[0] if refused else None

@@ -114,7 +114,7 @@ class SwitchService:
         """Write the desired VLAN of every valid change; return what the guard refused."""
         ports = {p.interface: p for p in switch.ports}
         check = self.directory.driver_class(switch.name).check_interface
-        refused = []
+        valid: list[tuple[SwitchPort, int]] = []
         for change in batch:
             try:
                 check(change.interface)
@@ -127,9 +127,11 @@ class SwitchService:
                     switch=switch, interface=change.interface
                 )
                 session.add(port)
-            if refusal := guard.check(session, self.db.settings, port, change.vlan):
-                refused.append(refusal)
-            port.desired_vlan = change.vlan
+            valid.append((port, change.vlan))
+        session.flush()
+        refused = guard.check_all(session, self.db.settings, valid)
+        for port, vlan in valid:
+            port.desired_vlan = vlan
         return refused
 
     def _audit_override(
