@@ -35,8 +35,8 @@ from sqlalchemy import select
 
 from metalnet.db.engine import Database
 from metalnet.db.models import Instance, InstanceEvent, SwitchChange, SwitchPort
-from metalnet.switches.reconcile import Drift, reconcile
 from metalnet.sim.switch.device import SimSwitch
+from metalnet.switches.reconcile import Drift, reconcile
 
 PORT_STEPS = ("port_to_service", "port_to_project")
 Change = tuple[str, int]  # (interface, vlan)
