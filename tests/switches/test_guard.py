@@ -46,10 +46,17 @@ LIFECYCLE_MOVES = {
 }
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Database, dict[str, int]]]:
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Database, dict[str, int]]]:
     """A fake switch with node n1 on eth1, an unbound eth2, projects alpha and beta."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('guard') / 'guard.db'}"
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('guard') / 'guard.db'}"
+    else:  # the row locks the guard takes are PostgreSQL's
+        url = request.getfixturevalue("pg_cluster").new_database()
     config: Settings = load_settings(None, url)
     db = Database(config)
     upgrade(db.engine)
