@@ -202,8 +202,9 @@ def port_set(
 ) -> None:
     """Make one port an access port in a VLAN: guarded, recorded, committed, logged.
 
-    The isolation guard refuses a VLAN the port's owner may not be in (see `metalnet
-    switch --help`); --force --reason TEXT overrides it and is audited.
+    The isolation guard refuses a VLAN the port's owner may not be in: an unbound port
+    is only parked, an idle node's port is only in the service VLAN, an instance's port
+    follows its lifecycle. --force --reason TEXT overrides it and is audited.
     Example: metalnet switch port-set tor1 ge-0/0/5 --vlan 4000
     """
     from metalnet import inventory
