@@ -30,7 +30,6 @@ from sqlalchemy import select
 from metalnet.controller import Controller
 from metalnet.db.models import Instance, SwitchChange
 from metalnet.lifecycle import instances
-from metalnet.reconcile import Drift
 from metalnet.sim.lab.controller import serve
 from metalnet.sim.lab.failover import Failover
 from metalnet.sim.lab.faults.audit import Findings, audit, now, settle
@@ -50,6 +49,7 @@ from metalnet.sim.lab.faults.rig import (
 )
 from metalnet.sim.lab.postgres import PgCluster, find_pg_bin
 from metalnet.sim.lab.world import World, free_port, world_with
+from metalnet.switches.reconcile import Drift
 
 SWITCH_SETTINGS = {"poll_interval": 0.2, "switch_timeout": 10.0}  # step_timeout: 30 s
 CONFIRM_UNIT = 0.4  # a commit-confirmed "minute" lasts 0.4 s: 5 minutes = 2 s
