@@ -51,7 +51,9 @@ def spawn_active(ui_lab, role: str, name: str, node: str) -> None:
             "image_url": ui_lab.lab.image_url,
             "sha256": ui_lab.lab.image_sha256,
         }
-        assert ui_lab.call("admin", "POST", "/v1/instances", json={**body, "project": role}).is_success
+        assert ui_lab.call(
+            "admin", "POST", "/v1/instances", json={**body, "project": role}
+        ).is_success
 
     def active() -> bool:
         state = ui_lab.call(role, "GET", f"/v1/instances/{name}").json()["state"]
@@ -68,9 +70,7 @@ def port_of(ui_lab, node: str) -> tuple[str, str]:
 
 def test_admin_sees_every_port_of_every_switch(browser, ui_lab) -> None:
     sign_in(browser, ui_lab, "admin")
-    expected = {
-        (sw.name, port) for sw in ui_lab.lab.fleet.switches for port in sw.port_vlans()
-    }
+    expected = {(sw.name, port) for sw in ui_lab.lab.fleet.switches for port in sw.port_vlans()}
     assert len(expected) == 16
     wait_for(lambda: set(ports(browser)) == expected, what="all 16 ports")
     shown = ports(browser)
@@ -129,7 +129,7 @@ def test_a_project_sees_only_its_own_ports(browser, ui_lab) -> None:
     spawn_active(ui_lab, "beta", "db", "n2")
     for project, node in (("alpha", "n1"), ("beta", "n2")):
         sign_in(browser, ui_lab, project)
-        wait_for(lambda: ports(browser), what=f"{project}'s ports")  # noqa: B023
+        wait_for(lambda: ports(browser), what=f"{project}'s ports")
         shown = ports(browser)
         assert set(shown) == {port_of(ui_lab, node)}
         assert [p["project"] for p in shown.values()] == [project]
@@ -186,7 +186,11 @@ def test_hostile_names_render_as_text(browser, ui_lab) -> None:
     browser.find_element(By.CSS_SELECTOR, '.tab[data-view="nodes"]').click()
     cell = wait_for(
         lambda: next(
-            (a for a in browser.find_elements(By.CSS_SELECTOR, "#instances a") if a.text == HOSTILE),
+            (
+                a
+                for a in browser.find_elements(By.CSS_SELECTOR, "#instances a")
+                if a.text == HOSTILE
+            ),
             None,
         ),
         what="the hostile name as text",
@@ -212,8 +216,8 @@ class _EvilSite(BaseHTTPRequestHandler):
         forged = json.dumps({"name": "forged", "project": "alpha", "network": "net"})[:-1]
         page = (
             f'<form method="post" enctype="text/plain" action="{self.target}">'
-            f"<input name='{forged}, \"image_url\": \"http://img/x\", \"sha256\": \"{'a' * 64}\", "
-            f"\"x\": \"' value='\"}}'></form><script>document.forms[0].submit()</script>"
+            f'<input name=\'{forged}, "image_url": "http://img/x", "sha256": "{"a" * 64}", '
+            f'"x": "\' value=\'"}}\'></form><script>document.forms[0].submit()</script>'
         )
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
@@ -259,7 +263,9 @@ def test_page_cost(browser, ui_lab, artefacts) -> None:
         )
         cost[view] = {
             "requests_per_second": round(count / (ms / 1000), 2),
-            "switch_reads_per_second": round((app.state.device_reads.reads - reads) / (ms / 1000), 2),
+            "switch_reads_per_second": round(
+                (app.state.device_reads.reads - reads) / (ms / 1000), 2
+            ),
         }
     (artefacts / "page-cost.json").write_text(json.dumps(cost, indent=2))
     print("page cost per open page:", json.dumps(cost))

@@ -82,7 +82,9 @@ def _token(request: Request, authorization: str | None) -> str:
     if request.method not in SAFE_METHODS and not hmac.compare_digest(
         sent, csrf_value(cookie).encode()
     ):
-        raise Forbidden(f"a {request.method} with the session cookie needs the {CSRF_HEADER} header")
+        raise Forbidden(
+            f"a {request.method} with the session cookie needs the {CSRF_HEADER} header"
+        )
     return cookie
 
 

@@ -174,7 +174,12 @@ def _known_ports(s, who: Principal) -> dict[str, dict[str, _Known]]:
             port.desired_vlan,
             node.name if node else None,
             node.state if node else None,
-            {"name": inst.name, "project": inst.project.name, "state": inst.state, "step": inst.step}
+            {
+                "name": inst.name,
+                "project": inst.project.name,
+                "state": inst.state,
+                "step": inst.step,
+            }
             if inst
             else None,
         )
