@@ -267,6 +267,7 @@ def test_page_cost(browser, ui_lab, artefacts) -> None:
                 (app.state.device_reads.reads - reads) / (ms / 1000), 2
             ),
         }
+    browser.save_screenshot(str(artefacts / "changes.png"))
     (artefacts / "page-cost.json").write_text(json.dumps(cost, indent=2))
     print("page cost per open page:", json.dumps(cost))
     assert all(c["requests_per_second"] > 0 for c in cost.values())
@@ -277,6 +278,7 @@ def publish_screenshots(artefacts) -> Iterator[None]:
     """Screenshots stay in the artefacts; METALNET_UI_DOCS=1 also copies them to docs/."""
     yield
     if os.environ.get("METALNET_UI_DOCS") == "1":
+        DOCS.mkdir(exist_ok=True)
         for name in ("fabric.png", "timeline.png"):
             if (artefacts / name).exists():
                 shutil.copy(artefacts / name, DOCS / name)

@@ -53,6 +53,11 @@ function table(target, headers, rows) {
   );
 }
 
+// The server's times are UTC; SQLite hands them back without a zone.
+function parseTime(text) {
+  return Date.parse(/(Z|[+-]\d\d:\d\d)$/.test(text) ? text : `${text}Z`);
+}
+
 // API ----------------------------------------------------------------------------
 
 class SignedOut extends Error {}
@@ -462,7 +467,7 @@ function steps(history) {
   const rows = [];
   const open = new Map();
   for (const event of history) {
-    const at = Date.parse(event.at);
+    const at = parseTime(event.at);
     if (event.message === "started") {
       const row = { step: event.step, start: at, end: null, status: "running", message: "" };
       open.set(event.step, row);
@@ -573,7 +578,7 @@ function chart(changes) {
   const ok = new Array(CHART_BINS).fill(0);
   const failed = new Array(CHART_BINS).fill(0);
   for (const c of changes) {
-    const at = Date.parse(c.at) / 1000;
+    const at = parseTime(c.at) / 1000;
     if (at < start) continue;
     const i = Math.min(CHART_BINS - 1, Math.floor((at - start) / bin));
     (c.ok ? ok : failed)[i] += 1;
