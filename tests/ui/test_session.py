@@ -176,3 +176,8 @@ def test_reconcile_dry_run_is_for_admins_and_audited(ui_lab) -> None:
     with ui_lab.db.session() as s:
         entry = s.scalars(select(AuditEntry).order_by(AuditEntry.id.desc())).first()
         assert (entry.action, entry.target, entry.ok) == ("reconcile", "dry run", True)
+
+
+def test_switch_queue_depth_is_for_admins(ui_lab) -> None:
+    assert ui_lab.call("beta", "GET", "/v1/switch-queue").status_code == 403
+    assert ui_lab.call("admin", "GET", "/v1/switch-queue").json() == {"depth": 0.0}

@@ -325,7 +325,7 @@ function portDetail(fabric) {
 
 async function pollFabric() {
   const fabric = await api("GET", "/v1/fabric");
-  sampleDepth(fabric);
+  sampleDepth(fabric.queue_depth);
   if (!changed("fabric", fabric)) return;
   const projects = new Set();
   const panels = fabric.switches.map((sw) => {
@@ -561,10 +561,10 @@ async function spawn(event) {
 
 // Change log ------------------------------------------------------------------------
 
-function sampleDepth(fabric) {
-  if (fabric.queue_depth === null) return;
+function sampleDepth(depth) {
+  if (depth === null) return;
   const now = Date.now() / 1000;
-  state.depth.push([now, fabric.queue_depth]);
+  state.depth.push([now, depth]);
   while (state.depth.length && state.depth[0][0] < now - CHART_WINDOW_S) state.depth.shift();
 }
 
@@ -616,11 +616,11 @@ async function pollChanges() {
     $("changes-note").textContent = "The switch change log is shown to admins only.";
     return;
   }
-  const [changes, fabric] = await Promise.all([
+  const [changes, queue] = await Promise.all([
     api("GET", "/v1/switch-changes?limit=500"),
-    api("GET", "/v1/fabric"),
+    api("GET", "/v1/switch-queue"),
   ]);
-  sampleDepth(fabric);
+  sampleDepth(queue.depth);
   chart(changes);
   if (!changed("changes", changes)) return;
   const perSwitch = new Map();
