@@ -11,10 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
 from selenium.webdriver.common.by import By
+from sqlalchemy import select
+from uilab import wait_for
 
-from metalnet.db.models import Instance, Network, Node, Project
+from metalnet.db.models import AuditEntry, Instance, Network, Node, Project
 from metalnet.lifecycle.instances import get_instance
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -161,6 +162,57 @@ def test_a_failed_step_shows_in_red_on_the_timeline(browser, ui_lab, artefacts) 
     )
     assert "failed" in failed[0].text
     browser.save_screenshot(str(artefacts / "timeline-failed.png"))
+
+
+def audited(ui_lab, action: str, target: str) -> list[tuple[str, bool]]:
+    with ui_lab.db.session() as s:
+        query = select(AuditEntry).where(AuditEntry.action == action, AuditEntry.target == target)
+        return [(e.actor.rsplit(":", 1)[1], e.ok) for e in s.scalars(query)]
+
+
+def test_operator_actions_go_through_the_api_and_its_audit(browser, ui_lab) -> None:
+    with ui_lab.db.session() as s:  # as the lifecycle leaves a node whose erase failed
+        node = s.query(Node).filter_by(name="n3").one()
+        node.state, node.state_reason = "quarantined", "erase failed"
+    sign_in(browser, ui_lab, "admin")
+    browser.find_element(By.CSS_SELECTOR, '.tab[data-view="nodes"]').click()
+    wait_for(
+        lambda: browser.find_element(By.CSS_SELECTOR, 'tr[data-node="n3"] button'),
+        what="n3's clear button",
+    ).click()
+    wait_for(
+        lambda: ui_lab.call("admin", "GET", "/v1/nodes/n3").json()["state"] == "available",
+        what="n3 cleared",
+    )
+    assert audited(ui_lab, "node clear", "n3") == [("ui-admin", True)]
+
+    sign_in(browser, ui_lab, "beta")
+    browser.find_element(By.CSS_SELECTOR, '.tab[data-view="nodes"]').click()
+    wait_for(lambda: browser.find_element(By.ID, "spawn-name").is_displayed(), what="form")
+    browser.find_element(By.ID, "spawn-name").send_keys("from-page")
+    browser.find_element(By.ID, "spawn-image").send_keys(ui_lab.lab.image_url)
+    browser.find_element(By.ID, "spawn-sha").send_keys(ui_lab.lab.image_sha256)
+    browser.find_element(By.CSS_SELECTOR, "#spawn-form button").click()
+    wait_for(
+        lambda: browser.find_element(By.CSS_SELECTOR, '.timeline[data-instance="from-page"]'),
+        what="the new instance's timeline",
+    )
+    wait_for(
+        lambda: ui_lab.call("beta", "GET", "/v1/instances/from-page").json()["state"] == "active",
+        timeout=90,
+        what="from-page active",
+    )
+    wait_for(
+        lambda: browser.find_element(By.CSS_SELECTOR, 'tr[data-instance="from-page"] button'),
+        what="delete button",
+    ).click()
+    wait_for(
+        lambda: ui_lab.call("beta", "GET", "/v1/instances/from-page").json()["state"] == "deleted",
+        timeout=90,
+        what="from-page deleted",
+    )
+    for action in ("instance create", "instance delete"):
+        assert audited(ui_lab, action, "from-page") == [("ui-beta", True)]
 
 
 def test_hostile_names_render_as_text(browser, ui_lab) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import wait_for
 from sqlalchemy import select
+from uilab import wait_for
 
 from metalnet.api.auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
 from metalnet.db.models import AuditEntry

@@ -90,7 +90,7 @@ def device_reads(request: Request) -> DeviceReads:
 Reads = Annotated[DeviceReads, Depends(device_reads)]
 
 
-def _natural(interface: str) -> tuple:
+def front_panel_key(interface: str) -> tuple:
     """ge-0/0/2 before ge-0/0/10: the order of the front panel."""
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", interface))
 
@@ -242,7 +242,7 @@ def _switch_view(
 ) -> dict:
     interfaces = set(known) | (set(read.ports) if admin else set())
     ports = []
-    for interface in sorted(interfaces, key=_natural):
+    for interface in sorted(interfaces, key=front_panel_key):
         wish = known.get(interface, _Known(None, None, None, None))
         actual = read.ports.get(interface)
         unread = bool(read.error)  # then the port is shown where the database wants it

@@ -420,7 +420,7 @@ async function pollNodes() {
           ),
           el("td", { text: inst ? inst.name : "" }),
           el("td", { text: inst ? inst.step : "" }),
-          el("td", {}, n.state === "available" || n.state === "active" ? null : actionButton("clear", () => api("POST", path))),
+          el("td", {}, n.state !== "quarantined" ? null : actionButton("clear", () => api("POST", path))),
         );
       }),
     );
