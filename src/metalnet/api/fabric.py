@@ -4,7 +4,7 @@ Read-only, for the dashboard and anyone else. An admin sees every port every swi
 reports; a project token sees only the ports of the nodes its live instances hold,
 and learns nothing of other projects (their VLANs show as "unknown"). Device reads go
 through the switch service's read and are shared by all callers for READ_TTL seconds,
-so open pages cost each switch one read per READ_TTL however many pages are open.
+so open pages cost each switch at most one read per READ_TTL however many are open.
 Whether a port is where the database wants it is the one drift rule's to say
 (`switches.drift.in_sync`); this module only reports it.
 """
@@ -34,7 +34,7 @@ from metalnet.switching import Switching
 
 router = APIRouter(prefix="/v1")
 
-READ_TTL = 1.0  # seconds a device read is shared; a change shows within two page polls
+READ_TTL = 0.5  # seconds one device read serves every caller; a change shows within a poll + this
 RECENT_COMMITS = 1000  # change-log rows searched for each port's last commit
 
 
