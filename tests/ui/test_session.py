@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from sqlalchemy import select
 from uilab import wait_for
 
+from metalnet import inventory
 from metalnet.api.auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
 from metalnet.db.models import AuditEntry
 
@@ -181,3 +183,27 @@ def test_reconcile_dry_run_is_for_admins_and_audited(ui_lab) -> None:
 def test_switch_queue_depth_is_for_admins(ui_lab) -> None:
     assert ui_lab.call("beta", "GET", "/v1/switch-queue").status_code == 403
     assert ui_lab.call("admin", "GET", "/v1/switch-queue").json() == {"depth": 0.0}
+
+
+def test_a_switch_that_cannot_be_read_shows_its_error_and_the_wanted_state(ui_lab) -> None:
+    with socket.socket() as s:  # a port nobody listens on: the connection is refused
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    with ui_lab.db.session() as s:
+        inventory.add_switch(s, "dead", "junos", dead, "u", "p")
+        inventory.add_node(
+            s, ui_lab.db.settings, "n9", "52:54:00:00:09:09", "dead", "ge-0/0/3",
+            "redfish://127.0.0.1:9", "admin", "x",
+        )  # fmt: skip
+    try:
+        fabric = ui_lab.call("admin", "GET", "/v1/fabric").json()
+        switch = next(s for s in fabric["switches"] if s["name"] == "dead")
+        assert "dead" in switch["error"]
+        [port] = switch["ports"]
+        assert (port["interface"], port["node"], port["in_sync"]) == ("ge-0/0/3", "n9", None)
+        assert port["actual"] is None and port["in"] == {"kind": "service"}
+    finally:
+        with ui_lab.db.session() as s:
+            inventory.delete_node(s, ui_lab.db.settings, "n9")
+        with ui_lab.db.session() as s:
+            inventory.delete_switch(s, "dead")
