@@ -24,7 +24,6 @@ from sqlalchemy import select
 from metalnet import audit, metrics
 from metalnet.api.auth import Caller, Db, Principal
 from metalnet.config import Settings
-from metalnet.db.engine import Database
 from metalnet.db.models import Instance, Network, Project, Switch, SwitchChange, SwitchPort
 from metalnet.lifecycle.instances import LIVE
 from metalnet.reconcile import reconcile
@@ -174,16 +173,13 @@ def _known_ports(s, who: Principal) -> dict[str, dict[str, _Known]]:
             port.desired_vlan,
             node.name if node else None,
             node.state if node else None,
-            {
-                "name": inst.name,
-                "project": inst.project.name,
-                "state": inst.state,
-                "step": inst.step,
-            }
-            if inst
-            else None,
+            _instance_brief(inst) if inst else None,
         )
     return known
+
+
+def _instance_brief(inst: Instance) -> dict:
+    return {"name": inst.name, "project": inst.project.name, "state": inst.state, "step": inst.step}
 
 
 @router.get("/fabric")
@@ -207,7 +203,7 @@ def fabric(db: Db, who: Caller, reads: Reads) -> dict:
         last = _last_commits(s, list(known))
         device = {name: device.get(name) or reads.get(name) for name in known}
         switches = [
-            _switch_view(db, name, ports, device[name], by_vlan, last, who.admin)
+            _switch_view(db.settings, name, ports, device[name], by_vlan, last, who.admin)
             for name, ports in known.items()
         ]
     return {
@@ -232,7 +228,7 @@ def switch_queue(who: Caller) -> dict:
 
 
 def _switch_view(
-    db: Database,
+    settings: Settings,
     name: str,
     known: dict[str, _Known],
     read: DeviceRead,
@@ -256,7 +252,7 @@ def _switch_view(
                 "desired_vlan": wish.desired_vlan,
                 "actual": _actual_view(actual),
                 "in_sync": None if unread else in_sync(wish.desired_vlan, actual),
-                "in": port_in(vlan, db.settings, networks),
+                "in": port_in(vlan, settings, networks),
                 "last_commit": last.get((name, interface)),
             }
         )

@@ -127,6 +127,7 @@ async function start() {
     showSignIn(error instanceof SignedOut ? "" : error.message);
     return;
   }
+  Object.assign(state, { selected: null, timelineOf: null, depth: [] }); // not the last user's
   $("signin").hidden = true;
   $("tabs").hidden = false;
   $("signout").hidden = false;
@@ -400,7 +401,12 @@ async function pollNodes() {
     state.me.admin ? api("GET", "/v1/nodes") : Promise.resolve([]),
     api("GET", "/v1/instances?all=true"),
   ]);
-  if (state.timelineOf) await renderTimeline(state.timelineOf);
+  if (state.timelineOf) {
+    await renderTimeline(state.timelineOf).catch((error) => {
+      if (error instanceof SignedOut) throw error;
+      $("timeline").replaceChildren(el("p", { class: "error", text: error.message }));
+    });
+  }
   if (!changed("nodes", [nodes, instances])) return;
   const byNode = new Map(
     instances.filter((i) => i.state !== "deleted").map((i) => [i.node, i]),
