@@ -11,6 +11,7 @@ on every state-changing request it authenticates.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
@@ -53,8 +54,8 @@ def _same_origin(request: Request) -> None:
     """Refuse a sign-in posted from another site (it would sign the victim in as the
     attacker); browsers send Origin on every cross-site POST."""
     origin = request.headers.get("origin")
-    own = f"{request.url.scheme}://{request.headers.get('host', '')}"
-    if origin is not None and origin != own:
+    # the host alone: behind a TLS-terminating proxy the scheme seen here differs
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
         raise Forbidden(f"sign-in from origin {origin!r} refused")
 
 
