@@ -1,12 +1,12 @@
-"""The controller's HTTP application: the agent endpoint and the REST API."""
+"""The controller's HTTP application: the agent endpoint, the REST API, the dashboard."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from metalnet import metrics
-from metalnet.api import agent, errors, v1
+from metalnet import metrics, ui
+from metalnet.api import agent, errors, fabric, v1
 from metalnet.db.engine import Database
 
 
@@ -17,6 +17,8 @@ def create_app(db: Database) -> FastAPI:
     errors.install(app)
     app.include_router(agent.router)
     app.include_router(v1.router)
+    app.include_router(fabric.router)
+    ui.mount(app)
     app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
     return app
 

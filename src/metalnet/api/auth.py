@@ -1,7 +1,15 @@
-"""Who is calling the REST API: an admin, or one project, identified by a bearer token."""
+"""Who is calling the REST API: an admin, or one project, identified by a bearer token.
+
+The dashboard's browser sends the same token in an HttpOnly, SameSite=Strict session
+cookie instead. A cookie rides along on requests other sites make, so a state-changing
+request authenticated by cookie must also carry the CSRF header: a value derived from
+the token, which the page reads from a non-HttpOnly cookie and another site cannot know.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -51,13 +59,41 @@ def database(request: Request) -> Database:
 Db = Annotated[Database, Depends(database)]
 
 
-def principal(db: Db, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    """Look the token up on every request, so a revoked token stops working at once."""
+SESSION_COOKIE = "metalnet_session"
+CSRF_COOKIE = "metalnet_csrf"
+CSRF_HEADER = "X-Metalnet-CSRF"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def csrf_value(token: str) -> str:
+    """The CSRF value of a session: bound to its token, unguessable without it."""
+    return hmac.new(token.encode(), b"metalnet-csrf", hashlib.sha256).hexdigest()
+
+
+def _token(request: Request, authorization: str | None) -> str:
+    """The bearer token if one is sent, else the session cookie's (CSRF-checked)."""
     scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if authorization is not None or not cookie:
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+        return token.strip()
+    sent = request.headers.get(CSRF_HEADER, "").encode()
+    if request.method not in SAFE_METHODS and not hmac.compare_digest(
+        sent, csrf_value(cookie).encode()
+    ):
+        raise Forbidden(
+            f"a {request.method} with the session cookie needs the {CSRF_HEADER} header"
+        )
+    return cookie
+
+
+def principal(
+    db: Db, request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
+    """Look the token up on every request, so a revoked token stops working at once."""
     with db.session() as session:
-        row = apitokens.authenticate(session, token.strip())
+        row = apitokens.authenticate(session, _token(request, authorization))
         if row is None:
             raise Unauthorized("unknown or revoked token")
         return Principal(
