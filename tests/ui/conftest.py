@@ -13,9 +13,9 @@ from uilab import CHROME_FLAGS, CHROMEDRIVER, CHROMIUM, PROJECTS, UiLab
 from metalnet import apitokens, inventory
 from metalnet.controller import Controller
 from metalnet.db.engine import Database, upgrade
-from metalnet.demo import demo_settings
-from metalnet.reconcile import reconcile
-from metalnet.sim.lab import Lab
+from metalnet.sim.lab.lab import Lab
+from metalnet.sim.lab.world import lab_settings as demo_settings
+from metalnet.switches.reconcile import reconcile
 
 
 @pytest.fixture(scope="module")

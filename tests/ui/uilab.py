@@ -13,7 +13,7 @@ import httpx
 
 from metalnet.controller import Controller
 from metalnet.db.engine import Database
-from metalnet.sim.lab import Lab
+from metalnet.sim.lab.lab import Lab
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

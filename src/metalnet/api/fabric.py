@@ -26,10 +26,10 @@ from metalnet.api.auth import Caller, Db, Principal
 from metalnet.config import Settings
 from metalnet.db.models import Instance, Network, Project, Switch, SwitchChange, SwitchPort
 from metalnet.lifecycle.instances import LIVE
-from metalnet.reconcile import reconcile
 from metalnet.switches.base import PortState, SwitchError
 from metalnet.switches.drift import describe, in_sync
-from metalnet.switching import Switching
+from metalnet.switches.reconcile import reconcile
+from metalnet.switches.service import SwitchService
 
 router = APIRouter(prefix="/v1")
 
@@ -49,7 +49,7 @@ class DeviceRead:
 class DeviceReads:
     """Reads of every switch, each shared by all callers while younger than `ttl`."""
 
-    def __init__(self, switching: Switching, ttl: float = READ_TTL) -> None:
+    def __init__(self, switching: SwitchService, ttl: float = READ_TTL) -> None:
         self.switching = switching
         self.ttl = ttl
         self.reads = 0
@@ -82,7 +82,7 @@ def device_reads(request: Request) -> DeviceReads:
     state = request.app.state
     with _reads_lock:
         if getattr(state, "device_reads", None) is None:
-            state.device_reads = DeviceReads(Switching(state.db))
+            state.device_reads = DeviceReads(SwitchService(state.db))
         return state.device_reads
 
 
@@ -264,7 +264,7 @@ def reconcile_dry_run(db: Db, who: Caller, reads: Reads) -> list[dict]:
     """What `metalnet reconcile --dry-run` reports: drift per switch, nothing fixed."""
     who.require_admin()
     try:
-        reports = reconcile(db, fix=False, switching=reads.switching)
+        reports = reconcile(db, fix=False, service=reads.switching)
     except Exception as exc:
         audit.record(db, who.actor, "reconcile", "dry run", False, str(exc))
         raise
