@@ -7,6 +7,11 @@ need no conversion; the text and set formats are parsed into the same elements.
 Entries of a list are told apart by their `<name>` child; leaves in `LEAF_LISTS`
 hold several values (`members`), which is why a Junos *merge* of a VLAN member adds
 to the old membership instead of replacing it.
+
+A deactivated statement carries `inactive="inactive"`, as in Junos XML; a load
+with `inactive="inactive"` deactivates and one with `active="active"` activates
+("Change a Configuration Element's Activation State Using the Junos XML Protocol",
+juniper.net/documentation/us/en/software/junos/junos-xml-protocol).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from lxml import etree
 
 from metalnet.sim.switch.errors import ErrorSpec, RpcFailure
 
-LEAF_LISTS = frozenset({"members"})
+LEAF_LISTS = frozenset({"members", "apply-groups"})
 OPERATIONS = frozenset({"merge", "replace", "create", "delete", "remove", "none"})
 _OP_ATTRS = ("operation", "delete", "replace")
 
@@ -79,10 +84,24 @@ def find_match(parent: Element, element: Element) -> Element | None:
     return None
 
 
+def is_inactive(element: Element) -> bool:
+    """The statement is deactivated (kept in the configuration, without effect)."""
+    return element.get("inactive") == "inactive"
+
+
+def _set_activation(target: Element, source: Element) -> None:
+    if is_inactive(source):
+        target.set("inactive", "inactive")
+    elif source.get("active") == "active":
+        target.attrib.pop("inactive", None)
+
+
 def plain_copy(element: Element) -> Element:
     """Deep copy without edit attributes, leaving out children marked for deletion."""
     out = etree.Element(element.tag)
     out.text = element.text
+    if is_inactive(element):
+        out.set("inactive", "inactive")
     for child in element:
         if _explicit_op(child, honour_replace=True) not in ("delete", "remove"):
             out.append(plain_copy(child))
@@ -155,16 +174,19 @@ def _edit_one(
         return
     if is_leaf(src):
         _merge_leaf(parent, src, match, op)
-        return
-    if match is None:
-        match = etree.Element(src.tag)
+    elif match is None:
+        fresh = etree.Element(src.tag)
         if entry_name(src) is not None:
-            etree.SubElement(match, "name").text = entry_name(src)
-        edit(match, src, default_op=op, honour_replace=honour_replace, strict=strict)
-        if op == "merge" or len(match) > (1 if entry_name(src) is not None else 0):
-            insert(parent, match)
+            etree.SubElement(fresh, "name").text = entry_name(src)
+        _set_activation(fresh, src)
+        edit(fresh, src, default_op=op, honour_replace=honour_replace, strict=strict)
+        if op == "merge" or len(fresh) > (1 if entry_name(src) is not None else 0):
+            insert(parent, fresh)
         return
-    edit(match, src, default_op=op, honour_replace=honour_replace, strict=strict)
+    else:
+        edit(match, src, default_op=op, honour_replace=honour_replace, strict=strict)
+    if match is not None:
+        _set_activation(match, src)
 
 
 def _merge_leaf(parent: Element, src: Element, match: Element | None, op: str) -> None:
