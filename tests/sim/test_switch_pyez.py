@@ -41,7 +41,9 @@ def test_load_text_set_xml_and_commit(device) -> None:
     )
     cu.load(xml, format="xml")
     assert cu.commit_check() is True  # a factory port names no VLAN: merging one is enough
-    cu.load("set interfaces ge-0/0/1 unit 0 family ethernet-switching vlan members v20", format="set")
+    cu.load(
+        "set interfaces ge-0/0/1 unit 0 family ethernet-switching vlan members v20", format="set"
+    )
     with pytest.raises(CommitError, match="more than one vlan"):
         cu.commit_check()  # members is a list: the merge added v20 next to v10
     cu.load(
