@@ -146,7 +146,7 @@ def _inherit(target: Element, source: Element) -> None:
             match = find_match(target, child)
             if match is None:
                 insert(target, _concrete(child))
-            elif len(child) and len(match):
+            elif len(child):
                 _inherit(match, child)
 
 

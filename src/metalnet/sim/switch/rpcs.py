@@ -283,6 +283,7 @@ async def command(ctx: RpcContext, op: Element) -> Payload:
 @rpc("load-configuration")
 async def load_configuration(ctx: RpcContext, op: Element) -> Payload:
     action = op.get("action", "merge")
+    missing: list[str] = []
     if op.get("rollback") is not None:
         config = ctx.db.rollback_config(_int(op.get("rollback") or ""))
         ctx.db.edit(ctx.session, lambda _: tree.copy(config))
@@ -290,12 +291,13 @@ async def load_configuration(ctx: RpcContext, op: Element) -> Payload:
         fragments = text.parse_set(op.findtext("configuration-set") or "")
         for fragment in fragments:
             ctx.db.dialect.check_statements(fragment)
-        ctx.db.edit(ctx.session, lambda c: _apply_set(c, fragments))
+        ctx.db.edit(ctx.session, lambda c: _apply_set(c, fragments, missing))
     else:
         incoming = _incoming(op, op.get("format", "xml"))
         ctx.db.dialect.check_statements(incoming)
-        ctx.db.edit(ctx.session, lambda c: _apply_load(c, incoming, action))
+        ctx.db.edit(ctx.session, lambda c: _apply_load(c, incoming, action, missing))
     results = _element("load-configuration-results")
+    results.extend(ErrorSpec("statement not found", severity="warning").element() for _ in missing)
     results.append(_element("ok"))
     return [results]
 
@@ -311,23 +313,26 @@ def _incoming(op: Element, fmt: str) -> Element:
     raise RpcFailure(ErrorSpec(f"format {fmt} is not supported", bad_element=fmt))
 
 
-def _apply_load(candidate: Element, incoming: Element, action: str) -> Element | None:
+def _apply_load(
+    candidate: Element, incoming: Element, action: str, missing: list[str]
+) -> Element | None:
     if action in ("override", "update"):
         return tree.plain_copy(incoming)
     if action not in ("merge", "replace"):
         raise RpcFailure(ErrorSpec(f"invalid action {action}", bad_element=action))
-    tree.edit(candidate, incoming, honour_replace=action == "replace")
+    missing[:] = tree.edit(candidate, incoming, honour_replace=action == "replace")
     return None
 
 
-def _apply_set(candidate: Element, fragments: list[Element]) -> Element:
+def _apply_set(candidate: Element, fragments: list[Element], missing: list[str]) -> Element:
+    missing.clear()
     for fragment in fragments:
         if fragment.get("delete") == "delete":
             candidate = tree.new_config()
         else:
             only_activation = fragment.get("activation") == "activation"
             default = "none" if only_activation else "merge"
-            tree.edit(candidate, fragment, default_op=default, honour_replace=False)
+            missing += tree.edit(candidate, fragment, default_op=default, honour_replace=False)
     return candidate
 
 

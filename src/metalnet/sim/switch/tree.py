@@ -135,8 +135,12 @@ def edit(
     default_op: str = "merge",
     honour_replace: bool = True,
     strict: bool = False,
-) -> None:
+) -> list[str]:
     """Apply the children of `source` to the children of `target` in place.
+
+    Returns the statements a delete named but the target did not hold: a Junos
+    load answers each with the warning "statement not found" (as in the replies
+    of PyEZ's tests/unit/test_exception.py), which ncclient raises by default.
 
     `default_op` is the NETCONF default-operation (merge or none); explicit
     `operation=`, `delete="delete"` and, when `honour_replace` (Junos load
@@ -144,14 +148,16 @@ def edit(
     `strict` raises the RFC 6241 data-exists/data-missing errors (edit-config);
     Junos loads ignore a delete of something absent.
     """
+    missing: list[str] = []
     for child in source:
         op = _explicit_op(child, honour_replace=honour_replace) or default_op
-        _edit_one(target, child, op, honour_replace=honour_replace, strict=strict)
+        missing += _edit_one(target, child, op, honour_replace=honour_replace, strict=strict)
+    return missing
 
 
 def _edit_one(
     parent: Element, src: Element, op: str, *, honour_replace: bool, strict: bool
-) -> None:
+) -> list[str]:
     match = find_match(parent, src)
     if op in ("delete", "remove"):
         if match is not None:
@@ -160,7 +166,9 @@ def _edit_one(
             raise RpcFailure(
                 ErrorSpec("statement not found", tag="data-missing", bad_element=src.tag)
             )
-        return
+        elif op == "delete":
+            return [src.tag]
+        return []
     if op == "create" and match is not None:
         raise RpcFailure(
             ErrorSpec("statement already exists", tag="data-exists", bad_element=src.tag)
@@ -171,7 +179,8 @@ def _edit_one(
             parent.replace(match, fresh)
         else:
             insert(parent, fresh)
-        return
+        return []
+    missing: list[str] = []
     if is_leaf(src):
         _merge_leaf(parent, src, match, op)
     elif match is None:
@@ -179,14 +188,15 @@ def _edit_one(
         if entry_name(src) is not None:
             etree.SubElement(fresh, "name").text = entry_name(src)
         _set_activation(fresh, src)
-        edit(fresh, src, default_op=op, honour_replace=honour_replace, strict=strict)
+        missing = edit(fresh, src, default_op=op, honour_replace=honour_replace, strict=strict)
         if op == "merge" or len(fresh) > (1 if entry_name(src) is not None else 0):
             insert(parent, fresh)
-        return
+        return missing
     else:
-        edit(match, src, default_op=op, honour_replace=honour_replace, strict=strict)
+        missing = edit(match, src, default_op=op, honour_replace=honour_replace, strict=strict)
     if match is not None:
         _set_activation(match, src)
+    return missing
 
 
 def _merge_leaf(parent: Element, src: Element, match: Element | None, op: str) -> None:
