@@ -90,7 +90,7 @@ def test_dialect_framing_and_warning_flags() -> None:
             info = nc.rpc("<get-software-information/>")
             assert info.xpath("//product-model")[0].text == "ex4200-48t"
             reply = nc.rpc("<commit-configuration/>")
-            assert reply.xpath("//rpc-error/error-message")[0].text == "mgd: deprecated"
+            assert reply.xpath("//rpc-error/error-message")[0].text.strip() == "mgd: deprecated"
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=10)

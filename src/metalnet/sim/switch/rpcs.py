@@ -353,10 +353,11 @@ async def edit_config(ctx: RpcContext, op: Element) -> Payload:
     if default == "replace":
         ctx.db.edit(ctx.session, lambda _: tree.plain_copy(incoming))
     else:
-        ctx.db.edit(
-            ctx.session,
-            lambda c: tree.edit(c, incoming, default_op=default, honour_replace=False, strict=True),
-        )
+
+        def merge(candidate: Element) -> None:
+            tree.edit(candidate, incoming, default_op=default, honour_replace=False, strict=True)
+
+        ctx.db.edit(ctx.session, merge)
     return None
 
 
