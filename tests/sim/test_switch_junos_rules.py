@@ -284,3 +284,13 @@ def test_factory_ports_name_no_vlan_and_are_in_vlan_1(switch: SimSwitch, connect
     )
     nc.rpc("<commit-configuration/>")  # merging onto a factory port needs no replace
     assert switch.port_vlans()["ge-0/0/0"] == 7
+
+
+def test_virtual_chassis_members_have_their_own_fpc_ports(connect) -> None:
+    with SimSwitch.running(ports=2, members=2) as sw:
+        assert list(sw.port_vlans()) == ["ge-0/0/0", "ge-0/0/1", "ge-1/0/0", "ge-1/0/1"]
+        nc = connect(sw)
+        terse = nc.rpc("<get-interface-information><terse/></get-interface-information>")
+        names = {n.text.strip() for n in terse.xpath("//physical-interface/name")}
+        assert {"ge-1/0/1", "ge-0/0/1"} <= names and "ge-2/0/0" not in names
+        nc.close_session()

@@ -58,6 +58,9 @@ def switch(
     listen: str = typer.Option("127.0.0.1:8300", help="HOST:PORT to listen on (port 0: any)."),
     name: str = typer.Option("sw1", help="Switch name (its host-name and log prefix)."),
     ports: int = typer.Option(48, min=1, max=96, help="Number of ports ge-0/0/0 … ge-0/0/N-1."),
+    members: int = typer.Option(
+        1, min=1, max=10, help="Virtual Chassis members (FPCs), each with --ports ports."
+    ),
     username: str = typer.Option("admin", help="Login accepted over SSH."),
     password: str = typer.Option("admin", help="Password accepted over SSH."),
     commit_latency: float = typer.Option(0.0, min=0.0, help="Seconds every commit takes."),
@@ -108,6 +111,7 @@ def switch(
         confirm_unit_seconds=confirm_unit_seconds,
         netconf_11=netconf_1_1,
         dialect=dialect,
+        members=members,
         state_file=state_file,
         host_key=load_host_key(host_key),
     )
