@@ -97,9 +97,11 @@ def switch(
 
     Example: metalnet sim switch --listen 127.0.0.1:8300 --ports 48 --commit-latency 2
     """
+    from metalnet.sim.switch.dialect import DIALECTS
+
     host, port = check_listen(listen)
-    if dialect not in ("els", "legacy"):
-        raise InputError(f"invalid --dialect {dialect!r}: expected els or legacy")
+    if dialect not in DIALECTS:
+        raise InputError(f"invalid --dialect {dialect!r}: expected {' or '.join(DIALECTS)}")
     sw = SimSwitch(
         name,
         ports=ports,

@@ -51,7 +51,7 @@ class Dialect:
                     ErrorSpec("syntax error", path=_edit_path(node), bad_element=node.tag)
                 )
 
-    def mode(self, iface: Element, switching: Element) -> str:
+    def mode(self, switching: Element) -> str:
         """`access` or `trunk`: the port's mode (access when not configured)."""
         return switching.findtext(self.mode_statement) or "access"
 
