@@ -7,10 +7,14 @@ to the physical interface. The other dialect's statements are syntax errors.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from ncclient.operations import RPCError
 
 from metalnet.sim.switch import SimSwitch
+
+DATA = Path(__file__).parent.parent / "data" / "junos"
 
 ELS_ACCESS = (
     "interfaces { ge-0/0/1 { unit 0 { family ethernet-switching {"
@@ -63,3 +67,20 @@ def test_legacy_factory_ports_are_in_the_builtin_default_vlan(connect) -> None:
 def test_unknown_dialect_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown dialect 'nxos'"):
         SimSwitch(dialect="nxos")
+
+
+def test_a_real_els_interfaces_stanza_loads_on_els_only(connect) -> None:
+    """tests/data/junos/ansible-l2-interfaces-els.conf: access, trunk with native VLAN."""
+    stanza = (DATA / "ansible-l2-interfaces-els.conf").read_text()
+    config = (
+        f"interfaces {{ {stanza} }} vlans {{ "
+        + "".join(f"vlan{n} {{ vlan-id {n}; }} " for n in (100, 200, 300, 400))
+        + "}"
+    )
+    with SimSwitch.running(ports=4) as els, SimSwitch.running(ports=4, dialect="legacy") as old:
+        nc = connect(els)
+        nc.load_configuration(format="text", action="replace", config=config)
+        nc.rpc("<commit-configuration/>")
+        assert els.port_vlans() == {"ge-0/0/0": 1, "ge-0/0/1": 100, "ge-0/0/2": 400, "ge-0/0/3": 1}
+        with pytest.raises(RPCError, match="syntax error"):
+            connect(old).load_configuration(format="text", config=config)
