@@ -250,6 +250,15 @@ def test_groups_and_interface_ranges_apply_and_show_with_inherit(
         "</get-configuration>"
     )
     assert [m.text for m in inherited.xpath("//interface[name='ge-0/0/5']//members")] == ["v20"]
+    assert not inherited.xpath("//@*[local-name()='group']")  # origins only when asked
+    marked = nc.rpc(
+        '<get-configuration database="committed" inherit="inherit" groups="groups"'
+        ' interface-ranges="interface-ranges"/>'
+    )
+    members = marked.xpath("//interface[name='ge-0/0/5']//members")[0]
+    assert members.xpath("@*[local-name()='group']") == ["access-v20"]
+    members = marked.xpath("//interface[name='ge-0/0/1']//members")[0]
+    assert members.xpath("@*[local-name()='interface-range']") == ["uplinks"]
 
 
 # ---------------------------------------------------------------- set format
