@@ -35,8 +35,9 @@ from metalnet.controller import Controller
 from metalnet.db.engine import Database, upgrade
 from metalnet.db.models import Instance, InstanceEvent, Network, Node
 from metalnet.lifecycle import instances
-from metalnet.lifecycle.engine import SPAWN, TERMINATE, Job
+from metalnet.lifecycle.engine import Job
 from metalnet.lifecycle.invariants import port_violation
+from metalnet.lifecycle.states import SPAWN, TERMINATE, Step
 from metalnet.power import PowerState
 from metalnet.sim.dataplane import DataPlane
 from metalnet.sim.isolation import IsolationProof, Measurement
@@ -142,8 +143,8 @@ class Demo:
     def after_step(self, job: Job, step: str) -> None:
         """Engine hook: the port must already be where this step leaves it."""
         node = next(n for n in self.lab.nodes if n.name == job.node)
-        spawn_done = job.state == "building" and step == "port_to_project"
-        expected = job.project_vlan if spawn_done else self.settings.service_vlan
+        in_project = job.state == SPAWN.state and step in (Step.PORT_TO_PROJECT, Step.POWER_ON)
+        expected = job.project_vlan if in_project else self.settings.service_vlan
         actual = self.netconf_vlan(node)
         self.step_reads += 1
         if actual != expected:
@@ -307,7 +308,7 @@ class Demo:
                 phase = "spawn"
                 for event in events:
                     per_step[f"{phase}:{event.step}"].append(event.seconds or 0.0)
-                    if event.step == SPAWN[-1]:
+                    if event.step == SPAWN.steps[-1]:
                         phase = "terminate"
                 port = inventory.node_port(inst.node)
                 rows.append(
@@ -321,7 +322,7 @@ class Demo:
                         "final_state": inst.state,
                     }
                 )
-        order = [f"spawn:{s}" for s in SPAWN] + [f"terminate:{s}" for s in TERMINATE]
+        order = [f"spawn:{s}" for s in SPAWN.steps] + [f"terminate:{s}" for s in TERMINATE.steps]
         steps = {k: round(statistics.mean(per_step[k]), 3) for k in order if per_step[k]}
         commits = sum(s.commit_count() for s in self.lab.fleet.switches)
         isolation = {"isolation": self.proof.report(self.finals)} if self.proof else {}

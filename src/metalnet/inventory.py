@@ -26,11 +26,12 @@ from metalnet.db.models import (
     SwitchPort,
 )
 from metalnet.errors import Conflict, InputError, NotFound
+from metalnet.lifecycle.states import LIVE
 from metalnet.power import check_bmc_url
 from metalnet.switches import check_interface, driver_class
 from metalnet.validate import check_cidr, check_host_port, check_name, check_vlan, normalize_mac
 
-LIVE_INSTANCE_STATES = ("building", "active", "deleting", "error")
+LIVE_INSTANCE_STATES = LIVE
 
 
 def _one(session: Session, model: type, what: str, name: str) -> object:

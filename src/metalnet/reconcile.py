@@ -19,12 +19,13 @@ from sqlalchemy import select
 from metalnet import metrics
 from metalnet.db.engine import Database
 from metalnet.db.models import Instance, Node, Switch
+from metalnet.lifecycle.states import PLANS
 from metalnet.switches.base import SwitchError
 from metalnet.switching import Switching
 
 log = logging.getLogger(__name__)
 
-TRANSITIONAL = ("building", "deleting")
+TRANSITIONAL = tuple(PLANS)
 
 
 @dataclass(frozen=True)

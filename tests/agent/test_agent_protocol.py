@@ -16,7 +16,6 @@ import socket
 import pytest
 from pydantic import ValidationError
 
-from metalnet.agent import runner
 from metalnet.agent.protocol import Progress, Task, TaskResult, progress_path, task_path
 from metalnet.agent.runner import ExitCode, Throttle, run_agent
 
@@ -226,8 +225,7 @@ def test_agent_retries_a_restarting_controller(lab, make_disk) -> None:
     assert [r.ok for _, _, r in lab.state.results] == [True]
 
 
-def test_agent_without_controller_polls_until_the_deadline(make_disk, monkeypatch) -> None:
-    monkeypatch.setattr(runner, "BACKOFF", 0.01)
+def test_agent_without_controller_polls_until_the_deadline(make_disk, virtual_clock) -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"

@@ -13,7 +13,7 @@ from metalnet.controller import Controller
 from metalnet.db.models import AgentTask, Instance, Node
 from metalnet.errors import Conflict
 from metalnet.lifecycle import instances, tokens
-from metalnet.lifecycle.engine import SPAWN, TERMINATE
+from metalnet.lifecycle.states import SPAWN, TERMINATE, Step
 from metalnet.power import PowerState
 
 BAD_SHA = "0" * 64
@@ -60,10 +60,11 @@ def test_spawn_and_terminate_move_the_port_at_the_right_moments(world) -> None:
         with world.db.session() as s:
             instances.delete_instance(s, "web")
         assert wait_state(world, "web", ("deleted", "error")).state == "deleted"
-    service = world.settings.service_vlan
-    expected = [("building", s, service) for s in SPAWN[:-1]]
-    expected += [("building", "port_to_project", world.vlans["alpha"])]
-    expected += [("deleting", s, service) for s in TERMINATE]
+    service, alpha = world.settings.service_vlan, world.vlans["alpha"]
+    in_project = SPAWN.steps.index(Step.PORT_TO_PROJECT)
+    expected = [("building", s, service) for s in SPAWN.steps[:in_project]]
+    expected += [("building", s, alpha) for s in SPAWN.steps[in_project:]]
+    expected += [("deleting", s, service) for s in TERMINATE.steps]
     assert observed == expected
     assert world.lab.disk_is_zero(node)
     assert node.power.state == PowerState.OFF
@@ -71,7 +72,7 @@ def test_spawn_and_terminate_move_the_port_at_the_right_moments(world) -> None:
         db_node = s.scalar(select(Node).where(Node.name == "n1"))
         assert db_node.state == "available"
         assert db_node.agent_token_hash is None  # the token died with the task
-    assert steps_seen(world, "web") == list(SPAWN) + list(TERMINATE)
+    assert steps_seen(world, "web") == list(SPAWN.steps) + list(TERMINATE.steps)
 
 
 def test_wrong_checksum_fails_deploy_and_keeps_the_port_out_of_the_project(world) -> None:

@@ -40,12 +40,12 @@ from metalnet.agent.protocol import (
     result_path,
     task_path,
 )
+from metalnet.retry import Retry
 
 log = logging.getLogger(__name__)
 
-RETRIES = 4
-BACKOFF = 0.2
-BACKOFF_MAX = 2.0
+CONTROLLER_RETRY = Retry(attempts=5, first=0.2, cap=2.0)
+"""Each call to the controller: a restart of the controller is outlasted, a dead one not."""
 PROGRESS_INTERVAL = 0.25
 """Seconds between progress reports within one phase (at most ~4 a second)."""
 
@@ -119,17 +119,17 @@ class _Controller:
         self, method: str, path: str, body: pydantic.BaseModel | None = None
     ) -> httpx.Response:
         """Send one call, retrying transient failures with exponential back-off."""
-        delay, failure = BACKOFF, ""
-        for attempt in range(RETRIES + 1):
-            try:
-                return self._attempt(method, path, body)
-            except _Transient as exc:
-                failure = f"{method} {path} failed ({exc})"
-                if attempt < RETRIES:
-                    log.warning("node=%s %s; retrying in %.2fs", self.node, failure, delay)
-                    time.sleep(delay)
-                    delay = min(delay * 2, BACKOFF_MAX)
-        raise ControllerUnreachable(f"controller unreachable: {failure} {RETRIES + 1} times")
+        try:
+            return CONTROLLER_RETRY.call(
+                lambda: self._attempt(method, path, body),
+                retry_on=(_Transient,),
+                what=f"node={self.node} {method} {path}",
+            )
+        except _Transient as exc:
+            raise ControllerUnreachable(
+                f"controller unreachable: {method} {path} failed ({exc}) "
+                f"{CONTROLLER_RETRY.attempts} times"
+            ) from exc
 
     def _attempt(self, method: str, path: str, body: pydantic.BaseModel | None) -> httpx.Response:
         content = body.model_dump_json() if body is not None else None

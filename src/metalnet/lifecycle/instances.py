@@ -16,9 +16,8 @@ from sqlalchemy.orm import Session
 from metalnet import inventory
 from metalnet.db.models import Instance, InstanceEvent, IpAllocation, Network, Node
 from metalnet.errors import Conflict, InputError, NotFound
+from metalnet.lifecycle.states import LIVE, TERMINATE, InstanceState, NodeState
 from metalnet.validate import check_name, check_sha256
-
-LIVE = inventory.LIVE_INSTANCE_STATES
 
 
 def check_image_url(url: str) -> str:
@@ -48,7 +47,7 @@ def get_instance(session: Session, name: str) -> Instance:
 
 def _claim(session: Session, node: Node, **fields: object) -> Instance:
     """An instance holding `node`; the unique holds_node_id makes a double claim fail."""
-    if node.state != "available":
+    if node.state != NodeState.AVAILABLE:
         reason = f" ({node.state_reason})" if node.state_reason else ""
         raise Conflict(f"node {node.name!r} is {node.state}{reason}, not available")
     try:
@@ -57,7 +56,7 @@ def _claim(session: Session, node: Node, **fields: object) -> Instance:
             session.add(instance)
     except IntegrityError:
         raise Conflict(f"node {node.name!r} is already in use") from None
-    node.state = "deploying"
+    node.state = NodeState.DEPLOYING
     return instance
 
 
@@ -109,7 +108,7 @@ def create_instance(
         instance = _claim(session, chosen, **fields)
     else:
         available = session.scalars(
-            select(Node).where(Node.state == "available").order_by(Node.id)
+            select(Node).where(Node.state == NodeState.AVAILABLE).order_by(Node.id)
         ).all()
         for chosen in available:
             try:
@@ -129,9 +128,10 @@ def delete_instance(session: Session, name: str) -> Instance:
     instance = get_instance(session, name)
     if instance.state not in LIVE:
         raise Conflict(f"instance {name!r} is already {instance.state}")
-    if instance.state == "deleting":
+    if instance.state == InstanceState.DELETING:
         return instance
-    instance.state, instance.step, instance.error = "deleting", "port_to_service", None
+    instance.state, instance.step = InstanceState.DELETING, TERMINATE.steps[0]
+    instance.error = None
     session.add(InstanceEvent(instance=instance, step="queued", message="terminate requested"))
     return instance
 
@@ -139,7 +139,7 @@ def delete_instance(session: Session, name: str) -> Instance:
 def clear_node(session: Session, name: str) -> Node:
     """An operator returns a quarantined node to service (after fixing its disk)."""
     node = inventory.get_node(session, name)
-    if node.state != "quarantined":
+    if node.state != NodeState.QUARANTINED:
         raise Conflict(f"node {name!r} is {node.state}, not quarantined")
-    node.state, node.state_reason = "available", None
+    node.state, node.state_reason = NodeState.AVAILABLE, None
     return node

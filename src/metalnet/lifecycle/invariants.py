@@ -10,6 +10,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from metalnet.db.models import Instance, Network, Node
+from metalnet.lifecycle.states import SPAWN, TERMINATE, InstanceState, Step
+
+# (state, step) pairs that may find the port in the project VLAN: a spawn from its move
+# into the project VLAN on, a terminate until its move back to the service VLAN is done.
+MOVING = {(SPAWN.state, s) for s in SPAWN.steps[SPAWN.steps.index(Step.PORT_TO_PROJECT) :]} | {
+    (TERMINATE.state, Step.PORT_TO_SERVICE)
+}
 
 
 def port_violation(session: Session, node_name: str, vlan: int | None) -> str | None:
@@ -25,10 +32,8 @@ def port_violation(session: Session, node_name: str, vlan: int | None) -> str | 
             f"node {node_name} is in VLAN {vlan}, not its instance {inst.name}'s "
             f"VLAN {inst.network.vlan}"
         )
-    moving = inst.step == "port_to_project" or (
-        inst.state == "deleting" and inst.step == "port_to_service"
-    )
-    if inst.state != "active" and not moving:
+    moving = (inst.state, inst.step) in MOVING
+    if inst.state != InstanceState.ACTIVE and not moving:
         where = f"{inst.state}/{inst.step}"
         return f"node {node_name} is in project VLAN {vlan} while {inst.name} is {where}"
     return None

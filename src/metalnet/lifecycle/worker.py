@@ -19,7 +19,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import or_, select, update
 
 from metalnet.db.models import Instance
-from metalnet.lifecycle.engine import PLANS, Engine
+from metalnet.lifecycle.engine import Engine
+from metalnet.lifecycle.states import PLANS
 
 log = logging.getLogger(__name__)
 
