@@ -44,9 +44,7 @@ class Controller:
         self.db = db
         self.host, self.port = check_host_port(listen or db.settings.controller_listen, "listen")
         self.switching = Switching(db)
-        self.engine = Engine(
-            db, self.switching, on_step=on_step, power=power, on_start=on_start
-        )
+        self.engine = Engine(db, self.switching, on_step=on_step, power=power, on_start=on_start)
         self.worker = Worker(self.engine)
         self.reconciler = PeriodicReconciler(db, self.switching)
         app = create_app(db)
