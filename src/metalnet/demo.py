@@ -57,15 +57,19 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def demo_settings(workdir: Path, agent_url: str | None = None) -> Settings:
+def demo_settings(
+    workdir: Path, agent_url: str | None = None, image_server: str = "http://127.0.0.1"
+) -> Settings:
     """Embedded defaults in a throwaway directory, with lab-sized timeouts.
 
-    `agent_url`: where agents reach the controller, when not at its listen address.
+    `agent_url`: where agents reach the controller, when not at its listen address;
+    `image_server`: the lab's image server (a host without a port: any of its ports).
     """
     base = load_settings(None, f"sqlite:///{workdir / 'metalnet.db'}")
     return dataclasses.replace(
         base,
         agent_url=agent_url or base.agent_url,
+        image_server=image_server,
         boot_dir=str(workdir / "boot"),
         controller_listen=f"127.0.0.1:{_free_port()}",
         step_timeout=90.0,
@@ -108,7 +112,11 @@ class Demo:
         self.workdir = workdir
         self.progress = progress
         self.plane = DataPlane(SERVICE_CIDR) if netns else None
-        self.settings = demo_settings(workdir, self.plane.agent_url if self.plane else None)
+        self.settings = demo_settings(
+            workdir,
+            self.plane.agent_url if self.plane else None,
+            self.plane.image_base_url if self.plane else "http://127.0.0.1",
+        )
         self.db = Database(self.settings)
         switches = 2 if nodes > 2 else 1
         self.lab = Lab(
@@ -232,6 +240,7 @@ class Demo:
                     node.name,
                     self.lab.image_url,
                     self.lab.image_sha256,
+                    settings=self.settings,
                 )
                 names.append(name)
         self.progress(f"spawning {len(names)} instances at once")

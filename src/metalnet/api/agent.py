@@ -79,8 +79,15 @@ def get_task(node: str, token: Token, request: Request) -> Task | Response:
         if task is None:
             return Response(status_code=204)
         task.state = TaskState.RUNNING
-        answer = Task(id=task.id, kind=task.kind, image_url=task.image_url, sha256=task.sha256)
-    return answer
+        policy = request.app.state.db.settings.image_policy
+        return Task(
+            id=task.id,
+            kind=task.kind,
+            image_url=task.image_url,
+            sha256=task.sha256,
+            image_allow=policy.allow if task.image_url else (),
+            image_deny=policy.deny if task.image_url else (),
+        )
 
 
 @router.post(PROGRESS_ROUTE, status_code=204)

@@ -259,7 +259,7 @@ def clear_node(name: str, db: Db, who: Caller) -> dict:
 
 
 def _instance(s, who: Principal, name: str) -> Instance:
-    inst = instances.get_instance(s, name)
+    inst = instances.get_instance(s, name, who.project)
     if not who.may_see(inst.project.name):
         raise NotFound(f"unknown instance {name!r}")
     return inst
@@ -285,7 +285,14 @@ def create_instance(body: InstanceIn, db: Db, who: Caller) -> dict:
     _visible_project(who, project)
     with change(db, who, "instance create", body.name), db.session() as s:
         inst = instances.create_instance(
-            s, body.name, project, body.network, body.node, body.image_url, body.sha256
+            s,
+            body.name,
+            project,
+            body.network,
+            body.node,
+            body.image_url,
+            body.sha256,
+            settings=db.settings,
         )
         s.flush()
         return instance_view(inst)
@@ -300,8 +307,8 @@ def show_instance(name: str, db: Db, who: Caller) -> dict:
 @router.delete("/instances/{name}", status_code=202)
 def delete_instance(name: str, db: Db, who: Caller) -> dict:
     with change(db, who, "instance delete", name), db.session() as s:
-        _instance(s, who, name)
-        return instance_view(instances.delete_instance(s, name))
+        inst = _instance(s, who, name)
+        return instance_view(instances.delete_instance(s, name, inst.project.name))
 
 
 @router.get("/audit")

@@ -12,16 +12,24 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from metalnet.lifecycle.states import LIVE
+
+LIVE_SQL = "state IN (" + ", ".join(f"'{state}'" for state in LIVE) + ")"
+"""The live instance states as a partial index's condition."""
 
 
 def utcnow() -> datetime:
@@ -37,6 +45,7 @@ class Switch(Base):
     """A top-of-rack switch metalnet manages. `password` is a secret: never printed."""
 
     __tablename__ = "switches"
+    __table_args__ = (UniqueConstraint("host", "port", name="uq_switches_host_port"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(63), unique=True)
@@ -69,6 +78,7 @@ class Node(Base):
     """A physical server: its BMC and its lifecycle state."""
 
     __tablename__ = "nodes"
+    __table_args__ = (UniqueConstraint("bmc_url", name="uq_nodes_bmc_url"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(63), unique=True)
@@ -150,6 +160,17 @@ class Instance(Base):
     """A project's use of a node, from spawn to terminate, with its current lifecycle step."""
 
     __tablename__ = "instances"
+    # One live instance per (project, name); deleted ones keep their name for history.
+    __table_args__ = (
+        Index(
+            "uq_instances_live_name",
+            "project_id",
+            "name",
+            unique=True,
+            sqlite_where=text(LIVE_SQL),
+            postgresql_where=text(LIVE_SQL),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(63))
@@ -212,8 +233,9 @@ class AgentTask(Base):
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     state: Mapped[str] = mapped_column(String(10), default="pending")
     phase: Mapped[str | None] = mapped_column(String(10), nullable=True)
-    done_bytes: Mapped[int] = mapped_column(Integer, default=0)
-    total_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    # 64-bit: images and disks are larger than 2 GiB
+    done_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

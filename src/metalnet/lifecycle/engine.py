@@ -322,6 +322,8 @@ class Engine:
     def _pxe_boot(self, job: Job, plan: Plan) -> None:
         """Issue a token, queue the agent's task, and boot the node into the ramdisk."""
         kind = plan.agent_task
+        if kind == "deploy":
+            self.settings.image_policy.check(job.image_url)  # the policy may have changed
         with self.db.session() as session:
             node = session.scalar(select(Node).where(Node.name == job.node))
             token = tokens.issue(node)
