@@ -221,11 +221,14 @@ def add_switch(
     host, port = check_host_port(address, "switch address")
     if not username or any(c.isspace() for c in username):
         raise InputError(f"invalid username {username!r}: must be non-empty without spaces")
+    same = session.scalar(select(Switch).where(Switch.host == host, Switch.port == port))
+    if same is not None:
+        raise Conflict(f"switch address {host}:{port} is already switch {same.name!r}")
     switch = Switch(
         name=name, driver=driver, host=host, port=port, username=username, password=password
     )
     session.add(switch)
-    _flush(session, f"switch {name!r} already exists")
+    _flush(session, f"switch {name!r} (or address {host}:{port}) already exists")
     return switch
 
 
@@ -274,11 +277,14 @@ def add_node(
         raise Conflict(
             f"port {switch_name} {interface} is already bound to node {port.nic.node.name!r}"
         )
+    same_bmc = session.scalar(select(Node).where(Node.bmc_url == bmc_url))
+    if same_bmc is not None:
+        raise Conflict(f"BMC {bmc_url} already belongs to node {same_bmc.name!r}")
     port.desired_vlan = settings.service_vlan
     node = Node(name=name, bmc_url=bmc_url, bmc_username=bmc_username, bmc_password=bmc_password)
     node.nics.append(Nic(mac=normalized, port=port))
     session.add(node)
-    _flush(session, f"node {name!r} already exists (or its MAC or port was just taken)")
+    _flush(session, f"node {name!r} already exists (or its MAC, BMC or port was just taken)")
     return node
 
 

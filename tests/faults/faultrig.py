@@ -145,7 +145,14 @@ def make_active(world: World, switching: Switching, name: str, node: str, projec
     """
     with world.db.session() as session:
         inst = instances.create_instance(
-            session, name, project, "net", node, world.lab.image_url, world.lab.image_sha256
+            session,
+            name,
+            project,
+            "net",
+            node,
+            world.lab.image_url,
+            world.lab.image_sha256,
+            settings=world.settings,
         )
         inst.state, inst.step = "active", "active"
         session.scalar(select(Node).where(Node.name == node)).state = "active"

@@ -91,7 +91,14 @@ def test_kill9_at_every_step_resumes_and_never_leaks(tmp_path: Path) -> None:
         kills: list[str] = []
         with world.db.session() as s:
             instances.create_instance(
-                s, "web", "alpha", "net", "n1", world.lab.image_url, world.lab.image_sha256
+                s,
+                "web",
+                "alpha",
+                "net",
+                "n1",
+                world.lab.image_url,
+                world.lab.image_sha256,
+                settings=world.settings,
             )
         kill_at_each(world, "web", SPAWN.steps, ("active", "error"), config, log, kills)
         assert current(world, "web") == ("active", "active"), log.read_text()[-3000:]

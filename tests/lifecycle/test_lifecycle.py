@@ -34,7 +34,14 @@ def wait_state(world, name: str, final: tuple[str, ...], timeout: float = 60) ->
 def spawn(world, name: str, node: str, project: str = "alpha", sha: str | None = None) -> None:
     with world.db.session() as s:
         instances.create_instance(
-            s, name, project, "net", node, world.lab.image_url, sha or world.lab.image_sha256
+            s,
+            name,
+            project,
+            "net",
+            node,
+            world.lab.image_url,
+            sha or world.lab.image_sha256,
+            settings=world.settings,
         )
 
 
@@ -102,10 +109,12 @@ def test_erase_that_cannot_be_done_quarantines_the_node(world) -> None:
         db_node = s.scalar(select(Node).where(Node.name == "n1"))
         assert db_node.state == "quarantined" and "erase failed" in db_node.state_reason
     with pytest.raises(Conflict, match="quarantined"), world.db.session() as s:
-        instances.create_instance(s, "again", "alpha", "net", "n1", "http://x/i", "a" * 64)
+        instances.create_instance(
+            s, "again", "alpha", "net", "n1", world.lab.image_url, "a" * 64, settings=world.settings
+        )
     with world.db.session() as s:
         another = instances.create_instance(
-            s, "other", "alpha", "net", None, "http://x/i", "a" * 64
+            s, "other", "alpha", "net", None, world.lab.image_url, "a" * 64, settings=world.settings
         )
         assert another.node.name == "n2"  # --any skips the quarantined node
     with world.db.session() as s:

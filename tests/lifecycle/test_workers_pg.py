@@ -121,6 +121,7 @@ def test_three_workers_one_killed_every_instance_active_once(tmp_path, pg_cluste
                         node.name,
                         world.lab.image_url,
                         world.lab.image_sha256,
+                        settings=world.settings,
                     )
             victim = _kill_a_busy_worker(world, workers)
             deadline = time.monotonic() + 120
