@@ -26,7 +26,8 @@ from metalnet.db.models import (
     SwitchPort,
 )
 from metalnet.errors import Conflict, InputError, NotFound
-from metalnet.lifecycle.states import LIVE
+from metalnet.lifecycle import quarantine
+from metalnet.lifecycle.states import LIVE, NodeState
 from metalnet.power import check_bmc_url
 from metalnet.switches import check_interface, driver_class
 from metalnet.validate import check_cidr, check_host_port, check_name, check_vlan, normalize_mac
@@ -256,8 +257,15 @@ def add_node(
     bmc_url: str,
     bmc_username: str | None = None,
     bmc_password: str | None = None,
+    *,
+    initial_erase: bool = True,
 ) -> Node:
-    """Enrol a node cabled to switch_name/interface; its port is wanted in the service VLAN."""
+    """Enrol a node cabled to switch_name/interface; its port is wanted in the service VLAN.
+
+    The node is `cleaning` until its disk was erased and verified (the lifecycle's CLEAN
+    plan), unless `initial_erase` is False (the admin vouches for the disk). A node
+    whose MAC or BMC is under a remembered quarantine comes back quarantined.
+    """
     check_name(name, "node name")
     normalized = normalize_mac(mac)
     check_bmc_url(bmc_url)
@@ -282,6 +290,10 @@ def add_node(
         raise Conflict(f"BMC {bmc_url} already belongs to node {same_bmc.name!r}")
     port.desired_vlan = settings.service_vlan
     node = Node(name=name, bmc_url=bmc_url, bmc_username=bmc_username, bmc_password=bmc_password)
+    node.state = NodeState.CLEANING if initial_erase else NodeState.AVAILABLE
+    held = quarantine.remembered(session, [normalized], bmc_url)
+    if held is not None:
+        node.state, node.state_reason = NodeState.QUARANTINED, held.reason
     node.nics.append(Nic(mac=normalized, port=port))
     session.add(node)
     _flush(session, f"node {name!r} already exists (or its MAC, BMC or port was just taken)")

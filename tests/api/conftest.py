@@ -69,6 +69,7 @@ def _seed(db: Database) -> tuple[dict[str, str], dict[str, int]]:
                 f"ipmi://127.0.1.{i}:623",
                 "admin",
                 "bmc-secret",
+                initial_erase=False,
             )
         for name, project, node in (("ia", "a", "n1"), ("ib", "b", "n2")):
             image = f"http://img/{project}"

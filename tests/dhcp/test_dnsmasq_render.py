@@ -216,6 +216,7 @@ def test_network_dhcp_command_renders_reservations_from_the_database(cli, sqlite
             "eth1",
             "--bmc",
             "ipmi://127.0.0.1:623",
+            "--skip-initial-erase",
         ).exit_code
         == 0
     )

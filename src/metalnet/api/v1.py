@@ -69,6 +69,7 @@ class NodeIn(Body):
     bmc_url: Text
     bmc_username: Text | None = None
     bmc_password: Text | None = None
+    skip_initial_erase: bool = False
 
 
 class InstanceIn(Body):
@@ -218,7 +219,8 @@ def list_nodes(db: Db, who: Caller) -> list[dict]:
 @router.post("/nodes", status_code=201)
 def add_node(body: NodeIn, db: Db, who: Caller) -> dict:
     who.require_admin()
-    with change(db, who, "node add", body.name), db.session() as s:
+    target = body.name + (" (--skip-initial-erase)" if body.skip_initial_erase else "")
+    with change(db, who, "node add", target), db.session() as s:
         node = inventory.add_node(
             s,
             db.settings,
@@ -229,6 +231,7 @@ def add_node(body: NodeIn, db: Db, who: Caller) -> dict:
             body.bmc_url,
             body.bmc_username,
             body.bmc_password,
+            initial_erase=not body.skip_initial_erase,
         )
         return node_view(node)
 

@@ -88,6 +88,9 @@ class Node(Base):
     state: Mapped[str] = mapped_column(String(20), default="available")
     state_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     agent_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The worker erasing a newly enrolled node (state cleaning), as for instances.
+    lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_expires: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     nics: Mapped[list[Nic]] = relationship(back_populates="node", cascade="all, delete-orphan")
@@ -227,7 +230,10 @@ class AgentTask(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
-    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"))
+    # NULL for the erase of a newly enrolled node, which has no instance
+    instance_id: Mapped[int | None] = mapped_column(
+        ForeignKey("instances.id", ondelete="CASCADE"), nullable=True
+    )
     kind: Mapped[str] = mapped_column(String(10))
     image_url: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -239,6 +245,19 @@ class AgentTask(Base):
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class QuarantineMark(Base):
+    """A quarantine remembered by the node's MAC and BMC, so that deleting the node and
+    adding it again (under any name) brings it back quarantined. `node clear` drops it."""
+
+    __tablename__ = "quarantine_marks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mac: Mapped[str] = mapped_column(String(17), index=True)
+    bmc_url: Mapped[str] = mapped_column(String(512), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class SwitchChange(Base):

@@ -18,6 +18,7 @@ Three rules hold whatever the timing:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -33,8 +34,9 @@ from sqlalchemy.exc import DBAPIError
 from metalnet import inventory, metrics
 from metalnet.db.engine import Database
 from metalnet.db.models import AgentTask, Instance, InstanceEvent, Node
-from metalnet.lifecycle import boot, tokens
+from metalnet.lifecycle import boot, quarantine, tokens
 from metalnet.lifecycle.states import (
+    NODE_PLANS,
     OPEN_TASK,
     PLANS,
     SPAWN,
@@ -63,17 +65,31 @@ class Interrupted(Exception):
 
 @dataclass(frozen=True)
 class Job:
-    """What the steps of one instance need, read once per plan from the database."""
+    """What the steps of one plan need, read once per plan from the database.
 
-    instance_id: int
+    An instance's plan has its `instance_id`; a node's own plan (the erase of a newly
+    enrolled node) has None there and is recorded on the node instead.
+    """
+
+    instance_id: int | None
     instance: str
     state: str
+    node_id: int
     node: str
     mac: str
     bmc: BmcTarget
     project_vlan: int
     image_url: str
     sha256: str
+
+    @property
+    def table(self) -> type[Instance] | type[Node]:
+        """Where this plan's state and lease live."""
+        return Node if self.instance_id is None else Instance
+
+    @property
+    def subject_id(self) -> int:
+        return self.node_id if self.instance_id is None else self.instance_id
 
 
 StepHook = Callable[[Job, str], None]
@@ -83,6 +99,22 @@ StepHook = Callable[[Job, str], None]
 def worker_name() -> str:
     """Who runs lifecycles in this process: host, pid and a random suffix."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _node_job(node: Node, instance_id: int | None = None, instance: str = "", state: str = ""):
+    """A job for `node`: its own plan's, or the base of an instance's (see Engine._job)."""
+    return Job(
+        instance_id=instance_id,
+        instance=instance,
+        state=state or node.state,
+        node_id=node.id,
+        node=node.name,
+        mac=node.nics[0].mac,
+        bmc=BmcTarget(node.name, node.bmc_url, node.bmc_username or "", node.bmc_password or ""),
+        project_vlan=0,
+        image_url="",
+        sha256="",
+    )
 
 
 def power_for(bmc: BmcTarget, timeout: float) -> PowerDriver:
@@ -128,19 +160,12 @@ class Engine:
     # Bookkeeping ---------------------------------------------------------------
 
     def _job(self, instance_id: int) -> tuple[Job, str]:
-        """The job and the step recorded for it."""
+        """The instance's job and the step recorded for it."""
         with self.db.session() as session:
             inst = session.get(Instance, instance_id)
-            node = inst.node
-            job = Job(
-                instance_id=inst.id,
-                instance=inst.name,
-                state=inst.state,
-                node=node.name,
-                mac=node.nics[0].mac,
-                bmc=BmcTarget(
-                    node.name, node.bmc_url, node.bmc_username or "", node.bmc_password or ""
-                ),
+            job = _node_job(inst.node, instance_id=inst.id, instance=inst.name, state=inst.state)
+            job = dataclasses.replace(
+                job,
                 project_vlan=inst.network.vlan,
                 image_url=inst.image_url,
                 sha256=inst.sha256,
@@ -149,27 +174,33 @@ class Engine:
 
     def _mine(self, job: Job):
         """The WHERE clause of every state change: still this plan, and our lease."""
+        table = job.table
         return (
-            Instance.id == job.instance_id,
-            Instance.state == job.state,
-            or_(Instance.lease_owner.is_(None), Instance.lease_owner == self.worker),
+            table.id == job.subject_id,
+            table.state == job.state,
+            or_(table.lease_owner.is_(None), table.lease_owner == self.worker),
         )
 
     def _begin(self, job: Job, step: Step) -> bool:
-        """Record the step before acting; False when the plan changed or the lease was lost."""
+        """Record the step before acting; False when the plan changed or the lease was lost.
+
+        An instance records the step and its history; a node shows it in its state reason.
+        """
         with self.db.session() as session:
-            moved = session.execute(update(Instance).where(*self._mine(job)).values(step=step))
+            if job.instance_id is None:
+                values = {"state_reason": f"erase before first use: {step}"}
+            else:
+                values = {"step": step}
+            moved = session.execute(update(job.table).where(*self._mine(job)).values(**values))
             if moved.rowcount != 1:
                 return False
-            session.add(
-                InstanceEvent(
-                    instance_id=job.instance_id, step=step, message="started", worker=self.worker
-                )
-            )
-        log.info("instance %s node %s: %s started", job.instance, job.node, step)
+        self._event(job, step, "started")
         return True
 
     def _event(self, job: Job, step: str, message: str, seconds: float | None = None) -> None:
+        log.info("instance %s node %s: %s %s", job.instance or "-", job.node, step, message)
+        if job.instance_id is None:
+            return
         with self.db.session() as session:
             session.add(
                 InstanceEvent(
@@ -183,9 +214,8 @@ class Engine:
 
     def _plan_changed(self, job: Job) -> bool:
         with self.db.session() as session:
-            return session.scalar(select(Instance.state).where(Instance.id == job.instance_id)) != (
-                job.state
-            )
+            state = session.scalar(select(job.table.state).where(job.table.id == job.subject_id))
+            return state != job.state
 
     # Running ---------------------------------------------------------------------
 
@@ -200,6 +230,19 @@ class Engine:
             plan = PLANS.get(job.state)
             if plan is None or not self._run_plan(job, plan, recorded):
                 return self._job(instance_id)[0].state
+
+    def run_node(self, node_id: int) -> str:
+        """Carry a node through its own plan (a newly enrolled node's erase); its state.
+
+        The plan restarts from its first step after a crash: every step is idempotent.
+        """
+        with self.db.session() as session:
+            job = _node_job(session.get(Node, node_id))
+        plan = NODE_PLANS.get(job.state)
+        if plan is not None:
+            self._run_plan(job, plan, Step.QUEUED)
+        with self.db.session() as session:
+            return session.get(Node, node_id).state
 
     def _run_plan(self, job: Job, plan: Plan, recorded: str) -> bool:
         """Run the plan's remaining steps; True when another plan may be due now."""
@@ -224,9 +267,7 @@ class Engine:
                 log.warning("instance %s node %s: %s failed: %s", job.instance, job.node, step, exc)
                 self._fail(job, plan, step, exc)
                 return True
-            seconds = time.monotonic() - started
-            self._event(job, step, "done", seconds)
-            log.info("instance %s node %s: %s done in %.2fs", job.instance, job.node, step, seconds)
+            self._event(job, step, "done", time.monotonic() - started)
             if self.on_step is not None:
                 self.on_step(job, step)
         self._finish(job, plan)
@@ -234,6 +275,14 @@ class Engine:
 
     def _finish(self, job: Job, plan: Plan) -> None:
         """The plan's end state, unless another plan was requested meanwhile."""
+        if job.instance_id is None:
+            with self.db.session() as session:
+                session.execute(
+                    update(Node)
+                    .where(*self._mine(job))
+                    .values(state=plan.done, state_reason=None, lease_owner=None)
+                )
+            return
         with self.db.session() as session:
             done = session.execute(
                 update(Instance).where(*self._mine(job)).values(state=plan.done, step=plan.done)
@@ -252,6 +301,11 @@ class Engine:
         """
         message = f"step {step} failed: {exc}"
         metrics.STEP_FAILURES.labels(step).inc()
+        if job.instance_id is None:
+            if not self._plan_changed(job):  # an erase that failed has quarantined it already
+                self._quarantine(job, f"erase before first use failed: {message}")
+                self._end_ramdisk(job)
+            return
         with self.db.session() as session:
             session.add(InstanceEvent(instance_id=job.instance_id, step=step, message=message))
             failed = (
@@ -387,6 +441,7 @@ class Engine:
     def _open_task(session, job: Job, kind: str) -> AgentTask | None:
         return session.scalar(
             select(AgentTask).where(
+                AgentTask.node_id == job.node_id,
                 AgentTask.instance_id == job.instance_id,
                 AgentTask.kind == kind,
                 AgentTask.state.in_(OPEN_TASK),
@@ -407,11 +462,15 @@ class Engine:
         deadline = time.monotonic() + self.settings.step_timeout
         while True:
             with self.db.session() as session:
-                if session.get(Instance, job.instance_id).state != job.state:
+                if session.get(job.table, job.subject_id).state != job.state:
                     raise Interrupted()
                 task = session.scalar(
                     select(AgentTask)
-                    .where(AgentTask.instance_id == job.instance_id, AgentTask.kind == kind)
+                    .where(
+                        AgentTask.node_id == job.node_id,
+                        AgentTask.instance_id == job.instance_id,
+                        AgentTask.kind == kind,
+                    )
                     .order_by(AgentTask.id.desc())
                 )
                 if task is None:
@@ -445,12 +504,14 @@ class Engine:
                 inst.node.state = NodeState.AVAILABLE
 
     def _quarantine(self, job: Job, reason: str) -> None:
-        """Never hand the node out again until `metalnet node clear`; power it off."""
+        """Never hand the node out again until `metalnet node clear`, even if it is deleted
+        and enrolled again (remembered by MAC and BMC); power it off."""
         with self.db.session() as session:
-            inst = session.get(Instance, job.instance_id)
-            inst.node.state, inst.node.state_reason = NodeState.QUARANTINED, reason
-            inst.node.state_reason += f" (at {datetime.now(UTC).isoformat(timespec='seconds')})"
-            inst.holds_node_id = None
+            node = session.get(Node, job.node_id)
+            quarantine.mark(session, node, reason)
+            if job.instance_id is not None:
+                session.get(Instance, job.instance_id).holds_node_id = None
+            node.lease_owner = None
         try:
             with self.power(job.bmc, self.settings.bmc_timeout) as bmc:
                 bmc.power_off()

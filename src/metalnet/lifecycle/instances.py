@@ -16,6 +16,7 @@ from metalnet import inventory
 from metalnet.config import Settings
 from metalnet.db.models import Instance, InstanceEvent, IpAllocation, Network, Node, Project
 from metalnet.errors import Conflict, NotFound
+from metalnet.lifecycle import quarantine
 from metalnet.lifecycle.states import LIVE, TERMINATE, InstanceState, NodeState, Step
 from metalnet.validate import check_name, check_sha256
 
@@ -146,4 +147,5 @@ def clear_node(session: Session, name: str) -> Node:
     if node.state != NodeState.QUARANTINED:
         raise Conflict(f"node {name!r} is {node.state}, not quarantined")
     node.state, node.state_reason = NodeState.AVAILABLE, None
+    quarantine.forget(session, node)
     return node

@@ -10,6 +10,7 @@ The order of each plan is the safety argument (see docs, "The lifecycle"):
 spawn:     port_to_service -> pxe_boot -> deploy -> power_off -> disk_boot
            -> port_to_project -> power_on
 terminate: port_to_service -> pxe_boot -> erase -> power_off -> release
+clean:     port_to_service -> pxe_boot -> erase -> power_off   (a node newly enrolled)
 
 The node's port is in the service VLAN before the node boots the ramdisk; after the
 deploy the node is powered off, its port moved into the project VLAN (committed and
@@ -43,8 +44,10 @@ LIVE = (
 
 
 class NodeState(enum.StrEnum):
-    """Whether a node can be handed out. Only AVAILABLE nodes are ever offered."""
+    """Whether a node can be handed out. Only AVAILABLE nodes are ever offered; a node
+    enrolled is CLEANING (its disk erased and verified by the CLEAN plan) first."""
 
+    CLEANING = "cleaning"
     AVAILABLE = "available"
     DEPLOYING = "deploying"
     ACTIVE = "active"
@@ -91,15 +94,15 @@ class Plane(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Plan:
-    """An ordered list of steps, run for instances in `state`, ending in `done`.
+    """An ordered list of steps, run for instances (or nodes) in `state`, ending in `done`.
 
     `agent_task` is what the ramdisk's agent is asked to do during the plan;
     `leaves` says where each step leaves the node once it is done.
     """
 
     name: str
-    state: InstanceState
-    done: InstanceState
+    state: str
+    done: str
     agent_task: str
     steps: tuple[Step, ...]
     leaves: dict[Step, Plane]
@@ -150,8 +153,26 @@ TERMINATE = Plan(
     },
 )
 
+CLEAN = Plan(
+    name="clean",
+    state=NodeState.CLEANING,
+    done=NodeState.AVAILABLE,
+    agent_task="erase",
+    steps=(Step.PORT_TO_SERVICE, Step.PXE_BOOT, Step.ERASE, Step.POWER_OFF),
+    leaves={
+        Step.PORT_TO_SERVICE: Plane.SERVICE,
+        Step.PXE_BOOT: Plane.SERVICE,
+        Step.ERASE: Plane.SERVICE,
+        Step.POWER_OFF: Plane.OFF,
+    },
+)
+"""A node's erase before it is first offered: a terminate without an instance."""
+
 PLANS = {plan.state: plan for plan in (SPAWN, TERMINATE)}
 """The plan each unfinished instance state runs."""
+
+NODE_PLANS = {CLEAN.state: CLEAN}
+"""The plan each unfinished node state runs."""
 
 STILL_STEPS = (Step.DEPLOY, Step.ERASE, Step.DISK_BOOT, Step.PORT_TO_PROJECT, Step.RELEASE)
 """Steps during which the node already is where they leave it (powered off, or in the
