@@ -207,6 +207,7 @@ def write_worker_config(path: Path, world: World, listen: str, **values: object)
         f'database_url = "{s.database_url}"',
         f'boot_dir = "{s.boot_dir}"',
         f'controller_listen = "{listen}"',
+        f'image_server = "{s.image_server}"',
         *(
             f"{key} = {value!r}" if isinstance(value, float | int) else f'{key} = "{value}"'
             for key, value in values.items()

@@ -88,7 +88,7 @@ def test_wrong_checksum_fails_deploy_and_keeps_the_port_out_of_the_project(world
         inst = wait_state(world, "bad", ("active", "error"))
     assert inst.state == "error"
     assert "step deploy failed" in inst.error and "checksum mismatch" in inst.error
-    assert BAD_SHA in inst.error and world.lab.image_sha256 in inst.error
+    assert world.lab.image_sha256 not in inst.error  # never what was read
     assert world.node("n1").port_vlan() == world.settings.service_vlan
 
 
