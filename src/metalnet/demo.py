@@ -37,7 +37,7 @@ from metalnet.db.models import Instance, InstanceEvent, Network, Node
 from metalnet.lifecycle import instances
 from metalnet.lifecycle.engine import Job
 from metalnet.lifecycle.invariants import port_violation
-from metalnet.lifecycle.states import SPAWN, TERMINATE, Step
+from metalnet.lifecycle.states import SPAWN, TERMINATE, InstanceState, NodeState, Step
 from metalnet.power import PowerState
 from metalnet.sim.dataplane import DataPlane
 from metalnet.sim.isolation import IsolationProof, Measurement
@@ -245,12 +245,12 @@ class Demo:
                 names.append(name)
         self.progress(f"spawning {len(names)} instances at once")
         started = time.monotonic()
-        states = self.wait(names, ("active", "error"), 150)
+        states = self.wait(names, (InstanceState.ACTIVE, InstanceState.ERROR), 150)
         self.spawn_seconds = time.monotonic() - started
         self.checks.check(
             "every instance active",
-            all(s == "active" for s in states.values()),
-            ", ".join(f"{n}={s}" for n, s in states.items() if s != "active"),
+            all(s == InstanceState.ACTIVE for s in states.values()),
+            ", ".join(f"{n}={s}" for n, s in states.items() if s != InstanceState.ACTIVE),
         )
         return names
 
@@ -274,12 +274,12 @@ class Demo:
                 instances.delete_instance(session, name)
         self.progress(f"terminating {len(names)} instances")
         started = time.monotonic()
-        states = self.wait(names, ("deleted", "error"), 150)
+        states = self.wait(names, (InstanceState.DELETED, InstanceState.ERROR), 150)
         self.terminate_seconds = time.monotonic() - started
         self.checks.check(
             "every instance deleted",
-            all(s == "deleted" for s in states.values()),
-            ", ".join(f"{n}={s}" for n, s in states.items() if s != "deleted"),
+            all(s == InstanceState.DELETED for s in states.values()),
+            ", ".join(f"{n}={s}" for n, s in states.items() if s != InstanceState.DELETED),
         )
 
     def verify_terminated(self) -> None:
@@ -296,7 +296,7 @@ class Demo:
             self.checks.check(f"{node.name} powered off", node.power.state == PowerState.OFF)
             self.checks.check(
                 f"{node.name} available again",
-                node_states[node.name] == "available",
+                node_states[node.name] == NodeState.AVAILABLE,
                 node_states[node.name],
             )
         self.prove_isolation("after terminate")

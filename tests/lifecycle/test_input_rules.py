@@ -12,6 +12,8 @@ import dataclasses
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
@@ -20,6 +22,7 @@ from metalnet.config import load_settings
 from metalnet.db.models import Instance
 from metalnet.errors import ConfigError, Conflict, InputError
 from metalnet.lifecycle import instances
+from metalnet.validate import ImagePolicy
 
 SHA = "a" * 64
 
@@ -177,3 +180,45 @@ def test_switch_address_and_bmc_are_unique(db) -> None:
         )
     with pytest.raises(InputError), db.session() as s:
         inventory.add_node(s, db.settings, "n3", "nope", "sw", "eth3", "ipmi://127.0.0.1:624")
+
+
+POLICY = ImagePolicy(
+    allow=("images.example.org", "10.0.0.5:8080", "192.0.2.0/24"),
+    deny=("192.0.2.1:8470", "0.0.0.0:9000"),
+)
+
+
+def oracle(scheme: str, host: str, port: int) -> bool:
+    """The policy restated independently: what an image URL may reach."""
+    if scheme not in ("http", "https") or port == 9000 or (host, port) == ("192.0.2.1", 8470):
+        return False
+    in_net = host.startswith("192.0.2.") and 0 <= int(host.rsplit(".", 1)[1]) <= 255
+    return host == "images.example.org" or (host, port) == ("10.0.0.5", 8080) or in_net
+
+
+@given(
+    scheme=st.sampled_from(["http", "https", "ftp", "file", "HTTP"]),
+    host=st.sampled_from(
+        [
+            "images.example.org",
+            "images.example.org.evil",
+            "10.0.0.5",
+            "192.0.2.1",
+            "192.0.2.200",
+            "192.0.3.1",
+            "127.0.0.1",
+            "169.254.169.254",
+            "evil",
+        ]
+    ),
+    port=st.sampled_from([80, 443, 8080, 8470, 9000, 22]),
+    path=st.text(alphabet="abc/._-", max_size=12),
+)
+def test_image_policy_accepts_exactly_what_it_allows(scheme, host, port, path) -> None:
+    url = f"{scheme}://{host}:{port}/{path}"
+    try:
+        POLICY.check(url)
+        accepted = True
+    except InputError:
+        accepted = False
+    assert accepted == oracle(scheme.lower(), host, port), url

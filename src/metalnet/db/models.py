@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from metalnet.lifecycle.states import LIVE
+from metalnet.lifecycle.states import LIVE, InstanceState, NodeState, TaskState
 
 LIVE_SQL = "state IN (" + ", ".join(f"'{state}'" for state in LIVE) + ")"
 """The live instance states as a partial index's condition."""
@@ -85,7 +85,7 @@ class Node(Base):
     bmc_url: Mapped[str] = mapped_column(String(512))
     bmc_username: Mapped[str | None] = mapped_column(String(64), nullable=True)
     bmc_password: Mapped[str | None] = mapped_column(String(256), nullable=True)
-    state: Mapped[str] = mapped_column(String(20), default="available")
+    state: Mapped[str] = mapped_column(String(20), default=NodeState.AVAILABLE)
     state_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     agent_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # The worker erasing a newly enrolled node (state cleaning), as for instances.
@@ -187,7 +187,7 @@ class Instance(Base):
     )
     image_url: Mapped[str] = mapped_column(String(1024))
     sha256: Mapped[str] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(20), default="building")
+    state: Mapped[str] = mapped_column(String(20), default=InstanceState.BUILDING)
     step: Mapped[str] = mapped_column(String(32), default="queued")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     # The worker carrying the lifecycle out, and until when; an expired lease (a dead
@@ -237,7 +237,7 @@ class AgentTask(Base):
     kind: Mapped[str] = mapped_column(String(10))
     image_url: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    state: Mapped[str] = mapped_column(String(10), default="pending")
+    state: Mapped[str] = mapped_column(String(10), default=TaskState.PENDING)
     phase: Mapped[str | None] = mapped_column(String(10), nullable=True)
     # 64-bit: images and disks are larger than 2 GiB
     done_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
