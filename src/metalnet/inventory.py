@@ -306,8 +306,6 @@ def delete_node(session: Session, settings: Settings, name: str) -> None:
     live = session.scalar(select(Instance).where(Instance.holds_node_id == node.id))
     if live is not None:
         raise Conflict(f"node {name!r} is used by instance {live.name!r}; delete it first")
-    if node.state == NodeState.CLEANING:
-        raise Conflict(f"node {name!r} is being erased before its first use; wait for it")
     for nic in node.nics:
         if nic.port is not None:
             nic.port.desired_vlan = settings.parking_vlan
