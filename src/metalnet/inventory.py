@@ -32,8 +32,6 @@ from metalnet.power import check_bmc_url
 from metalnet.switches import check_interface, driver_class
 from metalnet.validate import check_cidr, check_host_port, check_name, check_vlan, normalize_mac
 
-LIVE_INSTANCE_STATES = LIVE
-
 
 def _one(session: Session, model: type, what: str, name: str) -> object:
     row = session.scalar(select(model).where(model.name == name))
@@ -93,7 +91,7 @@ def delete_project(session: Session, name: str) -> None:
     live = session.scalar(
         select(func.count())
         .select_from(Instance)
-        .where(Instance.project_id == project.id, Instance.state.in_(LIVE_INSTANCE_STATES))
+        .where(Instance.project_id == project.id, Instance.state.in_(LIVE))
     )
     if live:
         raise Conflict(f"project {name!r} still has {live} instance(s); delete them first")
@@ -201,7 +199,7 @@ def delete_network(session: Session, project_name: str, name: str) -> None:
     used = session.scalar(
         select(func.count())
         .select_from(Instance)
-        .where(Instance.network_id == network.id, Instance.state.in_(LIVE_INSTANCE_STATES))
+        .where(Instance.network_id == network.id, Instance.state.in_(LIVE))
     )
     if used:
         raise Conflict(f"network {name!r} is used by {used} instance(s); delete them first")
