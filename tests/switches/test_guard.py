@@ -20,8 +20,8 @@ from metalnet import inventory
 from metalnet.config import Settings, load_settings
 from metalnet.db.engine import Database, upgrade
 from metalnet.db.models import Instance, Node, SwitchPort
-from metalnet.lifecycle.states import SPAWN, TERMINATE
 from metalnet.lifecycle.invariants import port_violation
+from metalnet.lifecycle.states import SPAWN, TERMINATE
 from metalnet.sim.switch.device import SimSwitch
 from metalnet.switches import guard
 
