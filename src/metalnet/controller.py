@@ -19,8 +19,8 @@ from metalnet.db.engine import Database
 from metalnet.lifecycle.engine import Engine, StepHook, power_for
 from metalnet.lifecycle.worker import Worker
 from metalnet.power import BmcTarget, PowerDriver
-from metalnet.reconcile import PeriodicReconciler
-from metalnet.switching import Switching
+from metalnet.switches.reconcile import PeriodicReconciler
+from metalnet.switches.service import SwitchService
 from metalnet.validate import check_host_port
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class Controller:
         another network namespace can reach (the root-mode lab's service network)."""
         self.db = db
         self.host, self.port = check_host_port(listen or db.settings.controller_listen, "listen")
-        self.switching = Switching(db)
+        self.switching = SwitchService(db)
         self.engine = Engine(db, self.switching, on_step=on_step, power=power)
         self.worker = Worker(self.engine)
         self.reconciler = PeriodicReconciler(db, self.switching)

@@ -15,10 +15,10 @@ from metalnet.db.engine import Database, upgrade
 from metalnet.sim.lab.faults.rig import restart_postgres
 from metalnet.sim.lab.postgres import PgCluster, find_pg_bin
 from metalnet.sim.switch.device import SimSwitch
+from metalnet.switches.advisory import AdvisoryLock
 from metalnet.switches.base import PortChange
 from metalnet.switches.junos import JunosDriver
 from metalnet.switches.queue import SwitchQueue
-from metalnet.switching import Switching
 
 
 @pytest.fixture
@@ -74,10 +74,8 @@ def test_switch_guard_survives_a_database_restart_while_held(own_pg: PgCluster) 
     settings = load_settings(None, own_pg.new_database())
     db = Database(settings)
     upgrade(db.engine)
-    switching = Switching(db)
     try:
-        with switching.exclusive("tor1"):
+        with AdvisoryLock(db).held("tor1"):
             restart_postgres(own_pg)  # the device's commit would happen here
     finally:
-        switching.close()
         db.engine.dispose()

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from metalnet.config import load_settings
 from metalnet.db.engine import Database
-from metalnet.db.models import Instance, Node
+from metalnet.db.models import Base, Instance, Node
 from metalnet.sim.switch.device import SimSwitch
 
 
@@ -150,14 +150,14 @@ def test_serve_reconciles_periodically(run, sw, sqlite_url) -> None:
     import dataclasses
     import time
 
-    from metalnet.reconcile import PeriodicReconciler
-    from metalnet.switching import Switching
+    from metalnet.switches.reconcile import PeriodicReconciler
+    from metalnet.switches.service import SwitchService
 
     assert run("reconcile").exit_code == 0
     settings = dataclasses.replace(load_settings(None, sqlite_url), reconcile_interval=0.3)
     db = Database(settings)
-    switching = Switching(db)
-    reconciler = PeriodicReconciler(db, switching).start()
+    service = SwitchService(db)
+    reconciler = PeriodicReconciler(db, service).start()
     try:
         sw.set_port_vlan_out_of_band("ge-0/0/3", 777)
         deadline = time.monotonic() + 20
@@ -166,4 +166,83 @@ def test_serve_reconciles_periodically(run, sw, sqlite_url) -> None:
         assert sw.port_vlans()["ge-0/0/3"] == 10
     finally:
         reconciler.stop()
-        switching.close()
+        service.close()
+
+
+def table_contents(db: Database) -> dict[str, list[tuple]]:
+    """Every row of every table, for comparing the database before and after."""
+    with db.engine.connect() as conn:
+        return {
+            t.name: sorted(conn.execute(t.select()).all(), key=repr)
+            for t in Base.metadata.sorted_tables
+        }
+
+
+def test_dry_run_changes_nothing_in_the_database(run, sw, sqlite_url) -> None:
+    assert run("node", "delete", "n3").exit_code == 0  # ge-0/0/3: unbound, parked
+    forced = ("--force", "--reason", "lab: leave it in 77 for a while")
+    assert run("switch", "port-set", "tor1", "ge-0/0/5", "--vlan", "77", *forced).exit_code == 0
+    sw.set_port_vlan_out_of_band("ge-0/0/2", 555)
+    db = Database(load_settings(None, sqlite_url))
+    before = table_contents(db)
+    dry = run("reconcile", "--dry-run", "--json")
+    assert dry.exit_code == 1
+    assert drift_of(dry) == {
+        "ge-0/0/1": (10, 1),
+        "ge-0/0/2": (10, 555),
+        "ge-0/0/3": (4000, 1),
+        "ge-0/0/5": (4000, 77),  # unbound: parked, whatever was forced
+    }
+    assert table_contents(db) == before
+    db.engine.dispose()
+
+
+def test_a_terminate_between_read_and_fix_wins(run, sw, sqlite_url) -> None:
+    """The reconciler read the port as an active tenant's; a terminate lands before its fix.
+
+    The fix is compare-and-set against the desired state at fix time, so the port stays
+    in the service VLAN where the terminate put it, and the desired state stays 10.
+    """
+    from metalnet.lifecycle import instances
+    from metalnet.switches.reconcile import reconcile
+    from metalnet.switches.service import SwitchService
+
+    assert run("project", "create", "acme").exit_code == 0
+    assert run("network", "create", "web", "-p", "acme", "--cidr", "10.0.0.0/24").exit_code == 0
+    image = ("--image", "http://127.0.0.1/i.img", "--sha256", "a" * 64)
+    created = run(
+        "instance", "create", "i1", "-p", "acme", "--network", "web", "--node", "n1", *image
+    )
+    assert created.exit_code == 0, created.output
+    db = Database(load_settings(None, sqlite_url))
+    with db.session() as s:
+        inst = s.scalar(select(Instance).where(Instance.name == "i1"))
+        inst.state, inst.step = "active", "active"
+        project_vlan = inst.network.vlan
+    assert run("switch", "port-set", "tor1", "ge-0/0/1", "--vlan", str(project_vlan)).exit_code == 0
+    sw.set_port_vlan_out_of_band("ge-0/0/1", 555)  # drift on the tenant's port
+
+    class TerminateLandsAfterTheRead(SwitchService):
+        def read_ports(self, switch_name, interfaces=None):
+            actual = super().read_ports(switch_name, interfaces)
+            with self.db.session() as s:
+                instances.delete_instance(s, "i1")
+            self.move_node("n1", 10)  # the terminate's first step, as the engine runs it
+            return actual
+
+    service = TerminateLandsAfterTheRead(db)
+    try:
+        [report] = reconcile(db, fix=True, service=service)
+    finally:
+        service.close()
+    [drift] = [d for d in report.drift if d.interface == "ge-0/0/1"]
+    assert drift.expected_vlan == project_vlan and drift.actual_vlan == 555
+    assert not drift.fixed and "left to the lifecycle" in drift.error
+    assert sw.port_vlans()["ge-0/0/1"] == 10
+    assert desired_of(run)["ge-0/0/1"] == 10
+    db.engine.dispose()
+
+
+def desired_of(run) -> dict[str, int | None]:
+    view = json.loads(run("switch", "show", "tor1", "--json").stdout)
+    return {p["interface"]: p["desired_vlan"] for p in view["ports"]}

@@ -7,13 +7,12 @@ import sys
 import time
 from concurrent.futures import as_completed
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import typer
 from rich.progress import Progress
-from sqlalchemy import select
 
-from metalnet import inventory
 from metalnet.cli.common import (
     JSON_OPTION,
     audited,
@@ -24,16 +23,23 @@ from metalnet.cli.common import (
     state,
 )
 from metalnet.cli.secrets import read_password
-from metalnet.db.models import Switch, SwitchChange
 from metalnet.errors import InputError, MetalnetError
-from metalnet.switches import check_interface
 from metalnet.switches.base import PortState
-from metalnet.switches.queue import ChangeOutcome
-from metalnet.switching import Switching, desired_ports
 from metalnet.validate import check_vlan
-from metalnet.views import change_view, switch_view
+
+if TYPE_CHECKING:
+    from metalnet.switches.guard import Override
+    from metalnet.switches.queue import ChangeOutcome
+    from metalnet.switches.service import SwitchService
 
 app = typer.Typer(help="Register switches and inspect or change their ports.", no_args_is_help=True)
+
+FORCE_OPTION = typer.Option(
+    False, "--force", help="Make a change the isolation guard refuses (needs --reason)."
+)
+REASON_OPTION = typer.Option(
+    None, "--reason", help="Why the guard is overridden; recorded in the audit log."
+)
 
 
 @app.command("add")
@@ -68,6 +74,9 @@ def add(
         }
         view = api.call("POST", "/v1/switches", body)
     else:
+        from metalnet import inventory
+        from metalnet.views import switch_view
+
         with state(ctx).database().session() as session:
             view = switch_view(
                 inventory.add_switch(session, name, driver, address, username, secret)
@@ -81,6 +90,11 @@ def list_(ctx: typer.Context, json_out: bool = JSON_OPTION) -> None:
     if api := state(ctx).remote:
         views = api.call("GET", "/v1/switches")
     else:
+        from sqlalchemy import select
+
+        from metalnet.db.models import Switch
+        from metalnet.views import switch_view
+
         with state(ctx).database().session() as session:
             query = select(Switch).order_by(Switch.name)
             views = [switch_view(s) for s in session.scalars(query)]
@@ -97,6 +111,9 @@ def show(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
     if api := state(ctx).remote:
         view = api.call("GET", f"/v1/switches/{quote(name)}")
     else:
+        from metalnet import inventory
+        from metalnet.views import switch_view
+
         with state(ctx).database().session() as session:
             view = switch_view(inventory.get_switch(session, name))
     if json_out:
@@ -114,33 +131,61 @@ def delete(ctx: typer.Context, name: str) -> None:
     if api := state(ctx).remote:
         api.call("DELETE", f"/v1/switches/{quote(name)}")
     else:
+        from metalnet import inventory
+
         with state(ctx).database().session() as session:
             inventory.delete_switch(session, name)
     typer.echo(f"switch {name} deleted")
 
 
-def _switching(ctx: typer.Context, command: str) -> Switching:
+def _service(ctx: typer.Context, command: str) -> SwitchService:
+    from metalnet.switches.service import SwitchService
+
     state(ctx).local_only(f"switch {command}")
-    return Switching(state(ctx).database())
+    return SwitchService(state(ctx).database())
+
+
+def _override(force: bool, reason: str | None) -> Override | None:
+    """`--force --reason TEXT` as a guard override; one without the other is bad input."""
+    from metalnet import audit
+    from metalnet.switches.guard import Override
+
+    if reason is not None and not reason.strip():
+        raise InputError("--reason must say why (it is recorded in the audit log)")
+    if force and reason is None:
+        raise InputError("--force needs --reason TEXT (recorded in the audit log)")
+    if reason is not None and not force:
+        raise InputError("--reason is only used with --force")
+    return Override(audit.cli_actor(), reason.strip()) if force and reason else None
+
+
+def _submit(service: SwitchService, changes: list, override: Override | None) -> list:
+    """Submit through the guard; a refusal names how to override it."""
+    from metalnet.switches.guard import PortRefused
+
+    try:
+        return service.submit_ports(changes, override)
+    except PortRefused as exc:
+        raise PortRefused(exc.refusals, hint="override with --force --reason TEXT") from None
 
 
 @app.command("ports")
 def ports(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
-    """Read the ports' VLANs from the device, beside what the database expects.
+    """Read the ports from the device, beside what the database expects (the drift rule).
 
     Example: metalnet switch ports tor1 --json
     """
-    switching = _switching(ctx, "ports")
+    service = _service(ctx, "ports")
     try:
-        desired = desired_ports(switching.db, name)
-        actual = switching.read_ports(name, sorted(desired) or None)
+        desired = service.desired_ports(name)
+        actual = service.read_ports(name, sorted(desired) or None)
     finally:
-        switching.close()
+        service.close()
     rows = port_rows(desired, actual)
     if json_out:
         print_json(rows)
         return
-    columns = ["interface", "desired_vlan", "actual_vlan", "enabled", "in_sync"]
+    columns = ["interface", "desired_vlan", "device", "in_sync"]
     print_table(f"ports of {name}", columns, ([r[c] for c in columns] for r in rows))
 
 
@@ -151,20 +196,30 @@ def port_set(
     name: str,
     interface: str,
     vlan: str = typer.Option(..., help="VLAN id 1-4094 the port becomes an access port in."),
+    force: bool = FORCE_OPTION,
+    reason: str | None = REASON_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
-    """Make one port an access port in a VLAN: validated, recorded, committed, logged.
+    """Make one port an access port in a VLAN: guarded, recorded, committed, logged.
 
-    Example: metalnet switch port-set tor1 ge-0/0/5 --vlan 120
+    The isolation guard refuses a VLAN the port's owner may not be in (see `metalnet
+    switch --help`); --force --reason TEXT overrides it and is audited.
+    Example: metalnet switch port-set tor1 ge-0/0/5 --vlan 4000
     """
+    from metalnet import inventory
+    from metalnet.switches import check_interface
+
     vlan_id = check_vlan(vlan)
-    switching = _switching(ctx, "port-set")
+    override = _override(force, reason)
+    service = _service(ctx, "port-set")
     with state(ctx).database().session() as session:
         check_interface(inventory.get_switch(session, name).driver, interface)
     try:
-        outcome = switching.set_ports([(name, interface, vlan_id)])[0]
+        outcome = _submit(service, [(name, interface, vlan_id)], override)[0].result(
+            service.timeout * 4
+        )
     finally:
-        switching.close()
+        service.close()
     if not outcome.ok:
         raise SwitchFailed(outcome.message)
     view = {
@@ -182,16 +237,17 @@ def port_set(
 def check(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
     """Connect, show model and version, and whether the device matches the database.
 
-    Example: metalnet switch check tor1
+    A port matches only as an enabled access port in exactly its desired VLAN.
+    Exit 1 on any drift. Example: metalnet switch check tor1
     """
-    switching = _switching(ctx, "check")
+    service = _service(ctx, "check")
     try:
-        with switching.connect(name) as driver:
+        with service.directory.connect(name) as driver:
             facts = driver.facts()
-            desired = desired_ports(switching.db, name)
+            desired = service.desired_ports(name)
             actual = driver.read_ports(sorted(desired)) if desired else {}
     finally:
-        switching.close()
+        service.close()
     drift = [r for r in port_rows(desired, actual) if not r["in_sync"]]
     view = {"switch": name, **facts, "ports_checked": len(desired), "drift": drift}
     if json_out:
@@ -201,7 +257,7 @@ def check(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
         for row in drift:
             typer.echo(
                 f"drift: {row['interface']} wanted VLAN {row['desired_vlan']}, "
-                f"device has {row['actual_vlan']}"
+                f"device has {row['device']}"
             )
         if not drift:
             typer.echo("device matches the database")
@@ -224,6 +280,11 @@ def log(
         views = api.call("GET", f"/v1/switch-changes?limit={limit}")
         views = [v for v in views if not name or v["switch"] == name]
     else:
+        from sqlalchemy import select
+
+        from metalnet.db.models import SwitchChange
+        from metalnet.views import change_view
+
         query = select(SwitchChange).order_by(SwitchChange.id.desc()).limit(limit)
         if name:
             query = query.where(SwitchChange.switch_name == name)
@@ -249,18 +310,20 @@ def log(
 
 
 def port_rows(desired: dict[str, int | None], actual: dict[str, PortState]) -> list[dict]:
-    """One row per known port: desired vs the device's VLAN."""
+    """One row per known port: desired VLAN vs the device, judged by `switches.drift`."""
+    from metalnet.switches.drift import describe, in_sync
+
     rows = []
     for interface in sorted(set(desired) | set(actual)):
         state_ = actual.get(interface)
-        vlan = state_.vlan if state_ else None
         rows.append(
             {
                 "interface": interface,
                 "desired_vlan": desired.get(interface),
-                "actual_vlan": vlan,
+                "actual_vlan": state_.vlan if state_ else None,
+                "device": describe(state_),
                 "enabled": state_.enabled if state_ else None,
-                "in_sync": interface not in desired or desired[interface] == vlan,
+                "in_sync": in_sync(desired.get(interface), state_),
             }
         )
     return rows
@@ -302,27 +365,27 @@ def apply(
     path: str = typer.Argument(
         ..., help='JSON file (or - for stdin): [{"switch", "port", "vlan"}].'
     ),
+    force: bool = FORCE_OPTION,
+    reason: str | None = REASON_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Apply many port changes through the work queue: one commit per switch.
 
-    Every change gets its own result; a bad port fails alone. Exit 1 if any failed.
-    Example: echo '[{"switch":"tor1","port":"ge-0/0/1","vlan":120}]' | metalnet switch apply -
+    Every change passes the isolation guard first: if any is refused, nothing is
+    applied (unless --force --reason TEXT, audited). Then every change gets its own
+    result; a bad port fails alone. Exit 1 if any failed.
+    Example: echo '[{"switch":"tor1","port":"ge-0/0/1","vlan":10}]' | metalnet switch apply -
     """
     changes = _read_changes(path)
-    app_state = state(ctx)
-    app_state.local_only("switch apply")
-    with app_state.database().session() as session:
-        for switch in sorted({c[0] for c in changes}):
-            inventory.get_switch(session, switch)
-    switching = Switching(app_state.database())
+    override = _override(force, reason)
+    service = _service(ctx, "apply")
     started = time.monotonic()
     try:
-        futures = switching.submit_ports(changes)
+        futures = _submit(service, changes, override)
         outcomes = _collect(futures, show=not json_out and console.is_terminal)
     finally:
-        switching.close()
-    commits = switching.queue.commits
+        service.close()
+    commits = service.queue.commits
     summary = _summary(outcomes, time.monotonic() - started)
     if json_out:
         print_json(

@@ -33,7 +33,7 @@ from metalnet.db.models import AgentTask, Instance, InstanceEvent, Node
 from metalnet.lifecycle import boot, tokens
 from metalnet.power import BmcTarget, BootDevice, PowerDriver, PowerState, driver_for
 from metalnet.switches.base import SwitchError
-from metalnet.switching import Switching
+from metalnet.switches.service import SwitchService
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class Engine:
     def __init__(
         self,
         db: Database,
-        switching: Switching,
+        switching: SwitchService,
         on_step: StepHook | None = None,
         power: Callable[[BmcTarget, float], PowerDriver] = power_for,
         worker: str | None = None,

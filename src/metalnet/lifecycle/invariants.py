@@ -1,7 +1,12 @@
 """The isolation invariant, as a check anyone observing a switch can run.
 
-A node's port may sit in a project VLAN only while that project's instance holds the
-node and is active, or is at the step that moves the port into or out of it.
+A node's port may carry a project VLAN only while that project's instance holds the
+node and is active, or is at the step that moves the port into or out of it; and
+then only as the one drift rule (`switches.drift`) calls "in sync" with that VLAN: a
+clean access port in exactly that VLAN. A trunk or an extra member that carries a
+project VLAN is a leak even when the instance is active. Who owns a port is read the
+way the isolation guard reads it (`switches.guard`), so the guard that
+admits changes and this check that judges the devices agree on every port.
 """
 
 from __future__ import annotations
@@ -9,26 +14,54 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from metalnet.db.models import Instance, Network, Node
+from metalnet.db.models import Network, Node
+from metalnet.switches.base import PortState
+from metalnet.switches.drift import describe, in_sync
+from metalnet.switches.guard import Owner, node_owner
 
 
 def port_violation(session: Session, node_name: str, vlan: int | None) -> str | None:
-    """Why `node_name`'s port must not be in `vlan` right now, or None if it may."""
-    if vlan is None or session.scalar(select(Network).where(Network.vlan == vlan)) is None:
+    """`state_violation` for observers that see only a port's access VLAN (or None).
+
+    The simulator's commit callback reports ports that way.
+    """
+    state = None if vlan is None else PortState("", vlan, vlans=(vlan,))
+    return state_violation(session, node_name, state)
+
+
+def state_violation(session: Session, node_name: str, actual: PortState | None) -> str | None:
+    """Why `node_name`'s port must not be as `actual` says right now, or None if it may."""
+    carried = _carried(actual)
+    project_vlans = set(session.scalars(select(Network.vlan).where(Network.vlan.in_(carried))))
+    if not project_vlans:
         return None  # service, parking or no VLAN: never a tenant's network
     node = session.scalar(select(Node).where(Node.name == node_name))
-    inst = session.scalar(select(Instance).where(Instance.holds_node_id == node.id))
-    if inst is None:
-        return f"node {node_name} is in project VLAN {vlan} without an instance"
-    if inst.network.vlan != vlan:
+    owner = node_owner(session, node)
+    device = describe(actual)
+    if owner.instance is None:
+        vlans = ",".join(map(str, sorted(project_vlans)))
+        return f"node {node_name} carries project VLAN {vlans} ({device}) without an instance"
+    vlan = owner.project_vlan
+    if not in_sync(vlan, actual):
         return (
-            f"node {node_name} is in VLAN {vlan}, not its instance {inst.name}'s "
-            f"VLAN {inst.network.vlan}"
+            f"node {node_name} is {device}, not exactly its instance {owner.instance}'s VLAN {vlan}"
         )
-    moving = inst.step == "port_to_project" or (
-        inst.state == "deleting" and inst.step == "port_to_service"
-    )
-    if inst.state != "active" and not moving:
-        where = f"{inst.state}/{inst.step}"
-        return f"node {node_name} is in project VLAN {vlan} while {inst.name} is {where}"
+    if owner.state != "active" and not _moving(owner):
+        where = f"{owner.state}/{owner.step}"
+        return f"node {node_name} is in project VLAN {vlan} while {owner.instance} is {where}"
     return None
+
+
+def _carried(actual: PortState | None) -> set[int]:
+    """Every VLAN an enabled port passes traffic in (a disabled port passes none)."""
+    if actual is None or not actual.enabled:
+        return set()
+    native = {actual.native_vlan} if actual.native_vlan is not None else set()
+    return set(actual.vlans) | native
+
+
+def _moving(owner: Owner) -> bool:
+    """At the step that moves the port into (spawn) or out of (terminate) the project."""
+    return owner.step == "port_to_project" or (
+        owner.state == "deleting" and owner.step == "port_to_service"
+    )

@@ -28,7 +28,7 @@ from metalnet import apitokens
 from metalnet.config import Settings
 from metalnet.db.engine import Database, upgrade
 from metalnet.errors import InputError, MetalnetError
-from metalnet.reconcile import reconcile
+from metalnet.switches.reconcile import reconcile
 from metalnet.retry import Retry
 from metalnet.sim.lab.controller import serve, write_config
 from metalnet.sim.lab.lab import SWITCH_PASSWORD, SWITCH_USER, Lab

@@ -34,9 +34,9 @@ from sqlalchemy import select
 
 from metalnet.db.engine import Database
 from metalnet.db.models import Instance, InstanceEvent, SwitchChange, SwitchPort
-from metalnet.reconcile import Drift, reconcile
 from metalnet.sim.lab.faults.rig import FINAL, Activation, Watch, utc, wait_until
 from metalnet.sim.switch.device import SimSwitch
+from metalnet.switches.reconcile import Drift, reconcile
 
 PORT_STEPS = ("port_to_service", "port_to_project")
 Change = tuple[str, int]  # (interface, vlan)

@@ -29,7 +29,7 @@ from metalnet.sim.lab.postgres import PgCluster
 from metalnet.sim.lab.world import World
 from metalnet.sim.switch.device import SimSwitch
 from metalnet.switches.junos import JunosDriver
-from metalnet.switching import Switching
+from metalnet.switches.service import SwitchService
 
 FINAL = ("active", "deleted", "error")
 
@@ -128,7 +128,7 @@ def driver_lock_wait(seconds: float) -> Iterator[None]:
         defaults["lock_wait"] = saved
 
 
-def make_active(world: World, switching: Switching, name: str, node: str, project: str) -> None:
+def make_active(world: World, switching: SwitchService, name: str, node: str, project: str) -> None:
     """An ACTIVE instance on `node`, in the state a finished spawn leaves behind.
 
     Terminate scenarios start from here; the spawn path itself is exercised by the

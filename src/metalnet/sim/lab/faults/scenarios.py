@@ -30,7 +30,7 @@ from sqlalchemy import select
 from metalnet.controller import Controller
 from metalnet.db.models import Instance, SwitchChange
 from metalnet.lifecycle import instances
-from metalnet.reconcile import Drift
+from metalnet.switches.reconcile import Drift
 from metalnet.sim.lab.controller import serve
 from metalnet.sim.lab.failover import Failover
 from metalnet.sim.lab.faults.audit import Findings, audit, now, settle

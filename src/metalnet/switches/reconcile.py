@@ -2,25 +2,33 @@
 
 Desired state lives in the database. Someone changing a port by hand, a commit that
 the switch rolled back, or a crash between "desired written" and "device changed"
-all show up here as drift (port, expected VLAN, actual VLAN). Ports whose node is in
-the middle of a lifecycle step are left to the lifecycle, which is already moving
-them; ports bound to no node are wanted in the parking VLAN.
+all show up here as drift, judged by the one drift rule (`switches.drift`). Ports
+whose node is in the middle of a lifecycle step are left to the lifecycle, which is
+already moving them; ports bound to no node are wanted in the parking VLAN.
+
+The reconciler never writes desired state. Its corrections go through the switch
+service's compare-and-set (`SwitchService.correct`): a port whose desired state or
+owner changed between the reconciler's read and its fix is left to its new owner.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from metalnet import metrics
+from metalnet.config import Settings
 from metalnet.db.engine import Database
-from metalnet.db.models import Instance, Node, Switch
+from metalnet.db.models import Instance, Switch, SwitchPort
 from metalnet.switches.base import SwitchError
-from metalnet.switching import Switching
+from metalnet.switches.drift import describe, in_sync
+from metalnet.switches.service import Correction, SwitchService, desired_vlan
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +44,7 @@ class Drift:
     expected_vlan: int | None
     actual_vlan: int | None
     node: str | None
+    device: str = ""
     fixed: bool = False
     error: str = ""
 
@@ -55,45 +64,49 @@ class SwitchReport:
         return data
 
 
-def _wanted(db: Database, switch_name: str) -> dict[str, tuple[int | None, str | None]]:
-    """interface -> (desired VLAN, node) for ports the lifecycle is not moving right now."""
-    parking = db.settings.parking_vlan
-    with db.session() as session:
-        busy = set(
-            session.scalars(select(Instance.node_id).where(Instance.state.in_(TRANSITIONAL)))
+def enforceable(session: Session, settings: Settings, port: SwitchPort) -> int | None:
+    """The VLAN the reconciler may hold `port` to now; None while a lifecycle step owns it."""
+    node = port.nic.node if port.nic is not None else None
+    if node is not None and session.scalar(
+        select(Instance.id).where(
+            Instance.holds_node_id == node.id, Instance.state.in_(TRANSITIONAL)
         )
+    ):
+        return None
+    return desired_vlan(port, settings)
+
+
+def _wanted(db: Database, switch_name: str) -> dict[str, tuple[int, str | None]]:
+    """interface -> (VLAN to enforce, node) for ports the lifecycle is not moving right now."""
+    with db.session() as session:
         switch = session.scalar(select(Switch).where(Switch.name == switch_name))
         wanted = {}
         for port in switch.ports:
-            node: Node | None = port.nic.node if port.nic else None
-            if node is not None and node.id in busy:
-                continue
-            desired = port.desired_vlan if node is not None else parking
-            if node is None and port.desired_vlan != parking:
-                port.desired_vlan = parking  # unbound ports are parked, never left in a project
-            wanted[port.interface] = (desired, node.name if node else None)
+            vlan = enforceable(session, db.settings, port)
+            if vlan is not None:
+                wanted[port.interface] = (vlan, port.nic.node.name if port.nic else None)
         return wanted
 
 
-def check_switch(switching: Switching, switch_name: str, fix: bool) -> SwitchReport:
+def check_switch(service: SwitchService, switch_name: str, fix: bool) -> SwitchReport:
     """Read one switch and compare; with `fix`, queue the corrections and wait for them."""
-    wanted = _wanted(switching.db, switch_name)
+    wanted = _wanted(service.db, switch_name)
     if not wanted:
         return SwitchReport(switch_name, 0, ())
     try:
-        actual = switching.read_ports(switch_name, sorted(wanted))
+        actual = service.read_ports(switch_name, sorted(wanted))
     except SwitchError as exc:
         metrics.RECONCILE_ERRORS.labels(switch_name).inc()
         return SwitchReport(switch_name, len(wanted), (), error=str(exc))
-    drift = [
-        Drift(switch_name, iface, vlan, actual[iface].vlan if iface in actual else None, node)
-        for iface, (vlan, node) in sorted(wanted.items())
-        if vlan is not None
-        and (iface not in actual or actual[iface].vlan != vlan or len(actual[iface].vlans) > 1)
-    ]
+    drift = []
+    for iface, (vlan, node) in sorted(wanted.items()):
+        state = actual.get(iface)
+        if not in_sync(vlan, state):
+            seen = state.vlan if state else None
+            drift.append(Drift(switch_name, iface, vlan, seen, node, describe(state)))
     metrics.DRIFT.labels(switch_name).set(len(drift))
     if fix and drift:
-        drift = _fix(switching, drift)
+        drift = _fix(service, drift)
     for d in drift:
         log.warning(
             "drift on switch %s port %s (node %s): expected VLAN %s, device has %s%s",
@@ -101,34 +114,35 @@ def check_switch(switching: Switching, switch_name: str, fix: bool) -> SwitchRep
             d.interface,
             d.node,
             d.expected_vlan,
-            d.actual_vlan,
+            d.device,
             " - fixed" if d.fixed else (f" - not fixed: {d.error}" if d.error else ""),
         )
     return SwitchReport(switch_name, len(wanted), tuple(drift))
 
 
-def _fix(switching: Switching, drift: list[Drift]) -> list[Drift]:
-    outcomes = switching.set_ports([(d.switch, d.interface, d.expected_vlan) for d in drift])
+def _fix(service: SwitchService, drift: list[Drift]) -> list[Drift]:
+    corrections = [Correction(d.switch, d.interface, d.expected_vlan) for d in drift]
+    outcomes = service.correct(corrections, enforceable)
     return [
-        Drift(d.switch, d.interface, d.expected_vlan, d.actual_vlan, d.node, o.ok, o.message)
+        dataclasses.replace(d, fixed=o.ok, error=o.message)
         for d, o in zip(drift, outcomes, strict=True)
     ]
 
 
 def reconcile(
-    db: Database, fix: bool = True, switching: Switching | None = None
+    db: Database, fix: bool = True, service: SwitchService | None = None
 ) -> list[SwitchReport]:
     """Check (and unless `fix` is False, correct) every switch; switches in parallel."""
-    own = switching is None
-    switching = switching or Switching(db)
+    own = service is None
+    service = service or SwitchService(db)
     try:
         with db.session() as session:
             names = list(session.scalars(select(Switch.name).order_by(Switch.name)))
         with ThreadPoolExecutor(max_workers=min(16, len(names) or 1)) as pool:
-            return list(pool.map(lambda n: check_switch(switching, n, fix), names))
+            return list(pool.map(lambda n: check_switch(service, n, fix), names))
     finally:
         if own:
-            switching.close()
+            service.close()
 
 
 class PeriodicReconciler:
@@ -138,9 +152,9 @@ class PeriodicReconciler:
     lifecycles' port moves; what it finds is logged and exported as metrics.
     """
 
-    def __init__(self, db: Database, switching: Switching) -> None:
+    def __init__(self, db: Database, service: SwitchService) -> None:
         self.db = db
-        self.switching = switching
+        self.service = service
         self.interval = db.settings.reconcile_interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
@@ -152,7 +166,7 @@ class PeriodicReconciler:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                reports = reconcile(self.db, fix=True, switching=self.switching)
+                reports = reconcile(self.db, fix=True, service=self.service)
             except Exception:
                 log.exception("periodic reconciliation failed; trying again next round")
                 continue

@@ -1,0 +1,222 @@
+"""The switch service: every port change enters here, is guarded, recorded, then queued.
+
+Callers (the lifecycle, `switch port-set`/`apply`, the reconciler) go down one path:
+the isolation guard (`switches.guard`) checks each change inside the transaction that
+writes its desired VLAN, and only a committed desired state is handed to the per-switch
+work queue. The queue gets what it needs from below (the switch directory, the change
+log, the advisory lock) and never calls back into this service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from metalnet import audit, inventory
+from metalnet.config import Settings
+from metalnet.db.engine import Database
+from metalnet.db.models import Switch, SwitchPort
+from metalnet.switches import guard
+from metalnet.switches.advisory import AdvisoryLock
+from metalnet.switches.base import PortChange, PortState, SwitchError
+from metalnet.switches.changelog import ChangeLog
+from metalnet.switches.directory import SwitchDirectory
+from metalnet.switches.queue import ChangeOutcome, SwitchQueue
+from metalnet.validate import check_vlan
+
+Move = tuple[str, str, int]  # (switch, interface, VLAN)
+# What a correction may still enforce at fix time, for one port (None: nothing).
+Enforceable = Callable[[Session, Settings, SwitchPort], int | None]
+
+
+def desired_vlan(port: SwitchPort, settings: Settings) -> int | None:
+    """The VLAN the database wants `port` in: its desired VLAN, or parked when unbound."""
+    return port.desired_vlan if port.nic is not None else settings.parking_vlan
+
+
+@dataclass(frozen=True)
+class Correction:
+    """A port the reconciler found drifted, and the desired VLAN it read before the device."""
+
+    switch: str
+    interface: str
+    vlan: int
+
+
+class SwitchService:
+    """Guards, records and queues port changes; reads ports back."""
+
+    def __init__(
+        self,
+        db: Database,
+        timeout: float | None = None,
+        *,
+        directory: SwitchDirectory | None = None,
+        changelog: ChangeLog | None = None,
+    ) -> None:
+        self.db = db
+        self.timeout = timeout or db.settings.switch_timeout
+        self.directory = directory or SwitchDirectory(db, self.timeout)
+        journal = changelog or ChangeLog(db)
+        self.queue = SwitchQueue(
+            self.directory.connect,
+            self.directory.driver_class,
+            journal.record,
+            guard=AdvisoryLock(db).held,
+        )
+
+    # Changing ports ------------------------------------------------------------------
+
+    def set_ports(
+        self,
+        changes: Sequence[Move],
+        override: guard.Override | None = None,
+        timeout: float | None = None,
+    ) -> list[ChangeOutcome]:
+        """Move (switch, interface, vlan) triples and wait for every outcome, good and bad."""
+        futures = self.submit_ports(changes, override)
+        return [f.result(timeout or self.timeout * 4) for f in futures]
+
+    def submit_ports(
+        self, changes: Sequence[Move], override: guard.Override | None = None
+    ) -> list[Future[ChangeOutcome]]:
+        """Guard, record the desired state, then queue; one future per change.
+
+        Raises `guard.PortRefused` (nothing recorded, nothing queued) when a change
+        breaks isolation, unless `override` says why it must be made anyway. Ports
+        metalnet does not know yet are added to the inventory. Malformed values are not
+        recorded; the queue reports them as their change's outcome without sending them.
+        """
+        by_switch: dict[str, list[PortChange]] = {}
+        for switch_name, interface, vlan in changes:
+            by_switch.setdefault(switch_name, []).append(PortChange(interface, vlan))
+        refusals: list[guard.Refusal] = []
+        with self.db.session() as session:
+            for switch_name, batch in by_switch.items():
+                switch = inventory.get_switch(session, switch_name)
+                refusals += self._record_desired(session, switch, batch)
+            if refusals and override is None:
+                raise guard.PortRefused(refusals)  # rolls back: desired state untouched
+        self._audit_override(refusals, override)
+        futures = {
+            switch: iter(self.queue.submit_many(switch, batch))
+            for switch, batch in by_switch.items()
+        }
+        return [next(futures[switch]) for switch, _iface, _vlan in changes]
+
+    def _record_desired(
+        self, session: Session, switch: Switch, batch: Sequence[PortChange]
+    ) -> list[guard.Refusal]:
+        """Write the desired VLAN of every valid change; return what the guard refused."""
+        ports = {p.interface: p for p in switch.ports}
+        check = self.directory.driver_class(switch.name).check_interface
+        valid: list[tuple[SwitchPort, int]] = []
+        for change in batch:
+            try:
+                check(change.interface)
+                check_vlan(change.vlan)
+            except ValueError:
+                continue
+            port = ports.get(change.interface)
+            if port is None:
+                port = ports[change.interface] = SwitchPort(
+                    switch=switch, interface=change.interface
+                )
+                session.add(port)
+            valid.append((port, change.vlan))
+        session.flush()
+        refused = guard.check_all(session, self.db.settings, valid)
+        for port, vlan in valid:
+            port.desired_vlan = vlan
+        return refused
+
+    def _audit_override(
+        self, refusals: Sequence[guard.Refusal], override: guard.Override | None
+    ) -> None:
+        if override is None:
+            return
+        for refusal in refusals:
+            audit.record(
+                self.db,
+                override.actor,
+                "port override",
+                f"{refusal.switch} {refusal.interface} vlan {refusal.vlan}",
+                True,
+                f"reason: {override.reason}; overrode: {refusal}",
+            )
+
+    def move_node(self, node_name: str, vlan: int, timeout: float | None = None) -> ChangeOutcome:
+        """Put the node's port in `vlan`; raise SwitchError when the switch did not take it."""
+        check_vlan(vlan)
+        with self.db.session() as session:
+            port = inventory.node_port(inventory.get_node(session, node_name))
+            if refusal := guard.check(session, self.db.settings, port, vlan):
+                raise guard.PortRefused([refusal])
+            port.desired_vlan = vlan
+            switch, interface = port.switch.name, port.interface
+        outcome = self.queue.submit(switch, PortChange(interface, vlan)).result(
+            timeout or self.timeout * 4
+        )
+        if not outcome.ok:
+            raise SwitchError(switch, outcome.message, [interface])
+        return outcome
+
+    def correct(
+        self, corrections: Sequence[Correction], enforceable: Enforceable
+    ) -> list[ChangeOutcome]:
+        """Put drifted ports back, compare-and-set against the desired state at fix time.
+
+        A correction is queued only if `enforceable(port)`, evaluated now, still gives
+        the VLAN the caller read; a change of owner in between (a terminate, a new
+        spawn) wins and the correction is dropped. Desired state is never written here.
+        """
+        pending: list[ChangeOutcome | Future[ChangeOutcome]] = []
+        with self.db.session() as session:
+            for c in corrections:
+                why_not = self._why_not(session, c, enforceable)
+                if why_not:
+                    change = PortChange(c.interface, c.vlan)
+                    pending.append(ChangeOutcome(c.switch, change, ok=False, message=why_not))
+                else:
+                    pending.append(self.queue.submit(c.switch, PortChange(c.interface, c.vlan)))
+        timeout = self.timeout * 4
+        return [o if isinstance(o, ChangeOutcome) else o.result(timeout) for o in pending]
+
+    def _why_not(self, session: Session, c: Correction, enforceable: Enforceable) -> str:
+        """Why a correction must not be made now ("" when it may)."""
+        port = session.scalar(
+            select(SwitchPort)
+            .join(Switch)
+            .where(Switch.name == c.switch, SwitchPort.interface == c.interface)
+            .with_for_update()
+        )
+        if port is None:
+            return "the port is no longer in the inventory"
+        wanted = enforceable(session, self.db.settings, port)
+        if wanted != c.vlan:
+            owner = "the lifecycle" if wanted is None else f"VLAN {wanted}"
+            return f"desired state changed since it was read; left to {owner}"
+        refusal = guard.check(session, self.db.settings, port, c.vlan)
+        return f"refused: {refusal}" if refusal else ""
+
+    # Reading -----------------------------------------------------------------------
+
+    def desired_ports(self, switch_name: str) -> dict[str, int | None]:
+        """interface -> desired VLAN (`desired_vlan`) of every port the inventory knows."""
+        with self.db.session() as session:
+            switch = inventory.get_switch(session, switch_name)
+            return {p.interface: desired_vlan(p, self.db.settings) for p in switch.ports}
+
+    def read_ports(
+        self, switch_name: str, interfaces: Sequence[str] | None = None
+    ) -> dict[str, PortState]:
+        """The device's committed port state, over a fresh session."""
+        with self.directory.connect(switch_name) as driver:
+            return driver.read_ports(interfaces)
+
+    def close(self) -> None:
+        self.queue.close()
