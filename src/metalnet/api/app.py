@@ -6,7 +6,7 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from metalnet import metrics
-from metalnet.api import agent, errors, v1
+from metalnet.api import agent, attachments, errors, v1
 from metalnet.db.engine import Database
 
 
@@ -17,6 +17,7 @@ def create_app(db: Database) -> FastAPI:
     errors.install(app)
     app.include_router(agent.router)
     app.include_router(v1.router)
+    app.include_router(attachments.router)
     app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
     return app
 
