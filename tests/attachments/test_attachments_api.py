@@ -41,9 +41,7 @@ def test_attachment_breaking_isolation_is_refused_and_changes_nothing(
     rig, port, vlan, owner, words
 ) -> None:
     before = rig.desired()
-    r = rig.call(
-        "PUT", "/v1/attachments", json={"switch": "tor1", "port": port, "vlan": vlan, "owner": owner}
-    )
+    r = rig.attach(port, vlan, owner=owner)
     assert r.status_code == 409, r.text
     assert words in r.json()["error"]["message"]
     assert rig.desired() == before

@@ -189,4 +189,3 @@ def find_switch(
         if switch is None:
             raise NotFound(f"no switch with {what}")
         return {"name": switch.name, "chassis_mac": switch.chassis_mac}
-

@@ -149,7 +149,8 @@ def owners(session: Session, ports: Sequence[SwitchPort]) -> dict[int, Owner]:
             PortAttachment.port_id.in_(ids)
         )
     ):
-        found[port_id] = replace(found.get(port_id, Owner()), attachment=owner, attachment_vlan=vlan)
+        held = found.get(port_id, Owner())
+        found[port_id] = replace(held, attachment=owner, attachment_vlan=vlan)
     return found
 
 

@@ -22,13 +22,13 @@ from metalnet import audit, inventory
 from metalnet.config import Settings
 from metalnet.db.engine import Database
 from metalnet.db.models import PortAttachment, Switch, SwitchPort
+from metalnet.errors import Conflict, InputError, NotFound
 from metalnet.switches import guard
 from metalnet.switches.advisory import AdvisoryLock
 from metalnet.switches.base import PortChange, PortState, SwitchError
 from metalnet.switches.changelog import ChangeLog
 from metalnet.switches.directory import SwitchDirectory
 from metalnet.switches.queue import ChangeOutcome, SwitchQueue
-from metalnet.errors import Conflict, InputError, NotFound
 from metalnet.validate import check_vlan
 
 Move = tuple[str, str, int]  # (switch, interface, VLAN)
