@@ -33,7 +33,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_listening(port: int, proc: subprocess.Popen, deadline: float) -> None:
+def wait_listening(port: int, proc: subprocess.Popen, within: float = 120.0) -> None:
+    deadline = time.monotonic() + within
     while True:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
@@ -90,14 +91,13 @@ def metalnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Metalnet]:
             [str(METALNET), "--config", str(config), "--db", db, *args],
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=120,
         )
         assert done.returncode == 0, (args, done.stdout, done.stderr)
         return done.stdout.strip()
 
     try:
         ports = {name: free_port() for name in ("tor1", "tor2", "tor3", "tor4")}
-        deadline = time.monotonic() + 60
         sims = {
             "tor1": ["--commit-latency", "1"],
             "tor2": ["--commit-latency", "1"],
@@ -106,7 +106,7 @@ def metalnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Metalnet]:
         for name, extra in sims.items():
             listen = f"127.0.0.1:{ports[name]}"
             proc = start("sim", "switch", "--name", name, "--listen", listen, *extra)
-            wait_listening(ports[name], proc, deadline)
+            wait_listening(ports[name], proc)
         run("db", "upgrade")
         for name, port in ports.items():
             chassis = ["--chassis-mac", CHASSIS[name]] if name in CHASSIS else []
@@ -118,7 +118,7 @@ def metalnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Metalnet]:
         server = start(
             "--config", str(config), "--db", db, "serve", "--listen", f"127.0.0.1:{api_port}"
         )
-        wait_listening(api_port, server, deadline)
+        wait_listening(api_port, server)
         yield Metalnet(f"http://127.0.0.1:{api_port}", token, ports)
     finally:
         for proc in procs:

@@ -222,7 +222,9 @@ def _link(port: Mapping[str, Any]) -> Mapping[str, Any] | None:
     links = profile.get("local_link_information") or []
     if len(links) != 1:
         if links:
-            LOG.warning("metalnet: port %s has %d links; bonds are not bound", port["id"], len(links))
+            LOG.warning(
+                "metalnet: port %s has %d links; bonds are not bound", port["id"], len(links)
+            )
         return None
     link = links[0]
     return link if isinstance(link, Mapping) and link.get("port_id") else None
