@@ -15,6 +15,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 METALNET = Path(os.environ.get("METALNET_VENV", ROOT / ".venv")) / "bin" / "metalnet"
-REFUSAL = "error: configuration check-out failed: mgd refused the commit"
+REFUSAL = "VLAN 26 is reserved on this switch"
 CHASSIS = {"tor1": "3c:fd:fe:00:00:01", "tor2": "3c:fd:fe:00:00:02"}
 
 
@@ -60,6 +61,33 @@ class Metalnet:
         """The switch change log, oldest first (one entry per transaction attempt)."""
         changes = self.api("GET", "/v1/switch-changes", params={"limit": 1000}).json()
         return [c for c in reversed(changes) if c["switch"] == switch]
+
+    @contextmanager
+    def held(self, *switches: str) -> Iterator[None]:
+        """Hold the switches' configuration lock from another NETCONF session (as an
+        operator's `configure exclusive` does), so metalnet's commits wait for it."""
+        from ncclient import manager
+
+        sessions = []
+        try:
+            for name in switches:
+                session = manager.connect(
+                    host="127.0.0.1",
+                    port=self.switch_ports[name],
+                    username="admin",
+                    password="admin",
+                    hostkey_verify=False,
+                    look_for_keys=False,
+                    allow_agent=False,
+                    device_params={"name": "junos"},
+                    timeout=30,
+                )
+                sessions.append(session)
+                session.lock(target="candidate")
+            yield
+        finally:
+            for session in sessions:
+                session.close_session()
 
     def device_vlan(self, switch: str, interface: str) -> int | None:
         """The port's VLAN as the switch's committed configuration says, over NETCONF."""

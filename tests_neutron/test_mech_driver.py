@@ -189,7 +189,9 @@ class TestMetalnetMechanismDriver(test_plugin.Ml2PluginV2TestCase):
         self.assertEqual(
             portbindings.VIF_TYPE_BINDING_FAILED, self._bind(port, "h")[portbindings.VIF_TYPE]
         )
-        self.assertEqual([], self.metalnet.api("GET", "/v1/attachments").json())
+        self.mech.drain(SETTLE)
+        attached = self.metalnet.api("GET", "/v1/attachments").json()
+        self.assertFalse([a for a in attached if a["port"] == "ge-0/0/7"], attached)
 
     def test_unknown_switch_fails_the_binding_with_metalnet_words(self) -> None:
         port = self._bm_port(self._vlan_net(25), "tor9", "ge-0/0/1")
@@ -214,36 +216,43 @@ class TestMetalnetMechanismDriver(test_plugin.Ml2PluginV2TestCase):
         self.assertEqual("ERROR", status)
         self.assertIn("switch tor4", "\n".join(logs.output))
 
-    def test_a_burst_of_40_bindings_is_committed_in_batches_per_switch(self) -> None:
-        """Every binding that reaches metalnet while a switch commits joins its next commit.
+    def test_a_burst_of_40_bindings_is_committed_as_about_one_commit_per_switch(self) -> None:
+        """Bindings that reach metalnet while a switch is busy join its next commit.
 
-        Here Neutron's SQLite serializes the 40 bindings (a few tenths of a second each),
-        so they reach metalnet over seconds, and with a 1 s commit the burst costs
-        (arrival span / commit time) commits per switch, never one per port. Bindings that
-        arrive together cost one commit per switch (tests/attachments, 30 at once).
+        A Neutron server binds a fleet's ports in parallel API workers; here Neutron's
+        SQLite serializes them (tenths of a second each), so the test holds both
+        switches' configuration lock from another NETCONF session while it binds, the
+        way an operator's exclusive session would, and releases it once all 40 are
+        bound: metalnet's first commit then carries what arrived first, the next all
+        the rest.
         """
         net = self._vlan_net(30)
         links = [(sw, f"ge-0/0/{i}") for sw in ("tor1", "tor2") for i in range(20, 40)]
         ports = [self._bm_port(net, sw, iface) for sw, iface in links]
         before = {sw: len(self.metalnet.commits(sw)) for sw in ("tor1", "tor2")}
         started = time.monotonic()
-        with ThreadPoolExecutor(len(ports)) as pool:  # Ironic binds nodes concurrently
-            bound = list(pool.map(lambda p: self._bind(p, f"node-{p}"), ports))
-        _record("bind_phase_40_ports_s", time.monotonic() - started)
+        with self.metalnet.held("tor1", "tor2"):
+            with ThreadPoolExecutor(8) as pool:  # Ironic binds nodes concurrently
+                bound = list(pool.map(lambda p: self._bind(p, f"node-{p}"), ports))
+            _record("bind_phase_40_ports_s", time.monotonic() - started)
+            self.assertEqual(
+                ["DOWN"] * len(ports), [self._get(p)["status"] for p in ports]
+            )  # nothing is ACTIVE before the switch committed it
+            released = time.monotonic()
         self.assertEqual({portbindings.VIF_TYPE_OTHER}, {b[portbindings.VIF_TYPE] for b in bound})
         self.mech.drain(SETTLE)
         statuses = [self._get(p)["status"] for p in ports]
-        elapsed = time.monotonic() - started
+        _record("release_to_active_40_ports_s", time.monotonic() - released)
+        _record("bind_to_active_40_ports_s", time.monotonic() - started)
         self.assertEqual(["ACTIVE"] * len(ports), statuses)
         commits = {
             sw: [c for c in self.metalnet.commits(sw)[before[sw] :] if c["ok"]]
             for sw in ("tor1", "tor2")
         }
-        _record("bind_to_active_40_ports_s", elapsed)
         _record("burst_commits_per_switch", {sw: len(c) for sw, c in commits.items()})
         for sw, made in commits.items():
             self.assertEqual(20, sum(len(c["ports"]) for c in made))
-            self.assertLessEqual(len(made), 10, (sw, [len(c["ports"]) for c in made]))
+            self.assertLessEqual(len(made), 3, (sw, [len(c["ports"]) for c in made]))
         for sw, iface in (links[0], links[-1]):
             self.assertEqual(30, self.metalnet.device_vlan(sw, iface))
 

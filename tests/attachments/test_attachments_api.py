@@ -97,6 +97,7 @@ def test_a_burst_of_attachments_costs_about_one_commit(rig) -> None:
     assert [a.status_code for a in answers] == [200] * len(ports)
     with rig.db.session() as s:
         commits = s.scalar(select(func.count()).select_from(SwitchChange)) - before
+    print(f"burst of {len(ports)} attachments at once: {commits} commits")
     assert commits <= 3, commits
     assert all(rig.switch.port_vlans()[p] == 300 for p in ports)
 
