@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 import pytest
@@ -18,7 +18,7 @@ import uvicorn
 
 from metalnet import apitokens, inventory
 from metalnet.api.app import create_app
-from metalnet.config import load_settings
+from metalnet.config import VlanRange, load_settings
 from metalnet.db.engine import Database, upgrade
 from metalnet.lifecycle import instances
 from metalnet.sim.switch import SimSwitch
@@ -59,7 +59,9 @@ def _free_port() -> int:
 @pytest.fixture
 def rig(tmp_path) -> Iterator[Rig]:
     with SimSwitch.running("tor1", ports=48, username="netconf", password="pw") as sw:
-        db = Database(load_settings(None, f"sqlite:///{tmp_path / 'att.db'}"))
+        settings = load_settings(None, f"sqlite:///{tmp_path / 'att.db'}")
+        # metalnet's projects below 2000, the outside owner's VLANs above
+        db = Database(replace(settings, project_vlan_range=VlanRange(100, 1999)))
         upgrade(db.engine)
         with db.session() as s:
             switch = inventory.add_switch(

@@ -25,7 +25,7 @@ from metalnet.switches import guard
 
 STATES = [None, ("building", "deploy"), ("active", "active"), ("deleting", "erase")]
 HOLDERS = [None, "neutron:a", "neutron:b"]
-VLANS = ["service", "parking", "free", "other"]
+VLANS = ["service", "parking", "project", "free", "other"]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Database, 
         inventory.create_project(s, "alpha")
         inventory.create_network(s, db.settings, "alpha", "net", "10.1.0.0/24")
     vlans = {"service": db.settings.service_vlan, "parking": db.settings.parking_vlan}
-    vlans |= {"free": 3001, "other": 3002}
+    vlans |= {"project": 150, "free": 4001, "other": 4002}
     yield db, vlans
     db.engine.dispose()
 
@@ -58,7 +58,7 @@ def _port(s: Session, bound: bool, state: tuple[str, str] | None, holder: str | 
             )
         )  # fmt: skip
     if holder is not None:
-        s.add(PortAttachment(port=port, owner=holder, vlan=3002))
+        s.add(PortAttachment(port=port, owner=holder, vlan=4002))
     s.flush()
     return port
 
@@ -78,14 +78,14 @@ def test_attachment_admitted_exactly_by_the_rule(world, bound, state, holder, vl
         refusal = guard.attachment_refusal(session, db.settings, port, "neutron:a", vlans[vlan])
         held_by_instance = bound and state is not None
         expected = (
-            vlan not in ("service", "parking")
+            vlan not in ("service", "parking", "project")
             and holder in (None, "neutron:a")
             and not held_by_instance
         )
         assert (refusal is None) == expected, refusal
         if holder is not None:
             owner = guard.port_owner(session, port)
-            assert guard.allowed(owner, db.settings).vlans == {3002}
+            assert guard.allowed(owner, db.settings).vlans == {4002}
             resting = guard.resting_vlan(owner, db.settings)
             if not bound:
                 assert resting == vlans["parking"]

@@ -11,16 +11,16 @@ from metalnet.switches.reconcile import check_switch
 
 
 def test_attach_answers_once_committed_and_read_back_then_detach_parks(rig) -> None:
-    r = rig.attach("ge-0/0/7", 201)
+    r = rig.attach("ge-0/0/7", 2201)
     assert r.status_code == 200, r.text
     assert r.json()["committed"] and r.json()["read_back"]
-    assert rig.switch.port_vlans()["ge-0/0/7"] == 201
+    assert rig.switch.port_vlans()["ge-0/0/7"] == 2201
     assert rig.call("GET", "/v1/attachments").json() == [
-        {"switch": "tor1", "port": "ge-0/0/7", "vlan": 201, "owner": "neutron:p1"}
+        {"switch": "tor1", "port": "ge-0/0/7", "vlan": 2201, "owner": "neutron:p1"}
     ]
     # The same owner moves its port to another network.
-    assert rig.attach("ge-0/0/7", 202).status_code == 200
-    assert rig.switch.port_vlans()["ge-0/0/7"] == 202
+    assert rig.attach("ge-0/0/7", 2202).status_code == 200
+    assert rig.switch.port_vlans()["ge-0/0/7"] == 2202
     r = rig.detach("ge-0/0/7")
     assert r.status_code == 200, r.text
     parking = rig.db.settings.parking_vlan
@@ -34,7 +34,8 @@ def test_attach_answers_once_committed_and_read_back_then_detach_parks(rig) -> N
     [
         ("ge-0/0/7", 10, "neutron:p1", "service VLAN 10"),
         ("ge-0/0/7", 4000, "neutron:p1", "parking VLAN 4000"),
-        ("ge-0/0/1", 201, "neutron:p1", "held by metalnet instance i1"),
+        ("ge-0/0/1", 2201, "neutron:p1", "held by metalnet instance i1"),
+        ("ge-0/0/7", 150, "neutron:p1", "project VLANs 100-1999"),
     ],
 )
 def test_attachment_breaking_isolation_is_refused_and_changes_nothing(
@@ -50,18 +51,18 @@ def test_attachment_breaking_isolation_is_refused_and_changes_nothing(
 
 
 def test_one_owner_per_port(rig) -> None:
-    assert rig.attach("ge-0/0/7", 201, owner="neutron:p1").status_code == 200
-    r = rig.attach("ge-0/0/7", 202, owner="neutron:p2")
+    assert rig.attach("ge-0/0/7", 2201, owner="neutron:p1").status_code == 200
+    r = rig.attach("ge-0/0/7", 2202, owner="neutron:p2")
     assert r.status_code == 409
     assert "attached to neutron:p1" in r.json()["error"]["message"]
     assert rig.detach("ge-0/0/7", owner="neutron:p2").status_code == 404
-    assert rig.switch.port_vlans()["ge-0/0/7"] == 201
+    assert rig.switch.port_vlans()["ge-0/0/7"] == 2201
 
 
 def test_an_attached_port_carries_only_its_attachment_vlan(rig) -> None:
     """Every other entry point goes through the same guard: port-set is refused too."""
-    assert rig.attach("ge-0/0/2", 201).status_code == 200
-    with pytest.raises(guard.PortRefused, match="attached to neutron:p1 carries only VLAN 201"):
+    assert rig.attach("ge-0/0/2", 2201).status_code == 200
+    with pytest.raises(guard.PortRefused, match="attached to neutron:p1 carries only VLAN 2201"):
         rig.service.set_ports([("tor1", "ge-0/0/2", 10)])
     # Ending the attachment of a node's port returns it to the service VLAN, its rule.
     r = rig.detach("ge-0/0/2")
@@ -71,18 +72,18 @@ def test_an_attached_port_carries_only_its_attachment_vlan(rig) -> None:
 
 def test_refused_commit_answers_with_the_switch_words(rig) -> None:
     rig.switch.faults.fail_next_commit("mgd: error: configuration database locked by root")
-    r = rig.attach("ge-0/0/7", 201)
+    r = rig.attach("ge-0/0/7", 2201)
     assert r.status_code == 502
     assert "configuration database locked by root" in r.json()["error"]["message"]
 
 
 def test_reconcile_holds_attached_ports_to_their_vlan(rig) -> None:
-    assert rig.attach("ge-0/0/7", 201).status_code == 200
-    rig.switch.set_port_vlan_out_of_band("ge-0/0/7", 300)
+    assert rig.attach("ge-0/0/7", 2201).status_code == 200
+    rig.switch.set_port_vlan_out_of_band("ge-0/0/7", 2300)
     report = check_switch(rig.service, "tor1", fix=True)
     [drift] = [d for d in report.drift if d.interface == "ge-0/0/7"]
-    assert (drift.expected_vlan, drift.actual_vlan, drift.fixed) == (201, 300, True)
-    assert rig.switch.port_vlans()["ge-0/0/7"] == 201
+    assert (drift.expected_vlan, drift.actual_vlan, drift.fixed) == (2201, 2300, True)
+    assert rig.switch.port_vlans()["ge-0/0/7"] == 2201
 
 
 def test_a_burst_of_attachments_costs_about_one_commit(rig) -> None:
@@ -93,22 +94,22 @@ def test_a_burst_of_attachments_costs_about_one_commit(rig) -> None:
         before = s.scalar(select(func.count()).select_from(SwitchChange))
     ports = [f"ge-0/0/{i}" for i in range(10, 40)]
     with ThreadPoolExecutor(len(ports)) as pool:
-        answers = list(pool.map(lambda p: rig.attach(p, 300, owner=f"n:{p[7:]}"), ports))
+        answers = list(pool.map(lambda p: rig.attach(p, 2300, owner=f"n:{p[7:]}"), ports))
     assert [a.status_code for a in answers] == [200] * len(ports)
     with rig.db.session() as s:
         commits = s.scalar(select(func.count()).select_from(SwitchChange)) - before
     print(f"burst of {len(ports)} attachments at once: {commits} commits")
     assert commits <= 3, commits
-    assert all(rig.switch.port_vlans()[p] == 300 for p in ports)
+    assert all(rig.switch.port_vlans()[p] == 2300 for p in ports)
 
 
 @pytest.mark.parametrize(
     ("body", "status", "words"),
     [
         ({"switch": "tor1", "port": "ge-0/0/7", "vlan": 5000, "owner": "o"}, 400, "5000"),
-        ({"switch": "tor1", "port": "ge-0/0/7; x", "vlan": 201, "owner": "o"}, 400, "ge-0/0/7; x"),
-        ({"switch": "nope", "port": "ge-0/0/7", "vlan": 201, "owner": "o"}, 404, "nope"),
-        ({"switch": "tor1", "port": "ge-0/0/7", "vlan": 201, "owner": "a b"}, 422, "owner"),
+        ({"switch": "tor1", "port": "ge-0/0/7; x", "vlan": 2201, "owner": "o"}, 400, "ge-0/0/7; x"),
+        ({"switch": "nope", "port": "ge-0/0/7", "vlan": 2201, "owner": "o"}, 404, "nope"),
+        ({"switch": "tor1", "port": "ge-0/0/7", "vlan": 2201, "owner": "a b"}, 422, "owner"),
     ],
 )
 def test_bad_input_is_one_clear_error_and_changes_nothing(rig, body, status, words) -> None:
@@ -119,7 +120,7 @@ def test_bad_input_is_one_clear_error_and_changes_nothing(rig, body, status, wor
 
 
 def test_project_tokens_may_not_attach(rig) -> None:
-    body = {"switch": "tor1", "port": "ge-0/0/7", "vlan": 201, "owner": "o"}
+    body = {"switch": "tor1", "port": "ge-0/0/7", "vlan": 2201, "owner": "o"}
     assert rig.call("PUT", "/v1/attachments", token=rig.project_token, json=body).status_code == 403
 
 

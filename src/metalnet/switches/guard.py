@@ -30,8 +30,10 @@ Neutron port bound through the ML2 driver). An attachment is an owner kind of it
 and wins over the rules above: an attached port carries its attachment's VLAN only.
 Making an attachment has rules of its own (`attachment_refusal`): one owner per port,
 never a port of a node a metalnet instance holds, never the service or parking VLAN
-(those belong to metalnet's lifecycle). Removing an attachment returns the port to the
-VLAN its remaining owner allows (`resting_vlan`): parked when no node is bound.
+(those belong to metalnet's lifecycle), never a VLAN of metalnet's project range (a
+metalnet tenant's network is, or may later be, there: sharing it would join the two).
+Removing an attachment returns the port to the VLAN its remaining owner allows
+(`resting_vlan`): parked when no node is bound.
 
 An administrator may override a refusal with an explicit reason (`--force --reason`);
 the service writes every override to the audit log.
@@ -234,6 +236,10 @@ def attachment_refusal(
         return refuse(
             f"the service VLAN {settings.service_vlan} and the parking VLAN "
             f"{settings.parking_vlan} are metalnet's, never an attachment's"
+        )
+    if vlan in settings.project_vlan_range:
+        return refuse(
+            f"metalnet's project VLANs {settings.project_vlan_range} are never an attachment's"
         )
     if current.attachment is not None and current.attachment != owner:
         return refuse(f"one owner per port: it is attached to {current.attachment}")
