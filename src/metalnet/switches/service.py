@@ -250,16 +250,22 @@ class SwitchService:
         A correction is queued only if `enforceable(port)`, evaluated now, still gives
         the VLAN the caller read; a change of owner in between (a terminate, a new
         spawn) wins and the correction is dropped. Desired state is never written here.
+        The corrections of a switch are queued together, so they make one transaction
+        however long the checks take.
         """
         pending: list[ChangeOutcome | Future[ChangeOutcome]] = []
+        queued: dict[str, list[tuple[int, PortChange]]] = {}
         with self.db.session() as session:
             for c in corrections:
+                change = PortChange(c.interface, c.vlan)
                 why_not = self._why_not(session, c, enforceable)
-                if why_not:
-                    change = PortChange(c.interface, c.vlan)
-                    pending.append(ChangeOutcome(c.switch, change, ok=False, message=why_not))
-                else:
-                    pending.append(self.queue.submit(c.switch, PortChange(c.interface, c.vlan)))
+                pending.append(ChangeOutcome(c.switch, change, ok=False, message=why_not))
+                if not why_not:
+                    queued.setdefault(c.switch, []).append((len(pending) - 1, change))
+            for switch, items in queued.items():
+                futures = self.queue.submit_many(switch, [change for _i, change in items])
+                for (index, _change), future in zip(items, futures, strict=True):
+                    pending[index] = future
         timeout = self.timeout * 4
         return [o if isinstance(o, ChangeOutcome) else o.result(timeout) for o in pending]
 
