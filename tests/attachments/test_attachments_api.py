@@ -132,3 +132,12 @@ def test_switch_found_by_name_or_chassis_mac(rig) -> None:
     assert missing.status_code == 404 and "tor9" in missing.json()["error"]["message"]
     bad = rig.call("GET", "/v1/attachments/switch", params={"chassis_mac": "zz"})
     assert bad.status_code == 400 and "'zz'" in bad.json()["error"]["message"]
+
+
+def test_a_node_whose_port_is_attached_is_not_given_to_an_instance(rig) -> None:
+    assert rig.attach("ge-0/0/2", 2201).status_code == 200
+    body = {"name": "i2", "project": "alpha", "network": "net", "node": "n2",
+            "image_url": "http://i/i.img", "sha256": "a" * 64}  # fmt: skip
+    r = rig.call("POST", "/v1/instances", json=body)
+    assert r.status_code == 409
+    assert "attached to neutron:p1" in r.json()["error"]["message"]
