@@ -48,6 +48,7 @@ class Controller:
         self.worker = Worker(self.engine)
         self.reconciler = PeriodicReconciler(db, self.switching)
         app = create_app(db)
+        app.state.switching = self.switching  # attachments share the lifecycle's queue
         quiet: dict[str, Any] = {"log_level": "warning", "access_log": False}
         configs = [uvicorn.Config(app, host=self.host, port=self.port, **quiet)]
         if uds is not None:
