@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from metalnet.switches.base import (
+    CommitRecord,
     CommitRefused,
-    CommitResult,
     PortChange,
     PortState,
     SwitchDriver,
@@ -73,7 +73,7 @@ class FakeDriver(SwitchDriver):
     def close(self) -> None:
         """Nothing to release."""
 
-    def apply(self, changes: Sequence[PortChange]) -> CommitResult:
+    def stage(self, changes: Sequence[PortChange]) -> CommitRecord:
         started = time.monotonic()
         for change in changes:
             self.check_interface(change.interface)
@@ -86,7 +86,7 @@ class FakeDriver(SwitchDriver):
             for change in changes:
                 device.ports[change.interface] = change.vlan
             device.commits += 1
-        return CommitResult(self.target.name, tuple(changes), time.monotonic() - started)
+        return CommitRecord(self.target.name, tuple(changes), True, time.monotonic() - started)
 
     def read_ports(self, interfaces: Sequence[str] | None = None) -> dict[str, PortState]:
         device = self._device()
