@@ -101,7 +101,8 @@ def test_deactivated_interface_reads_as_not_configured() -> None:
     wanted = parse.port_states(
         parse.configuration(reply("config-els.xml")), Dialect.ELS, ["ge-0/0/4"]
     )
-    assert wanted["ge-0/0/4"] == PortState("ge-0/0/4", None) and not in_sync(100, wanted["ge-0/0/4"])
+    assert wanted["ge-0/0/4"] == PortState("ge-0/0/4", None)
+    assert not in_sync(100, wanted["ge-0/0/4"])
 
 
 def test_numeric_member_and_disabled_port() -> None:
