@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metalnet.errors import InputError
+from metalnet.config import load_settings
+from metalnet.errors import ConfigError, InputError
 from metalnet.sim.switch import text
 from metalnet.switches.junos.config import (
     AccessPort,
@@ -102,3 +103,19 @@ def test_any_existing_name_renders_to_exactly_one_member(
     member = member_for(vlan, {vlan: name})
     rendered = render([AccessPort(f"ge-0/0/{port}", member)], [], dialect)
     assert _members(rendered) == {f"ge-0/0/{port}": [member]}
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("service_vlan = 1", "config key service_vlan: VLAN 1 is the switches' default VLAN"),
+        ("parking_vlan = 1", "config key parking_vlan: VLAN 1 is the switches' default VLAN"),
+        ("project_vlan_range = '1-99'", "config key project_vlan_range: 1-99 includes VLAN 1"),
+    ],
+)
+def test_vlan_1_is_never_service_parking_or_project(tmp_path, line: str, message: str) -> None:
+    """A port without `members` is in VLAN 1 on Junos: VLAN 1 isolates nothing."""
+    path = tmp_path / "metalnet.toml"
+    path.write_text(line + "\n")
+    with pytest.raises(ConfigError, match=message):
+        load_settings(path)

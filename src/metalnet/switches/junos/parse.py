@@ -16,11 +16,8 @@ from lxml import etree
 
 from metalnet.switches.base import PortState
 from metalnet.switches.junos.config import INTERFACE_RE, Dialect
+from metalnet.validate import DEFAULT_VLAN
 
-# Junos names VLAN 1 `default` on ELS and leaves a port without `members` in it
-# (Juniper, "Default VLAN" on EX Series with ELS: every interface belongs to VLAN
-# `default`, id 1, until configured otherwise).
-DEFAULT_VLAN = 1
 
 
 def plain(root: etree._Element) -> etree._Element:
@@ -142,7 +139,12 @@ def _port_state(
 
 
 def _resolve(member: str, ids: dict[str, int]) -> int | None:
-    """A `members` value as a VLAN id: a VLAN name, a number, or `default` (VLAN 1)."""
+    """A `members` value as a VLAN id: a VLAN name, a number, or `default` (VLAN 1).
+
+    Junos (ELS) names VLAN 1 `default` and leaves a port of `family
+    ethernet-switching` without `members` in it (Juniper, "Understanding the Default
+    VLAN on EX Series switches with ELS support"); `_port_state` reads that as VLAN 1.
+    """
     if member in ids:
         return ids[member]
     if member.isdigit():
