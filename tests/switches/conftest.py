@@ -1,4 +1,4 @@
-"""Fixtures for the Junos driver tests: a simulated switch and a closed port."""
+"""Fixtures for the Junos driver tests: a simulated switch in each dialect, a closed port."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ import pytest
 from metalnet.sim.switch import SimSwitch
 from metalnet.switches.base import SwitchTarget
 
+# One model per Layer 2 dialect: the driver learns the dialect from the model.
+MODELS = {"els": "ex4300-48t", "legacy": "ex4200-48t"}
 
-@pytest.fixture
-def sim() -> Iterator[SimSwitch]:
+
+@pytest.fixture(params=sorted(MODELS))
+def sim(request: pytest.FixtureRequest) -> Iterator[SimSwitch]:
     """An 8-port simulated switch; a commit-confirmed minute lasts 0.5 s."""
-    with SimSwitch.running(ports=8, confirm_unit_seconds=0.5) as sw:
+    with SimSwitch.running(ports=8, confirm_unit_seconds=0.5, model=MODELS[request.param]) as sw:
         yield sw
 
 

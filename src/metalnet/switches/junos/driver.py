@@ -131,6 +131,11 @@ class JunosDriver(SwitchDriver):
         started = time.monotonic()
         self._first(lambda: self._lock(ports))
         try:
+            self._refuse_foreign_changes(ports)
+        except BaseException:
+            self._cleanup(lambda m: m.unlock("candidate"))  # their edit stays theirs
+            raise
+        try:
             text = self._prepare(batch)
             self.session.call(
                 lambda m: m.load_configuration(format="text", action="replace", config=text),
@@ -217,12 +222,17 @@ class JunosDriver(SwitchDriver):
             ports,
         )
 
+    def _refuse_foreign_changes(self, ports: Sequence[str]) -> None:
+        """Junos refuses the lock while the shared candidate holds uncommitted changes;
+        checking the difference to the committed configuration as well keeps the rule
+        where a device (or an older release) grants the lock anyway."""
+        diff = self.session.call(lambda m: m.compare_configuration(rollback=0), "compare", ports)
+        if (parse.plain(diff.root).findtext(".//configuration-output") or "").strip():
+            raise self._modified(ports)
+
     def _prepare(self, batch: Sequence[PortChange]) -> str:
         """Check the switch can take the batch as we mean it; return the text to load."""
         ports = [c.interface for c in batch]
-        diff = self.session.call(lambda m: m.compare_configuration(rollback=0), "compare", ports)
-        if (diff.root.findtext(".//configuration-output") or "").strip():
-            raise self._modified(ports)
         config = self._configuration("candidate", ports)
         governed = parse.governed_ports(config, ports)
         if governed:
