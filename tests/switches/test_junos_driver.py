@@ -224,9 +224,9 @@ def test_refused_commit_leaves_switch_unlocked_and_unchanged(sim: SimSwitch) -> 
 def test_absent_port_is_refused_before_loading(sim: SimSwitch) -> None:
     """Junos commits configuration for an absent interface; the driver checks first."""
     before = sim.commit_count()
-    with JunosDriver(sim.target()) as driver:
-        with pytest.raises(CommitRefused, match="no such interface") as refused:
-            driver.apply([PortChange("ge-0/0/9", 30), PortChange("ge-0/0/1", 30)])
+    driver = JunosDriver(sim.target())
+    with driver, pytest.raises(CommitRefused, match="no such interface") as refused:
+        driver.apply([PortChange("ge-0/0/9", 30), PortChange("ge-0/0/1", 30)])
     assert refused.value.ports == ("ge-0/0/9",)
     assert sim.lock_holder() is None and sim.commit_count() == before
 
@@ -236,9 +236,9 @@ def test_lock_held_elsewhere_is_retried_for_its_budget(
 ) -> None:
     holder = _holder(sim)
     holder.rpc("<lock-configuration/>")
-    with JunosDriver(sim.target(), lock_wait=8) as driver:
-        with pytest.raises(SwitchLocked, match="configuration database locked by"):
-            driver.apply([PortChange("ge-0/0/1", 10)])
+    driver = JunosDriver(sim.target(), lock_wait=8)
+    with driver, pytest.raises(SwitchLocked, match="configuration database locked by"):
+        driver.apply([PortChange("ge-0/0/1", 10)])
     assert sum(virtual_clock) == pytest.approx(8, abs=0.5)  # it kept trying for its budget
     assert virtual_clock[:3] == [0.1, 0.2, 0.4]
     holder.close_session()

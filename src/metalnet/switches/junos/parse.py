@@ -19,7 +19,6 @@ from metalnet.switches.junos.config import INTERFACE_RE, Dialect
 from metalnet.validate import DEFAULT_VLAN
 
 
-
 def plain(root: etree._Element) -> etree._Element:
     """A copy of `root` with every element and attribute namespace dropped."""
     root = etree.fromstring(etree.tostring(root))
