@@ -97,7 +97,7 @@ class _Lane:
         self.switch = switch
         self.pending: dict[str, list[_Request]] = {}
         self.unconfirmed: list[_Request] = []  # staged on the switch, not yet reported
-        self.staged = 0  # provisional transactions since the last confirmation
+        self.staged: list[tuple[tuple[PortChange, ...], float]] = []  # (changes, started)
         self.cond = threading.Condition()
         self.driver: SwitchDriver | None = None
         self.thread = threading.Thread(target=self._run, name=f"switch-{switch}", daemon=True)
@@ -136,7 +136,7 @@ class _Lane:
                 self._commit(valid)
             with self.cond:
                 idle = not self.pending
-            if self.unconfirmed and (idle or self.staged >= self.queue.confirm_every):
+            if self.unconfirmed and (idle or len(self.staged) >= self.queue.confirm_every):
                 self._confirm()
         if self.driver is not None:
             self.driver.close()
@@ -195,7 +195,7 @@ class _Lane:
                 self._journal(changes, False, started, exc.reason)
                 batch = self._rolled_back(batch)
                 raise
-            self._journal(changes, True, started, "")
+            self.staged.append((changes, started))
 
         try:
             SESSION_RETRY.call(attempt, retry_on=LOST, what=f"switch {self.switch} transaction")
@@ -226,11 +226,12 @@ class _Lane:
         for request in batch:
             request.batch = len(batch)
         self.unconfirmed = _merge(self.unconfirmed, batch)
-        self.staged += 1
 
     def _rolled_back(self, batch: Sequence[_Request]) -> list[_Request]:
         """The session is gone: the switch rolls back what was staged; stage it again."""
-        again, self.unconfirmed, self.staged = self.unconfirmed, [], 0
+        for changes, started in self.staged:
+            self._journal(changes, False, started, "rolled back: session lost before confirming")
+        again, self.unconfirmed, self.staged = self.unconfirmed, [], []
         return _merge(again, batch)
 
     def _confirm(self) -> None:
@@ -245,17 +246,17 @@ class _Lane:
             self._drop_session()
             self._commit(self._rolled_back([]))
             return
-        except SwitchError as exc:
+        except SwitchError as exc:  # the session ends: the switch rolls the staged back
             self._drop_session()
-            self._finish(self._rolled_back([]), ok=False, message=str(exc))
+            for changes, staged_at in self.staged:
+                self._journal(changes, False, staged_at, f"not confirmed: {exc.reason}")
+            failed, self.unconfirmed, self.staged = self.unconfirmed, [], []
+            self._finish(failed, ok=False, message=str(exc))
             return
-        confirmed, self.unconfirmed, self.staged = self.unconfirmed, [], 0
-        log.info(
-            "switch %s confirmed %d change(s) (%.2fs)",
-            self.switch,
-            len(confirmed),
-            time.monotonic() - started,
-        )
+        log.info("switch %s confirmed (%.2fs)", self.switch, time.monotonic() - started)
+        for changes, staged_at in self.staged:
+            self._journal(changes, True, staged_at, "")
+        confirmed, self.unconfirmed, self.staged = self.unconfirmed, [], []
         self._finish(confirmed, ok=True, message="")
 
     def _isolate(self, requests: Sequence[_Request], exc: CommitRefused) -> None:
@@ -311,8 +312,9 @@ class SwitchQueue:
     """Submit port changes; get one Future[ChangeOutcome] per change.
 
     `connect(switch)` opens a driver session to the named switch; `driver_class(switch)`
-    returns its driver class (for validation before anything is sent); `journal` is
-    called once per transaction attempt. `gather` is how long a lane waits after the
+    returns its driver class (for validation before anything is sent); `journal` gets
+    one record per transaction attempt: ok once confirmed, failed when refused or rolled
+    back. `gather` is how long a lane waits after the
     first change of a burst before committing: milliseconds against commits of seconds.
     `confirm_every` bounds how many provisional transactions a busy lane stages before
     it confirms them (the module docstring says when a change counts as applied).

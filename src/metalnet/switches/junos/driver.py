@@ -133,7 +133,7 @@ class JunosDriver(SwitchDriver):
         try:
             self._refuse_foreign_changes(ports)
         except BaseException:
-            self._cleanup(lambda m: m.unlock("candidate"))  # their edit stays theirs
+            self._unlock()  # their edit stays theirs
             raise
         try:
             text = self._prepare(batch)
@@ -153,7 +153,7 @@ class JunosDriver(SwitchDriver):
             self._cleanup(lambda m: m.discard_changes())
             raise
         finally:
-            self._cleanup(lambda m: m.unlock("candidate"))
+            self._unlock()
         seconds = time.monotonic() - started
         return CommitRecord(name, batch, True, seconds, f"committed {len(batch)} port change(s)")
 
@@ -169,7 +169,7 @@ class JunosDriver(SwitchDriver):
             try:
                 self._commit((), confirmed=False)
             finally:
-                self._cleanup(lambda m: m.unlock("candidate"))
+                self._unlock()
         except SwitchSessionLost:
             self._lost()
             raise
@@ -203,7 +203,7 @@ class JunosDriver(SwitchDriver):
 
     def _lock_once(self, ports: Sequence[str]) -> None:
         try:
-            self.session.call(lambda m: m.lock("candidate"), "lock", ports)
+            self._rpc(etree.Element("lock-configuration"), ports)
         except SwitchSessionLost:
             raise
         except SwitchError as exc:
@@ -294,6 +294,9 @@ class JunosDriver(SwitchDriver):
         wrong = [c.interface for c in batch if not in_sync(c.vlan, states.get(c.interface))]
         if wrong:
             raise SwitchError(self.target.name, "committed but reads back otherwise", wrong)
+
+    def _unlock(self) -> None:
+        self._cleanup(lambda m: m.rpc(etree.Element("unlock-configuration")))
 
     def _cleanup(self, request: Callable[..., object]) -> None:
         """Best effort: if the session is gone, the switch already discarded and unlocked."""
