@@ -33,7 +33,7 @@ from metalnet.switches.base import PortChange, SwitchTarget
 MODES = ("waking", "poll-10ms")
 
 
-def _open(mode: str, target: SwitchTarget):  # noqa: ANN202 - a session of either kind
+def _open(mode: str, target: SwitchTarget) -> object:
     if mode == "waking":
         from metalnet.switches.junos import JunosDriver
 
