@@ -260,11 +260,16 @@ class _Lane:
         self._finish(confirmed, ok=True, message="")
 
     def _isolate(self, requests: Sequence[_Request], exc: CommitRefused) -> None:
-        """Fail the ports the switch's message names and retry the rest; else bisect."""
+        """Fail the ports the refusal names (in its ports or the switch's message) and
+        retry the rest; else bisect."""
         if len(requests) == 1:
             self._finish(requests, ok=False, message=str(exc))
             return
-        named = [r for r in requests if _names_port(exc.reason, r.change.interface)]
+        named = [
+            r
+            for r in requests
+            if r.change.interface in exc.ports or _names_port(exc.reason, r.change.interface)
+        ]
         if 0 < len(named) < len(requests):
             self._finish(named, ok=False, message=str(exc))
             self._commit([r for r in requests if r not in named])
