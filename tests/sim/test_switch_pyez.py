@@ -40,15 +40,17 @@ def test_load_text_set_xml_and_commit(device) -> None:
         "</ethernet-switching></family></unit></interface></interfaces></configuration>"
     )
     cu.load(xml, format="xml")
-    # the set line added v10 next to `default`: an access port with two VLANs fails the check
+    assert cu.commit_check() is True  # a factory port names no VLAN: merging one is enough
+    cu.load(
+        "set interfaces ge-0/0/1 unit 0 family ethernet-switching vlan members v20", format="set"
+    )
     with pytest.raises(CommitError, match="more than one vlan"):
-        cu.commit_check()
+        cu.commit_check()  # members is a list: the merge added v20 next to v10
     cu.load(
         "interfaces { ge-0/0/1 { unit 0 { family ethernet-switching {"
         " replace: vlan { members v10; } } } } }",
         format="text",
     )
-    assert cu.commit_check() is True
     assert cu.commit(comment="move two ports") is True
     cu.unlock()
     assert sw.port_vlans()["ge-0/0/1"] == 10
