@@ -54,7 +54,8 @@ def test_apply_batch_then_read_back(sim: SimSwitch) -> None:
     assert sim.port_vlans()["ge-0/0/2"] == 200
     assert not sim.confirm_pending()
     committed = sim.committed_text()
-    assert "vlan100 {" in committed and "vlan1 {" not in committed  # vlan 1 is `default`
+    assert "vlan100 {" in committed
+    assert committed.count("vlan-id 1;") == 1  # VLAN 1 exists already: not defined again
 
 
 def test_dialect_is_learned_from_the_model(sim: SimSwitch) -> None:
@@ -266,7 +267,8 @@ def test_lost_confirming_commit_rolls_back_by_itself(sim: SimSwitch) -> None:
     with JunosDriver(sim.target(), confirm_minutes=1) as driver:
         with pytest.raises(SwitchError, match="session lost during commit-configuration"):
             driver.apply([PortChange("ge-0/0/2", 20)])
-        assert sim.port_vlans()["ge-0/0/2"] == 20 and sim.confirm_pending()
+        # Junos rolls back when the session that made the confirmed commit ends, at
+        # the latest when the confirm timer runs out
         deadline = time.monotonic() + 5
         while sim.port_vlans()["ge-0/0/2"] != 1 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -281,8 +283,10 @@ def test_session_is_kept_and_reopened_after_a_drop(sim: SimSwitch) -> None:
         driver.apply([PortChange("ge-0/0/2", 10)])
         assert sim.session_count() == 1
         sim.drop_sessions()
-        time.sleep(0.3)
-        facts = driver.facts()
-        assert facts["version"] == "21.4R3-S5.4" and facts["hostname"] == "sw1"
-        assert facts["model"] in ("ex4300-48t", "ex4200-48t")
+        facts = driver.facts()  # reconnects
+        assert facts["hostname"] == "sw1"
+        assert (facts["model"], facts["version"]) in (
+            ("ex4300-48t", "21.4R3-S5.4"),
+            ("ex4200-48t", "12.3R12.4"),
+        )
     assert sim.commit_count() == 4

