@@ -10,6 +10,7 @@ import pytest
 from metalnet.sim.switch import SimSwitch
 from metalnet.switches.base import SwitchTarget
 
+
 @pytest.fixture(params=["els", "legacy"])
 def sim(request: pytest.FixtureRequest) -> Iterator[SimSwitch]:
     """An 8-port simulated switch in each Layer 2 dialect (reporting that dialect's model,
