@@ -290,3 +290,56 @@ def test_session_is_kept_and_reopened_after_a_drop(sim: SimSwitch) -> None:
             ("ex4200-48t", "12.3R12.4"),
         )
     assert sim.commit_count() == 4
+
+
+@pytest.mark.parametrize(
+    ("statement", "source"),
+    [
+        (
+            "interfaces { interface-range servers { member ge-0/0/6; "
+            "unit 0 { family ethernet-switching { vlan { members vlan100; } } } } }",
+            "interface-range servers",
+        ),
+        (
+            "groups { access-ports { interfaces { <ge-0/0/6> { unit 0 { family "
+            "ethernet-switching { vlan { members vlan100; } } } } } } }\n"
+            "apply-groups access-ports;",
+            "group access-ports",
+        ),
+        (
+            "groups { edge { interfaces { ge-0/0/6 { unit 0 { family ethernet-switching { "
+            "vlan { members vlan100; } } } } } } }\n"
+            "interfaces { ge-0/0/6 { apply-groups edge; } }",
+            "group edge",
+        ),
+    ],
+)
+def test_ports_governed_by_ranges_or_groups_are_refused(
+    sim: SimSwitch, statement: str, source: str
+) -> None:
+    """metalnet's own `members` would add a second VLAN to the inherited one."""
+    holder = _holder(sim)
+    holder.load_configuration(
+        format="text", config=statement + "\nvlans { vlan100 { vlan-id 100; } }"
+    )
+    holder.commit()
+    holder.close_session()
+    before = sim.committed_text()
+    driver = JunosDriver(sim.target())
+    with driver, pytest.raises(CommitRefused, match=f"ge-0/0/6 from {source}") as refused:
+        driver.apply([PortChange("ge-0/0/6", 200), PortChange("ge-0/0/1", 200)])
+    assert refused.value.ports == ("ge-0/0/6",)
+    assert sim.committed_text() == before and sim.lock_holder() is None
+    with JunosDriver(sim.target()) as driver:
+        assert driver.read_ports(["ge-0/0/6"])["ge-0/0/6"].vlans == (100,)  # inherited
+
+
+def test_commit_warnings_are_logged_not_failures(
+    sim: SimSwitch, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim.faults.warn_on_commit("requires 'ef' license")
+    with JunosDriver(sim.target()) as driver:
+        record = driver.apply([PortChange("ge-0/0/1", 100)])
+    assert record.ok and sim.port_vlans()["ge-0/0/1"] == 100 and not sim.confirm_pending()
+    assert sim.commit_count() == 2  # one commit confirmed, one confirmation: no retries
+    assert "requires 'ef' license" in caplog.text

@@ -233,7 +233,7 @@ class JunosDriver(SwitchDriver):
     def _prepare(self, batch: Sequence[PortChange]) -> str:
         """Check the switch can take the batch as we mean it; return the text to load."""
         ports = [c.interface for c in batch]
-        config = self._configuration("candidate", ports)
+        config = self._configuration("candidate", ports, inherit=False)
         governed = parse.governed_ports(config, ports)
         if governed:
             where = "; ".join(f"{p} from {src}" for p, src in sorted(governed.items()))
@@ -311,23 +311,28 @@ class JunosDriver(SwitchDriver):
 
     # ------------------------------------------------------------------ reading
 
-    def _configuration(self, database: str, ports: Sequence[str]) -> etree._Element | None:
-        """Interfaces and VLANs of `database`, with groups and ranges applied and tagged.
+    def _configuration(
+        self, database: str, ports: Sequence[str], *, inherit: bool = True
+    ) -> etree._Element | None:
+        """Interfaces and VLANs of `database`: as the switch applies them (groups and
+        ranges inherited, their statements tagged with where they come from), or as
+        written (`inherit` False: the whole of it, to find what governs a port).
 
         ncclient's Junos `GetConfiguration` has no `database` or `inherit` attribute,
         so the element is built here.
         """
-        op = etree.Element(
-            "get-configuration",
-            database=database,
-            format="xml",
-            inherit="inherit",
-            groups="groups",
-            **{"interface-ranges": "interface-ranges"},
-        )
-        config = etree.SubElement(op, "configuration")
-        etree.SubElement(config, "interfaces")
-        etree.SubElement(config, "vlans")
+        attributes = {"database": database, "format": "xml"}
+        if inherit:
+            attributes |= {
+                "inherit": "inherit",
+                "groups": "groups",
+                "interface-ranges": "interface-ranges",
+            }
+        op = etree.Element("get-configuration", attributes)
+        if inherit:  # as written: all of it, since groups may apply anywhere
+            config = etree.SubElement(op, "configuration")
+            etree.SubElement(config, "interfaces")
+            etree.SubElement(config, "vlans")
         return parse.configuration(self._rpc(op, ports).root)
 
     def _physical_interfaces(self, ports: Sequence[str]) -> set[str]:

@@ -9,6 +9,7 @@ with newlines (e.g. `<name>\\nge-0/0/0\\n</name>`, see tests/data/junos/), so
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass
 
@@ -171,8 +172,9 @@ def governed_ports(config: etree._Element | None, ports: list[str]) -> dict[str,
     Read with `inherit="inherit" groups="groups" interface-ranges="interface-ranges"`,
     Junos tags inherited statements `junos:group="NAME"` / `junos:interface-range=
     "NAME"` (Junos XML API guide, "Display the Source Group for Inherited
-    Configuration"). Without inheritance the raw `interface-range` members and
-    `apply-groups` tell the same. Port → where it is governed from.
+    Configuration"). In the configuration as written, `interface-range` members,
+    `apply-groups` on the interface, and groups applied to all interfaces whose
+    (wildcard) names match tell the same. Port → where it is governed from.
     """
     found: dict[str, str] = {}
     interfaces = child(config, "interfaces")
@@ -192,7 +194,29 @@ def governed_ports(config: etree._Element | None, ports: list[str]) -> dict[str,
         for port in ports:
             if _in_range(port, rng):
                 found[port] = f"interface-range {text_of(rng, 'name')}"
+    for group in _applied_groups(config):
+        for iface in children(child(group, "interfaces"), "interface"):
+            for port in ports:
+                if _name_matches(text_of(iface, "name"), port):
+                    found[port] = f"group {text_of(group, 'name')}"
     return found
+
+
+def _applied_groups(config: etree._Element | None) -> list[etree._Element]:
+    """Groups applied at the top or to `interfaces` as a whole."""
+    names = [text_of(a, ".") for a in children(config, "apply-groups")]
+    names += [text_of(a, ".") for a in children(child(config, "interfaces"), "apply-groups")]
+    groups = {text_of(g, "name"): g for g in children(child(config, "groups"), "groups")}
+    groups |= {text_of(g, "name"): g for g in children(config, "groups")}
+    return [groups[n] for n in names if n in groups]
+
+
+def _name_matches(pattern: str, name: str) -> bool:
+    """A group's interface name: literal, or a `<ge-*>` wildcard (Junos CLI User Guide,
+    "Using Wildcards with Configuration Groups")."""
+    if pattern.startswith("<") and pattern.endswith(">"):
+        return fnmatch.fnmatchcase(name, pattern[1:-1])
+    return pattern == name
 
 
 def _in_range(port: str, rng: etree._Element) -> bool:
