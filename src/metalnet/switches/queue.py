@@ -14,11 +14,13 @@ confirmed) that the switch rolls back by itself unless confirmed. A change is
 reported applied only after a plain confirming commit (`SwitchDriver.confirm`)
 that follows it has succeeded, so a reported move is never rolled back: not a
 terminate's move to the service VLAN, not a spawn's move to the project VLAN. The
-lane confirms as soon as it has nothing else to commit, or after `confirm_every`
-provisional transactions in a row; under load a transaction thus costs one device
-commit instead of two. If the session is lost while changes are provisional, the
-switch rolls them back; the lane stages them again on a new session, with the
-batch at hand, before anyone is told anything.
+lane confirms as soon as it has nothing else to commit, after `confirm_every`
+provisional transactions in a row, or when a staged change already waited through
+the previous confirmation; under load two transactions share one confirmation, and
+no change waits longer than with a confirmation after every transaction. If the
+session is lost while changes are provisional, the switch rolls them back; the lane
+stages them again on a new session, with the batch at hand, before anyone is told
+anything.
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ class _Lane:
         self.pending: dict[str, list[_Request]] = {}
         self.unconfirmed: list[_Request] = []  # staged on the switch, not yet reported
         self.staged: list[tuple[tuple[PortChange, ...], float]] = []  # (changes, started)
+        self.confirm_started = 0.0  # when the last confirmation began
         self.cond = threading.Condition()
         self.driver: SwitchDriver | None = None
         self.thread = threading.Thread(target=self._run, name=f"switch-{switch}", daemon=True)
@@ -136,10 +139,18 @@ class _Lane:
                 self._commit(valid)
             with self.cond:
                 idle = not self.pending
-            if self.unconfirmed and (idle or len(self.staged) >= self.queue.confirm_every):
+            if self.unconfirmed and (idle or self._confirm_due()):
                 self._confirm()
         if self.driver is not None:
             self.driver.close()
+
+    def _confirm_due(self) -> bool:
+        """Confirm now rather than stage more: after `confirm_every` staged transactions,
+        or when a staged change already waited through the previous confirmation (so no
+        change waits longer than with a confirmation after every transaction)."""
+        return len(self.staged) >= self.queue.confirm_every or any(
+            r.submitted < self.confirm_started for r in self.unconfirmed
+        )
 
     def _supersede(self, requests: list[_Request]) -> _Request:
         """The last request for a port wins; the earlier ones are told so."""
@@ -236,7 +247,7 @@ class _Lane:
 
     def _confirm(self) -> None:
         """Make staged changes permanent, then report them applied."""
-        started = time.monotonic()
+        started = self.confirm_started = time.monotonic()
         try:
             if self.driver is None:
                 raise SwitchSessionLost(self.switch, "session lost before the confirmation")
