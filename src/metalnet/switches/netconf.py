@@ -35,6 +35,7 @@ from ncclient.transport import AuthenticationError, NCClientError, SSHSession, T
 from ncclient.transport.errors import SessionCloseError
 from ncclient.transport.parser import DefaultXMLParser, SAXFilterXMLNotFoundError
 from ncclient.transport.session import END_DELIM, MSG_DELIM, NetconfBase
+from ncclient.xml_ import to_ele
 from paramiko import SSHException
 
 from metalnet.switches.base import (
@@ -91,6 +92,14 @@ class WakingSSHSession(SSHSession):
         super().__init__(device_handler)
         self._wake_read, self._wake_write = socket.socketpair()
         self._wake_read.setblocking(False)
+
+    def connect(self, *args: object, **kwargs: object) -> None:
+        try:
+            super().connect(*args, **kwargs)
+        except BaseException:
+            self._wake_read.close()
+            self._wake_write.close()
+            raise
 
     def send(self, message: str) -> None:
         super().send(message)
@@ -153,6 +162,14 @@ class WakingSSHSession(SSHSession):
             selector.close()
             self._wake_read.close()
             self._wake_write.close()
+
+
+def _root(reply: object) -> etree._Element:
+    """The `<rpc-reply>` element: vendor handlers (Junos) hand back an `NCElement`
+    already parsed, the default handler an `RPCReply` holding the raw text."""
+    if hasattr(reply, "xpath"):
+        return reply.xpath("/*")[0]
+    return to_ele(reply.xml)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -230,7 +247,7 @@ class NetconfSession:
         session, self.manager = self.manager, None
         if session is not None:
             with contextlib.suppress(Exception):
-                session._session.close()
+                session.session.close()
 
     def call(
         self,
@@ -263,7 +280,7 @@ class NetconfSession:
             raise SwitchSessionLost(name, message, ports) from exc
         finally:
             session.timeout = self.timeout
-        root = reply.xpath("/*")[0]  # type: ignore[attr-defined]
+        root = _root(reply)
         warned = tuple(warnings_of(root))
         for warning in warned:
             log.warning("switch %s warns on %s: %s", name, what, warning)
