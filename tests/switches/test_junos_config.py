@@ -28,13 +28,14 @@ def _members(rendered: str) -> dict[str, list[str]]:
 
 def test_els_access_port_replaces_the_family_and_drops_the_native_vlan() -> None:
     rendered = render(
-        [AccessPort("ge-0/0/1", "vlan100"), AccessPort("ge-0/0/2", "default")],
+        [AccessPort("ge-0/0/1", "vlan100", drop_native=True), AccessPort("ge-0/0/2", "default")],
         [VlanDefinition("vlan100", 100)],
         Dialect.ELS,
     )
     assert _members(rendered) == {"ge-0/0/1": ["vlan100"], "ge-0/0/2": ["default"]}
     assert rendered.count("replace: family ethernet-switching {") == 2
-    assert rendered.count("delete: native-vlan-id;") == 2
+    # only where a native VLAN exists: deleting an absent statement draws a warning
+    assert rendered.count("delete: native-vlan-id;") == 1
     assert "interface-mode access;" in rendered and "port-mode" not in rendered
     config = text.parse_text(rendered)
     assert [v.findtext("vlan-id") for v in config.iterfind("vlans/vlan")] == ["100"]
@@ -42,7 +43,7 @@ def test_els_access_port_replaces_the_family_and_drops_the_native_vlan() -> None
 
 def test_legacy_access_port_uses_port_mode() -> None:
     """Without ELS `interface-mode` is a syntax error; `port-mode access` is the statement."""
-    rendered = render([AccessPort("ge-0/0/1", "vlan100")], [], Dialect.LEGACY)
+    rendered = render([AccessPort("ge-0/0/1", "vlan100", drop_native=True)], [], Dialect.LEGACY)
     assert "port-mode access;" in rendered and "interface-mode" not in rendered
     assert "native-vlan-id" not in rendered  # it lives inside the replaced family there
     assert _members(rendered) == {"ge-0/0/1": ["vlan100"]}

@@ -334,6 +334,13 @@ def test_ports_governed_by_ranges_or_groups_are_refused(
         assert driver.read_ports(["ge-0/0/6"])["ge-0/0/6"].vlans == (100,)  # inherited
 
 
+def test_a_plain_move_draws_no_warning(sim: SimSwitch, caplog: pytest.LogCaptureFixture) -> None:
+    with JunosDriver(sim.target()) as driver:
+        driver.apply([PortChange("ge-0/0/1", 100)])
+        driver.apply([PortChange("ge-0/0/1", 200)])
+    assert "warns" not in caplog.text
+
+
 def test_commit_warnings_are_logged_not_failures(
     sim: SimSwitch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -82,11 +82,14 @@ class AccessPort:
     """An interface that is an access port in exactly one VLAN, nothing else.
 
     `member` is how the VLAN is referenced: a safe VLAN name or the numeric id
-    (Junos resolves a numeric member to the VLAN with that id).
+    (Junos resolves a numeric member to the VLAN with that id). `drop_native` deletes
+    an interface-level native VLAN (ELS) left from a trunk; it is only set when one
+    exists, since deleting an absent statement draws a "statement not found" warning.
     """
 
     interface: str
     member: str
+    drop_native: bool = False
 
     def __post_init__(self) -> None:
         check_junos_interface(self.interface)
@@ -112,23 +115,26 @@ def render(ports: Iterable[AccessPort], vlans: Iterable[VlanDefinition], dialect
     `replace: family ethernet-switching` makes each port exactly an access port in
     its one VLAN: trunk mode, other members and (older dialect) a native VLAN inside
     the family go with the old stanza. ELS keeps the native VLAN at the interface
-    level, so it is deleted there.
+    level, so it is deleted there when the port has one.
     """
-    mode = "interface-mode access" if dialect is Dialect.ELS else "port-mode access"
-    native = "    delete: native-vlan-id;\n" if dialect is Dialect.ELS else ""
-    body = "".join(
-        f"{p.interface} {{\n{native}"
-        "    unit 0 {\n"
-        "        replace: family ethernet-switching {\n"
-        f"            {mode};\n"
-        f"            vlan {{ members {p.member}; }}\n"
-        "        }\n"
-        "    }\n"
-        "}\n"
-        for p in ports
-    )
+    body = "".join(_port_text(p, dialect) for p in ports)
     text = "interfaces {\n" + body + "}\n"
     defined = "".join(f"{v.name} {{ vlan-id {v.vlan_id}; }}\n" for v in vlans)
     if defined:
         text += "vlans {\n" + defined + "}\n"
     return text
+
+
+def _port_text(port: AccessPort, dialect: Dialect) -> str:
+    mode = "interface-mode access" if dialect is Dialect.ELS else "port-mode access"
+    native = "    delete: native-vlan-id;\n" if port.drop_native and dialect is Dialect.ELS else ""
+    return (
+        f"{port.interface} {{\n{native}"
+        "    unit 0 {\n"
+        "        replace: family ethernet-switching {\n"
+        f"            {mode};\n"
+        f"            vlan {{ members {port.member}; }}\n"
+        "        }\n"
+        "    }\n"
+        "}\n"
+    )

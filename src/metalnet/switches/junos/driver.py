@@ -249,11 +249,15 @@ class JunosDriver(SwitchDriver):
             raise CommitRefused(self.target.name, "no such interface on the switch", missing)
         names = parse.vlan_names(config)
         defined = self._definitions({c.vlan for c in batch} - set(names), config, names)
-        return render(
-            [AccessPort(c.interface, member_for(c.vlan, names)) for c in batch],
-            defined,
-            self.dialect,
-        )
+        ports_text = [
+            AccessPort(
+                c.interface,
+                member_for(c.vlan, names),
+                drop_native=parse.has_interface_native_vlan(config, c.interface),
+            )
+            for c in batch
+        ]
+        return render(ports_text, defined, self.dialect)
 
     @staticmethod
     def _definitions(

@@ -138,6 +138,15 @@ def _port_state(
     )
 
 
+def has_interface_native_vlan(config: etree._Element | None, port: str) -> bool:
+    """Whether `port` has an ELS interface-level `native-vlan-id` (active or not)."""
+    interfaces = config.find("interfaces") if config is not None else None
+    for iface in [] if interfaces is None else interfaces.iterfind("interface"):
+        if text_of(iface, "name") == port:
+            return iface.find("native-vlan-id") is not None
+    return False
+
+
 def _resolve(member: str, ids: dict[str, int]) -> int | None:
     """A `members` value as a VLAN id: a VLAN name, a number, or `default` (VLAN 1).
 
