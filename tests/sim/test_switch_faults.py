@@ -49,7 +49,7 @@ def test_failed_validation_changes_nothing_and_frees_the_lock(switch: SimSwitch,
     nc.load_configuration(format="text", action="replace", config=MOVE % (1, "nowhere"))
     with pytest.raises(RPCError) as refused:
         nc.commit()
-    messages = [e.message for e in refused.value.errors]
+    messages = [e.message.strip() for e in refused.value.errors]
     assert "l2ald: vlan nowhere referenced by interface ge-0/0/1.0 is not defined" in messages
     assert messages[-1] == "configuration check-out failed"
     nc.load_configuration(format="text", config="vlans { big { vlan-id 4095; } }")

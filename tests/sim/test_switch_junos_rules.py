@@ -69,7 +69,7 @@ def test_delete_of_an_absent_statement_warns(switch: SimSwitch, connect) -> None
     reply = nc.load_configuration(
         format="text", config="interfaces { ge-0/0/1 { delete: native-vlan-id; } }"
     )
-    assert [e.text for e in reply.xpath("//rpc-error/error-message")] == [expected]
+    assert [e.text for e in reply.xpath("//rpc-error/error-message")] == [f"\n{expected}\n"]
     assert reply.xpath("//load-configuration-results/ok")
 
 
@@ -82,7 +82,7 @@ def test_lock_is_refused_while_the_shared_candidate_is_modified(switch: SimSwitc
     operator.load_configuration(format="set", action="set", config="set vlans half-done vlan-id 7")
     with pytest.raises(RPCError) as refused:
         tool.rpc("<lock-configuration/>")
-    assert refused.value.message == "configuration database modified"
+    assert refused.value.message.strip() == "configuration database modified"
     assert refused.value.tag == "lock-denied"
     operator.rpc("<discard-changes/>")
     tool.rpc("<lock-configuration/>")
@@ -111,7 +111,7 @@ def test_private_copy_commits_only_its_own_changes(switch: SimSwitch, connect) -
     tool.load_configuration(format="text", config=PORT.format(port="ge-0/0/4", vlan="v4", vid=4))
     assert "v4" in _text(tool) and "v4" not in _text(operator)  # private until committed
     operator.load_configuration(format="set", action="set", config="set vlans op vlan-id 7")
-    with pytest.raises(RPCError, match=r"^configuration database modified"):
+    with pytest.raises(RPCError, match=r"^\s*configuration database modified"):
         tool.rpc("<commit-configuration/>")
     operator.rpc("<discard-changes/>")
     operator.rpc("<lock-configuration/>")
@@ -250,6 +250,15 @@ def test_groups_and_interface_ranges_apply_and_show_with_inherit(
         "</get-configuration>"
     )
     assert [m.text for m in inherited.xpath("//interface[name='ge-0/0/5']//members")] == ["v20"]
+    assert not inherited.xpath("//@*[local-name()='group']")  # origins only when asked
+    marked = nc.rpc(
+        '<get-configuration database="committed" inherit="inherit" groups="groups"'
+        ' interface-ranges="interface-ranges"/>'
+    )
+    members = marked.xpath("//interface[name='ge-0/0/5']//members")[0]
+    assert members.xpath("@*[local-name()='group']") == ["access-v20"]
+    members = marked.xpath("//interface[name='ge-0/0/1']//members")[0]
+    assert members.xpath("@*[local-name()='interface-range']") == ["uplinks"]
 
 
 # ---------------------------------------------------------------- set format
@@ -284,3 +293,13 @@ def test_factory_ports_name_no_vlan_and_are_in_vlan_1(switch: SimSwitch, connect
     )
     nc.rpc("<commit-configuration/>")  # merging onto a factory port needs no replace
     assert switch.port_vlans()["ge-0/0/0"] == 7
+
+
+def test_virtual_chassis_members_have_their_own_fpc_ports(connect) -> None:
+    with SimSwitch.running(ports=2, members=2) as sw:
+        assert list(sw.port_vlans()) == ["ge-0/0/0", "ge-0/0/1", "ge-1/0/0", "ge-1/0/1"]
+        nc = connect(sw)
+        terse = nc.rpc("<get-interface-information><terse/></get-interface-information>")
+        names = {n.text.strip() for n in terse.xpath("//physical-interface/name")}
+        assert {"ge-1/0/1", "ge-0/0/1"} <= names and "ge-2/0/0" not in names
+        nc.close_session()

@@ -58,6 +58,9 @@ def switch(
     listen: str = typer.Option("127.0.0.1:8300", help="HOST:PORT to listen on (port 0: any)."),
     name: str = typer.Option("sw1", help="Switch name (its host-name and log prefix)."),
     ports: int = typer.Option(48, min=1, max=96, help="Number of ports ge-0/0/0 … ge-0/0/N-1."),
+    members: int = typer.Option(
+        1, min=1, max=10, help="Virtual Chassis members (FPCs), each with --ports ports."
+    ),
     username: str = typer.Option("admin", help="Login accepted over SSH."),
     password: str = typer.Option("admin", help="Password accepted over SSH."),
     commit_latency: float = typer.Option(0.0, min=0.0, help="Seconds every commit takes."),
@@ -94,9 +97,11 @@ def switch(
 
     Example: metalnet sim switch --listen 127.0.0.1:8300 --ports 48 --commit-latency 2
     """
+    from metalnet.sim.switch.dialect import DIALECTS
+
     host, port = check_listen(listen)
-    if dialect not in ("els", "legacy"):
-        raise InputError(f"invalid --dialect {dialect!r}: expected els or legacy")
+    if dialect not in DIALECTS:
+        raise InputError(f"invalid --dialect {dialect!r}: expected {' or '.join(DIALECTS)}")
     sw = SimSwitch(
         name,
         ports=ports,
@@ -108,6 +113,7 @@ def switch(
         confirm_unit_seconds=confirm_unit_seconds,
         netconf_11=netconf_1_1,
         dialect=dialect,
+        members=members,
         state_file=state_file,
         host_key=load_host_key(host_key),
     )

@@ -36,9 +36,10 @@ T = TypeVar("T")
 CommitCallback = Callable[["SimSwitch", dict[str, int | None]], None]
 
 
-def port_names(count: int) -> tuple[str, ...]:
-    """The switch's physical ports: ge-0/0/0 … ge-0/0/<count-1>."""
-    return tuple(f"ge-0/0/{i}" for i in range(count))
+def port_names(count: int, members: int = 1) -> tuple[str, ...]:
+    """The physical ports: ge-<fpc>/0/0 … ge-<fpc>/0/<count-1> for each Virtual
+    Chassis member (FPC) 0 … members-1."""
+    return tuple(f"ge-{fpc}/0/{i}" for fpc in range(members) for i in range(count))
 
 
 def factory_config(name: str, ports: tuple[str, ...], dialect: Dialect = ELS) -> Element:
@@ -77,16 +78,18 @@ class SimSwitch:
         version: str | None = None,
         host_key: asyncssh.SSHKey | None = None,
         dialect: str = "els",
+        members: int = 1,
     ) -> None:
         """`netconf_11` adds base:1.1 to the hello (published Junos hellos offer
         base:1.0 only); `dialect` is `els` or `legacy`, and `model`/`version` default
-        to that dialect's (ex4300-48t 21.4R3-S5.4, ex4200-48t 12.3R12.4)."""
+        to that dialect's (ex4300-48t 21.4R3-S5.4, ex4200-48t 12.3R12.4); `members`
+        Virtual Chassis members of `ports` ports each (ge-0/0/…, ge-1/0/…)."""
         self.name = name
         self.host = host
         self.port = port
         self.username = username
         self.password = password
-        self.ports = port_names(ports)
+        self.ports = port_names(ports, members)
         self.dialect = dialect_named(dialect)
         self.faults = Faults()
         self.state_file = Path(state_file) if state_file else None

@@ -9,8 +9,7 @@ QFX3500):
   under `unit 0 family ethernet-switching`;
 - the native VLAN of a trunk is `native-vlan-id <id>` on the physical interface in
   ELS and `native-vlan-id <name|id>` under `family ethernet-switching` before it;
-- `ethernet-switching-options` became `switch-options`, and a VLAN no longer lists
-  its interfaces (`vlans <name> interface …` is gone).
+- `ethernet-switching-options` became `switch-options`.
 
 Each switch accepts only its own dialect: the other one's statements are not in its
 schema and a load containing them fails with "syntax error" naming the statement,
@@ -51,7 +50,7 @@ class Dialect:
                     ErrorSpec("syntax error", path=_edit_path(node), bad_element=node.tag)
                 )
 
-    def mode(self, iface: Element, switching: Element) -> str:
+    def mode(self, switching: Element) -> str:
         """`access` or `trunk`: the port's mode (access when not configured)."""
         return switching.findtext(self.mode_statement) or "access"
 
@@ -71,7 +70,6 @@ ELS = Dialect(
         (*SWITCHING, "port-mode"),
         (*SWITCHING, "native-vlan-id"),
         ("ethernet-switching-options",),
-        ("vlans", "vlan", "interface"),
     ),
     factory_vlans="vlans { default { vlan-id 1; } }\n",
 )

@@ -16,6 +16,12 @@ The rules modelled here:
   pattern such as `ge-0/0/[0-5]` or `ge-0/0/*`) and to every interface of each
   `member-range A to B`; an interface's own statements win ("Interface Ranges",
   Junos OS Interfaces Fundamentals User Guide).
+
+Every inherited statement is marked with where it came from (`GROUP`,
+`INTERFACE_RANGE`), which `get-configuration` shows as the `junos:group` and
+`junos:interface-range` attributes when asked with `groups="groups"` /
+`interface-ranges="interface-ranges"` (Junos XML Management Protocol Developer
+Guide, "junos:group", "junos:interface-range").
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ from lxml import etree
 
 from metalnet.sim.switch.tree import LEAF_LISTS, Element, copy, entry_name, find_match, insert
 
+GROUP = "junos-group"
+INTERFACE_RANGE = "junos-interface-range"
+Origin = tuple[str, str]
 _RANGE = re.compile(r"\[(\d+)-(\d+)\]")
 _TRAILING_NUMBER = re.compile(r"^(.*?)(\d+)$")
 
@@ -68,7 +77,7 @@ def _apply_groups(config: Element) -> None:
         for applied in [a.text for a in node.iterfind("apply-groups")]:
             group = groups.get(applied)
             for source in _walk(group, path) if group is not None else ():
-                _inherit(node, source)
+                _inherit(node, source, (GROUP, applied or ""))
 
 
 def _inside_group(node: Element) -> bool:
@@ -128,8 +137,9 @@ def _glob(text: str) -> str:
     return ".*".join(re.escape(part) for part in text.split("*"))
 
 
-def _inherit(target: Element, source: Element) -> None:
-    """Give `target` the statements of `source` that it does not configure itself."""
+def _inherit(target: Element, source: Element, origin: Origin) -> None:
+    """Give `target` the statements of `source` that it does not configure itself,
+    each marked with its `origin`."""
     own_lists = {c.tag for c in target if c.tag in LEAF_LISTS}
     for child in source:
         if child.tag in ("name", "apply-groups"):
@@ -138,16 +148,22 @@ def _inherit(target: Element, source: Element) -> None:
         if _is_wildcard(name):
             for existing in [t for t in target if t.tag == child.tag]:
                 if _name_matches(name, entry_name(existing) or ""):
-                    _inherit(existing, child)
+                    _inherit(existing, child, origin)
         elif child.tag in LEAF_LISTS:
             if child.tag not in own_lists:
-                insert(target, copy(child))
+                insert(target, _marked(copy(child), origin))
         else:
             match = find_match(target, child)
             if match is None:
-                insert(target, _concrete(child))
+                insert(target, _marked(_concrete(child), origin))
             elif len(child):
-                _inherit(match, child)
+                _inherit(match, child, origin)
+
+
+def _marked(node: Element, origin: Origin) -> Element:
+    for element in node.iter():
+        element.set(*origin)
+    return node
 
 
 def _concrete(node: Element) -> Element:
@@ -178,7 +194,7 @@ def _apply_ranges(config: Element, ports: Iterable[str]) -> None:
                 named[member] = etree.Element("interface")
                 etree.SubElement(named[member], "name").text = member
                 insert(interfaces, named[member])
-            _inherit(named[member], body)
+            _inherit(named[member], body, (INTERFACE_RANGE, rng.findtext("name") or ""))
 
 
 def range_members(rng: Element, known: list[str]) -> list[str]:

@@ -140,7 +140,12 @@ async def get_configuration(ctx: RpcContext, op: Element) -> Payload:
         return [_compare(ctx.db, source, _int(op.get("rollback") or "0"))]
     if op.get("inherit") in ("inherit", "defaults"):
         source = inherit.inherited(source, ctx.db.ports)
-    config = _filtered(source, op.find("configuration"))
+    config = _show_origins(
+        _filtered(source, op.find("configuration")),
+        JUNOS_NS.format(release=junos_release(ctx.device.version)),
+        groups=op.get("groups") == "groups",
+        ranges=op.get("interface-ranges") == "interface-ranges",
+    )
     fmt = op.get("format", "xml")
     if fmt == "xml":
         return [tree.copy(config)]
@@ -149,6 +154,20 @@ async def get_configuration(ctx: RpcContext, op: Element) -> Payload:
     if fmt == "set":
         return [_element("configuration-set", text.render_set(config))]
     raise RpcFailure(ErrorSpec(f"invalid format {fmt}", bad_element=fmt))
+
+
+def _show_origins(config: Element, junos: str, *, groups: bool, ranges: bool) -> Element:
+    """A copy of `config` whose inherited statements carry `junos:group` /
+    `junos:interface-range` when asked for, and no origin mark otherwise."""
+    out = etree.Element(config.tag, nsmap={"junos": junos})
+    out.extend(tree.copy(child) for child in config)
+    shown = {inherit.GROUP: groups, inherit.INTERFACE_RANGE: ranges}
+    for element in out.iter():
+        for mark, show in shown.items():
+            origin = element.attrib.pop(mark, None)
+            if origin is not None and show:
+                element.set(f"{{{junos}}}{mark.removeprefix('junos-')}", origin)
+    return out
 
 
 def _compare(db: ConfigDatabase, config: Element, index: int) -> Element:
@@ -353,10 +372,11 @@ async def edit_config(ctx: RpcContext, op: Element) -> Payload:
     if default == "replace":
         ctx.db.edit(ctx.session, lambda _: tree.plain_copy(incoming))
     else:
-        ctx.db.edit(
-            ctx.session,
-            lambda c: tree.edit(c, incoming, default_op=default, honour_replace=False, strict=True),
-        )
+
+        def merge(candidate: Element) -> None:
+            tree.edit(candidate, incoming, default_op=default, honour_replace=False, strict=True)
+
+        ctx.db.edit(ctx.session, merge)
     return None
 
 

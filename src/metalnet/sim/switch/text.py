@@ -46,6 +46,7 @@ _TOKEN = re.compile(
     r"|(?P<punct>[{};\[\]])|(?P<word>[^\s{};\[\]\"]+)",
     re.S,
 )
+_STATEMENT = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _NEEDS_QUOTES = re.compile(r'[\s{};\[\]"#\\<>*]|^$')
 
 
@@ -195,7 +196,7 @@ def _member_range(parent: Element, words: list[str]) -> Element:
 
 def _child(parent: Element, tag: str, name: str | None = None) -> Element:
     """Find or create the container/entry `tag` (named `name`) under `parent`."""
-    probe = etree.Element(tag)
+    probe = etree.Element(_statement(tag))
     if name is not None:
         etree.SubElement(probe, "name").text = name
     found = find_match(parent, probe)
@@ -207,7 +208,7 @@ def _child(parent: Element, tag: str, name: str | None = None) -> Element:
 
 def _leaf(parent: Element, tag: str, value: str | None) -> Element:
     """Set leaf `tag` (a leaf-list gains a value; a plain leaf is overwritten)."""
-    probe = etree.Element(tag)
+    probe = etree.Element(_statement(tag))
     probe.text = value
     found = find_match(parent, probe)
     if found is not None and (tag not in LEAF_LISTS or found.text == value):
@@ -215,6 +216,13 @@ def _leaf(parent: Element, tag: str, value: str | None) -> Element:
         return found
     parent.append(probe)
     return probe
+
+
+def _statement(word: str) -> str:
+    """A statement keyword; anything else where a keyword belongs is a syntax error."""
+    if _STATEMENT.fullmatch(word) is None:
+        raise syntax_error(word)
+    return word
 
 
 def quote(word: str) -> str:

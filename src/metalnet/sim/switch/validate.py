@@ -86,14 +86,13 @@ def _interface_problems(config: Element, dialect: Dialect) -> list[ErrorSpec]:
         name = iface.findtext("name") or ""
         for unit in iface.iterfind("unit"):
             for switching in unit.iterfind("family/ethernet-switching"):
-                problems += _switching_problems(name, unit, iface, switching, vlans, dialect)
+                problems += _switching_problems(name, unit, switching, vlans, dialect)
     return problems
 
 
 def _switching_problems(
     iface: str,
     unit: Element,
-    interface: Element,
     switching: Element,
     vlans: dict[str, int | None],
     dialect: Dialect,
@@ -102,7 +101,7 @@ def _switching_problems(
     logical = f"{iface}.{unit.findtext('name')}"
     path = f"[edit interfaces {iface} unit {unit.findtext('name')} family ethernet-switching vlan]"
     members = [m.text or "" for m in switching.iterfind("vlan/members")]
-    trunk = dialect.mode(interface, switching) == "trunk"
+    trunk = dialect.mode(switching) == "trunk"
     for member in members:
         if member == "all" and trunk:
             continue
@@ -151,7 +150,7 @@ def _untagged_vlan(iface: Element, vlans: dict[str, int | None], dialect: Dialec
     switching = unit.find("family/ethernet-switching")
     if switching is None:
         return None
-    if dialect.mode(iface, switching) == "trunk":
+    if dialect.mode(switching) == "trunk":
         native = dialect.native_vlan(iface, switching)
         return resolve_member(native, vlans) if native else None
     members = [m.text or "" for m in switching.iterfind("vlan/members")]
