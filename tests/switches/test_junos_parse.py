@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from metalnet.sim.switch import text
 from metalnet.switches.base import PortState
 from metalnet.switches.drift import in_sync
 from metalnet.switches.junos import parse
@@ -79,7 +80,7 @@ def test_empty_commit_results_are_not_success() -> None:
 
 
 def els_states() -> dict[str, PortState]:
-    return parse.port_states(parse.configuration(reply("config-els.xml")), Dialect.ELS, None)
+    return parse.port_states(parse.configuration(reply("config-els.xml")), None)
 
 
 def test_els_access_port() -> None:
@@ -108,9 +109,7 @@ def test_deactivated_vlan_statement_does_not_count() -> None:
 def test_deactivated_interface_reads_as_not_configured() -> None:
     states = els_states()
     assert "ge-0/0/4" not in states
-    wanted = parse.port_states(
-        parse.configuration(reply("config-els.xml")), Dialect.ELS, ["ge-0/0/4"]
-    )
+    wanted = parse.port_states(parse.configuration(reply("config-els.xml")), ["ge-0/0/4"])
     assert wanted["ge-0/0/4"] == PortState("ge-0/0/4", None)
     assert not in_sync(100, wanted["ge-0/0/4"])
 
@@ -141,12 +140,26 @@ def test_new_vlan_never_renumbers_an_existing_name() -> None:
 
 def test_legacy_dialect_ports() -> None:
     config = parse.configuration(reply("config-legacy.xml"))
-    states = parse.port_states(config, Dialect.LEGACY, None)
+    states = parse.port_states(config, None)
     assert states["ge-0/0/0"].vlans == (10,) and in_sync(10, states["ge-0/0/0"])
     trunk = states["ge-0/0/1"]
     assert trunk.mode == "trunk" and trunk.native_vlan == 5 and not in_sync(10, trunk)
     assert states["ge-0/0/2"].vlans == (1,)
     assert states["ge-0/0/3"].vlans == (20,)  # member through `vlans eng interface ge-0/0/3.0`
+    assert states["ge-0/0/4"].native_vlan == 10  # without ELS a native VLAN may be a name
+
+
+def test_a_real_els_interfaces_stanza() -> None:
+    """The Ansible Junos collection's fixture, read through the Junos text parser."""
+    stanza = (CORPUS / "ansible-l2-interfaces-els.conf").read_text()
+    vlans = "vlans { vlan100 { vlan-id 100; } vlan200 { vlan-id 200; } vlan300 { vlan-id 300; } }"
+    config = text.parse_text(f"interfaces {{\n{stanza}}}\n{vlans}\n")
+    states = parse.port_states(config, None)
+    assert set(states) == {"ge-0/0/0", "ge-0/0/1", "ge-0/0/2"}  # fxp0 is no switch port
+    assert states["ge-0/0/0"] == PortState("ge-0/0/0", None)  # no switching family
+    assert in_sync(100, states["ge-0/0/1"])
+    trunk = states["ge-0/0/2"]
+    assert (trunk.mode, trunk.vlans, trunk.native_vlan) == ("trunk", (200, 300), 400)
 
 
 def test_inherited_statements_name_their_source() -> None:
@@ -156,7 +169,7 @@ def test_inherited_statements_name_their_source() -> None:
         "ge-0/0/7": "interface-range servers",
         "ge-0/0/8": "group access-ports",
     }
-    states = parse.port_states(config, Dialect.ELS, ports)
+    states = parse.port_states(config, ports)
     assert states["ge-0/0/7"].vlans == (100,) and states["ge-0/0/8"].vlans == (200,)
 
 
@@ -172,6 +185,6 @@ def test_ranges_and_groups_in_raw_configuration() -> None:
 
 def test_jcmd_inactive_markers() -> None:
     config = parse.configuration(reply("config-jcmd.xml"))
-    states = parse.port_states(config, Dialect.ELS, ["ge-0/0/10", "ge-0/0/11"])
+    states = parse.port_states(config, ["ge-0/0/10", "ge-0/0/11"])
     assert states["ge-0/0/10"].vlans == (200,)
     assert states["ge-0/0/11"] == PortState("ge-0/0/11", None)

@@ -294,7 +294,7 @@ class JunosDriver(SwitchDriver):
     def _verify(self, batch: Sequence[PortChange]) -> None:
         """The committed configuration must hold each port exactly as asked."""
         ports = [c.interface for c in batch]
-        states = parse.port_states(self._configuration("committed", ports), self.dialect, ports)
+        states = parse.port_states(self._configuration("committed", ports), ports)
         wrong = [c.interface for c in batch if not in_sync(c.vlan, states.get(c.interface))]
         if wrong:
             raise SwitchError(self.target.name, "committed but reads back otherwise", wrong)
@@ -354,7 +354,7 @@ class JunosDriver(SwitchDriver):
     def read_ports(self, interfaces: Sequence[str] | None = None) -> dict[str, PortState]:
         names = [check_junos_interface(i) for i in interfaces] if interfaces is not None else None
         config = self._first(lambda: self._configuration("committed", names or ()))
-        return parse.port_states(config, self.dialect, names)
+        return parse.port_states(config, names)
 
     def facts(self) -> dict[str, str]:
         info = self._software()

@@ -97,17 +97,18 @@ def vlan_name_taken(config: etree._Element | None, name: str) -> int | None:
 # ---------------------------------------------------------------------- ports
 
 
-def port_states(
-    config: etree._Element | None, dialect: Dialect, wanted: list[str] | None
-) -> dict[str, PortState]:
-    """The state of each switch port in `config` (only `wanted` ones when given)."""
+def port_states(config: etree._Element | None, wanted: list[str] | None) -> dict[str, PortState]:
+    """The state of each switch port in `config` (only `wanted` ones when given).
+
+    Both dialects read alike: the mode from `interface-mode` (ELS) or `port-mode`,
+    the native VLAN from the interface (ELS) or the family."""
     ids = vlan_ids(config)
-    legacy_members = _legacy_vlan_interfaces(config, ids) if dialect is Dialect.LEGACY else {}
+    listed = _vlan_interfaces(config, ids)
     states = {}
     for iface in children(child(config, "interfaces"), "interface"):
         name = text_of(iface, "name")
         if INTERFACE_RE.fullmatch(name) and (wanted is None or name in wanted):
-            states[name] = _port_state(name, iface, ids, legacy_members.get(name, ()))
+            states[name] = _port_state(name, iface, ids, listed.get(name, ()))
     for name in wanted or ():
         states.setdefault(name, PortState(name, None))
     return states
@@ -134,8 +135,17 @@ def _port_state(
         enabled=enabled,
         vlans=tuple(vlans),
         mode=mode,
-        native_vlan=int(native) if native.isdigit() else None,
+        native_vlan=_native(native, ids),
     )
+
+
+def _native(text: str, ids: dict[str, int]) -> int | None:
+    """A native VLAN by id or (without ELS) by name; one that names no VLAN we know
+    reads as 0, so it is still seen as a native VLAN."""
+    if not text:
+        return None
+    resolved = _resolve(text, ids)
+    return 0 if resolved is None else resolved
 
 
 def has_interface_native_vlan(config: etree._Element | None, port: str) -> bool:
@@ -161,10 +171,11 @@ def _resolve(member: str, ids: dict[str, int]) -> int | None:
     return DEFAULT_VLAN if member == "default" else None
 
 
-def _legacy_vlan_interfaces(
+def _vlan_interfaces(
     config: etree._Element | None, ids: dict[str, int]
 ) -> dict[str, tuple[int, ...]]:
-    """Without ELS a VLAN may list its ports (`vlans { v { interface ge-0/0/1.0; } }`)."""
+    """Ports a VLAN lists itself (`vlans { v { interface ge-0/0/1.0; } }`), which both
+    dialects accept."""
     found: dict[str, list[int]] = {}
     for vlan in children(child(config, "vlans"), "vlan"):
         vlan_id = ids.get(text_of(vlan, "name"))
