@@ -13,6 +13,7 @@ from metalnet.switches.base import (
     CandidateModified,
     CommitRefused,
     PortChange,
+    PortState,
     SwitchAuthError,
     SwitchError,
     SwitchLocked,
@@ -21,6 +22,7 @@ from metalnet.switches.base import (
 )
 from metalnet.switches.drift import in_sync
 from metalnet.switches.junos import Dialect, JunosDriver
+from metalnet.switches.junos import driver as junos_driver
 
 
 def _holder(sim: SimSwitch):
@@ -350,3 +352,24 @@ def test_commit_warnings_are_logged_not_failures(
     assert record.ok and sim.port_vlans()["ge-0/0/1"] == 100 and not sim.confirm_pending()
     assert sim.commit_count() == 2  # one commit confirmed, one confirmation: no retries
     assert "requires 'ef' license" in caplog.text
+
+
+def test_a_commit_that_reads_back_otherwise_is_rolled_back(
+    sim: SimSwitch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No simulator reads back otherwise, so the read-back parser is replaced (a stand-in
+    for a switch that silently ignores a statement): the driver ends its session and
+    the switch rolls the unconfirmed commit back, so the failure means not applied."""
+    monkeypatch.setattr(
+        junos_driver.parse,
+        "port_states",
+        lambda _config, ports: {p: PortState(p, 999, vlans=(999,)) for p in ports},
+    )
+    driver = JunosDriver(sim.target())
+    with driver, pytest.raises(SwitchError, match="reads back otherwise") as failed:
+        driver.apply([PortChange("ge-0/0/2", 20)])
+    assert failed.value.ports == ("ge-0/0/2",)
+    deadline = time.monotonic() + 5
+    while sim.port_vlans()["ge-0/0/2"] != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sim.port_vlans()["ge-0/0/2"] == 1 and not sim.confirm_pending()

@@ -292,12 +292,22 @@ class JunosDriver(SwitchDriver):
             raise CommitRefused(self.target.name, "commit did not report commit-success", ports)
 
     def _verify(self, batch: Sequence[PortChange]) -> None:
-        """The committed configuration must hold each port exactly as asked."""
+        """The committed configuration must hold each port exactly as asked.
+
+        If it does not, the session is ended: the switch then rolls back what this
+        session committed unconfirmed (Junos does so when such a session ends, and at
+        the latest when the confirm timer runs out), so a failure means not applied.
+        """
         ports = [c.interface for c in batch]
         states = parse.port_states(self._configuration("committed", ports), ports)
         wrong = [c.interface for c in batch if not in_sync(c.vlan, states.get(c.interface))]
         if wrong:
-            raise SwitchError(self.target.name, "committed but reads back otherwise", wrong)
+            self.session.close()
+            raise SwitchSessionLost(
+                self.target.name,
+                "committed but reads back otherwise; session ended so the switch rolls back",
+                wrong,
+            )
 
     def _unlock(self) -> None:
         self._cleanup(lambda m: m.rpc(etree.Element("unlock-configuration")))
