@@ -57,15 +57,3 @@ def revoke(session: Session, token_id: int | str) -> ApiToken:
         raise Conflict(f"token {token_id} is already revoked")
     row.revoked_at = datetime.now(UTC)
     return row
-
-
-def token_view(row: ApiToken) -> dict[str, object]:
-    """A token without its secret."""
-    return {
-        "id": row.id,
-        "name": row.name,
-        "role": row.role,
-        "project": row.project.name if row.project else None,
-        "created_at": row.created_at.isoformat() if row.created_at else None,
-        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
-    }

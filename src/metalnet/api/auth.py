@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -10,37 +9,15 @@ from fastapi import Depends, Header, Request
 from metalnet import apitokens
 from metalnet.db.engine import Database
 from metalnet.errors import MetalnetError
+from metalnet.service.base import Forbidden, Principal
+
+__all__ = ["Caller", "Db", "Forbidden", "Principal", "Unauthorized", "principal"]
 
 
 class Unauthorized(MetalnetError):
     """No token, an unknown one, or a revoked one."""
 
     code = "unauthorized"
-
-
-class Forbidden(MetalnetError):
-    """The token is valid but not for this."""
-
-    code = "forbidden"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """The caller: `project` is None for admins."""
-
-    actor: str
-    project: str | None
-
-    @property
-    def admin(self) -> bool:
-        return self.project is None
-
-    def require_admin(self) -> None:
-        if not self.admin:
-            raise Forbidden("this needs an admin token")
-
-    def may_see(self, project: str) -> bool:
-        return self.admin or self.project == project
 
 
 def database(request: Request) -> Database:

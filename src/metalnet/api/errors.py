@@ -9,6 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from metalnet.api.auth import Forbidden, Unauthorized
 from metalnet.errors import Conflict, InputError, MetalnetError, NotFound
+from metalnet.service.models import validation_message
 
 MAX_BODY = 64 * 1024
 STATUS = {InputError: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404, Conflict: 409}
@@ -31,12 +32,7 @@ async def metalnet_error(_request: Request, exc: MetalnetError) -> JSONResponse:
 
 
 async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-    value = first.get("input")
-    shown = "" if isinstance(value, dict) or value is None else f" (got {value!r:.80})"
-    message = f"{where}: {first.get('msg', 'invalid')}{shown}"
-    return JSONResponse(error_body("bad_input", message), status_code=422)
+    return JSONResponse(error_body("bad_input", validation_message(exc.errors())), status_code=422)
 
 
 class BodyLimit:

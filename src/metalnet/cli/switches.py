@@ -5,33 +5,29 @@ from __future__ import annotations
 import json
 import sys
 import time
-from concurrent.futures import as_completed
 from pathlib import Path
-from urllib.parse import quote
+from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import Progress
-from sqlalchemy import select
 
-from metalnet import inventory
 from metalnet.cli.common import (
     JSON_OPTION,
     audited,
     console,
     print_fields,
     print_json,
+    print_rows,
     print_table,
+    say,
     state,
 )
 from metalnet.cli.secrets import read_password
-from metalnet.db.models import Switch, SwitchChange
 from metalnet.errors import InputError, MetalnetError
-from metalnet.switches import check_interface
-from metalnet.switches.base import PortState
-from metalnet.switches.queue import ChangeOutcome
-from metalnet.switching import Switching, desired_ports
-from metalnet.validate import check_vlan
-from metalnet.views import change_view, switch_view
+
+if TYPE_CHECKING:
+    from metalnet.switches.base import PortState
+    from metalnet.switches.queue import ChangeOutcome
+    from metalnet.switching import Switching
 
 app = typer.Typer(help="Register switches and inspect or change their ports.", no_args_is_help=True)
 
@@ -57,69 +53,49 @@ def add(
     Example: metalnet switch add tor1 --driver junos --address 192.0.2.10:830 --username netconf
     --password-env TOR1_PW
     """
+    from metalnet.service.models import SwitchIn
+
     secret = read_password(f"password for switch {name}", password_env, password, prompt=True)
-    if api := state(ctx).remote:
-        body = {
-            "name": name,
-            "driver": driver,
-            "address": address,
-            "username": username,
-            "password": secret,
-        }
-        view = api.call("POST", "/v1/switches", body)
-    else:
-        with state(ctx).database().session() as session:
-            view = switch_view(
-                inventory.add_switch(session, name, driver, address, username, secret)
-            )
-    print_json(view) if json_out else typer.echo(f"switch {name} added ({driver} at {address})")
+    body = SwitchIn.of(
+        name=name, driver=driver, address=address, username=username, password=secret
+    )
+    view = state(ctx).service.add_switch(body)
+    print_json(view) if json_out else say(f"switch {name} added ({driver} at {address})")
 
 
 @app.command("list")
 def list_(ctx: typer.Context, json_out: bool = JSON_OPTION) -> None:
     """List switches.  Example: metalnet switch list"""
-    if api := state(ctx).remote:
-        views = api.call("GET", "/v1/switches")
-    else:
-        with state(ctx).database().session() as session:
-            query = select(Switch).order_by(Switch.name)
-            views = [switch_view(s) for s in session.scalars(query)]
+    views = state(ctx).service.list_switches()
     if json_out:
         print_json(views)
         return
-    rows = ((v["name"], v["driver"], v["address"], v["username"], len(v["ports"])) for v in views)
+    rows = ((v.name, v.driver, v.address, v.username, len(v.ports)) for v in views)
     print_table("switches", ["name", "driver", "address", "username", "ports"], rows)
 
 
 @app.command("show")
 def show(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
     """Show a switch and the ports metalnet knows on it.  Example: metalnet switch show tor1"""
-    if api := state(ctx).remote:
-        view = api.call("GET", f"/v1/switches/{quote(name)}")
-    else:
-        with state(ctx).database().session() as session:
-            view = switch_view(inventory.get_switch(session, name))
+    view = state(ctx).service.get_switch(name)
     if json_out:
         print_json(view)
         return
     print_fields(view, skip=("ports",))
-    rows = ((p["interface"], p["node"], p["mac"], p["desired_vlan"]) for p in view["ports"])
-    print_table("ports", ["interface", "node", "mac", "desired_vlan"], rows)
+    print_rows("ports", ["interface", "node", "mac", "desired_vlan"], view.ports)
 
 
 @app.command("delete")
 @audited("switch delete")
 def delete(ctx: typer.Context, name: str) -> None:
     """Delete a switch none of whose ports holds a node.  Example: metalnet switch delete tor1"""
-    if api := state(ctx).remote:
-        api.call("DELETE", f"/v1/switches/{quote(name)}")
-    else:
-        with state(ctx).database().session() as session:
-            inventory.delete_switch(session, name)
-    typer.echo(f"switch {name} deleted")
+    state(ctx).service.delete_switch(name)
+    say(f"switch {name} deleted")
 
 
 def _switching(ctx: typer.Context, command: str) -> Switching:
+    from metalnet.switching import Switching
+
     state(ctx).local_only(f"switch {command}")
     return Switching(state(ctx).database())
 
@@ -130,6 +106,8 @@ def ports(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
 
     Example: metalnet switch ports tor1 --json
     """
+    from metalnet.switching import desired_ports
+
     switching = _switching(ctx, "ports")
     try:
         desired = desired_ports(switching.db, name)
@@ -157,6 +135,10 @@ def port_set(
 
     Example: metalnet switch port-set tor1 ge-0/0/5 --vlan 120
     """
+    from metalnet import inventory
+    from metalnet.switches import check_interface
+    from metalnet.validate import check_vlan
+
     vlan_id = check_vlan(vlan)
     switching = _switching(ctx, "port-set")
     with state(ctx).database().session() as session:
@@ -184,6 +166,8 @@ def check(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
 
     Example: metalnet switch check tor1
     """
+    from metalnet.switching import desired_ports
+
     switching = _switching(ctx, "check")
     try:
         with switching.connect(name) as driver:
@@ -213,33 +197,25 @@ def check(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
 def log(
     ctx: typer.Context,
     name: str | None = typer.Argument(None, help="Only this switch."),
-    limit: int = typer.Option(50, help="Newest N entries."),
+    limit: int = typer.Option(50, help="Newest N entries (1 to 1000)."),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """The switch change log: every commit with ports, VLANs, result and duration.
 
     Example: metalnet switch log tor1 --limit 10
     """
-    if api := state(ctx).remote:
-        views = api.call("GET", f"/v1/switch-changes?limit={limit}")
-        views = [v for v in views if not name or v["switch"] == name]
-    else:
-        query = select(SwitchChange).order_by(SwitchChange.id.desc()).limit(limit)
-        if name:
-            query = query.where(SwitchChange.switch_name == name)
-        with state(ctx).database().session() as session:
-            views = [change_view(c) for c in session.scalars(query)]
+    views = state(ctx).service.switch_changes(name, limit)
     if json_out:
         print_json(views)
         return
     rows = (
         (
-            v["at"],
-            v["switch"],
-            " ".join(f"{p['interface']}->{p['vlan']}" for p in v["ports"]),
-            "ok" if v["ok"] else "FAILED",
-            v["seconds"],
-            v["message"],
+            v.at,
+            v.switch,
+            " ".join(f"{p['interface']}->{p['vlan']}" for p in v.ports),
+            "ok" if v.ok else "FAILED",
+            v.seconds,
+            v.message,
         )
         for v in views
     )
@@ -309,6 +285,9 @@ def apply(
     Every change gets its own result; a bad port fails alone. Exit 1 if any failed.
     Example: echo '[{"switch":"tor1","port":"ge-0/0/1","vlan":120}]' | metalnet switch apply -
     """
+    from metalnet import inventory
+    from metalnet.switching import Switching
+
     changes = _read_changes(path)
     app_state = state(ctx)
     app_state.local_only("switch apply")
@@ -339,6 +318,10 @@ def apply(
 
 
 def _collect(futures: list, show: bool) -> list[ChangeOutcome]:
+    from concurrent.futures import as_completed
+
+    from rich.progress import Progress
+
     if not show:
         return [f.result() for f in futures]
     with Progress(console=console, transient=True) as progress:
