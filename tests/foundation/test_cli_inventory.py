@@ -1,20 +1,35 @@
 """The inventory CLI: happy paths, --json, and every kind of bad input (exit 2, one line)."""
 
 import json
+import shutil
 
 import pytest
+
+from metalnet.config import load_settings
+from metalnet.db.engine import Database, upgrade
 
 ADMIN = ("--password", "pw")
 
 
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory):
+    """One SQLite file migrated to head; each test works on its own copy of it."""
+    path = tmp_path_factory.mktemp("template") / "migrated.db"
+    db = Database(load_settings(None, f"sqlite:///{path}"))
+    upgrade(db.engine)
+    db.engine.dispose()
+    return path
+
+
 @pytest.fixture
-def run(cli, sqlite_url):
-    """`metalnet --db <fresh sqlite> ...`, schema migrated."""
+def run(cli, tmp_path, migrated):
+    """`metalnet --db <fresh migrated sqlite> ...`."""
+    path = tmp_path / "cli.db"
+    shutil.copy(migrated, path)
 
     def invoke(*args: str, input: str | None = None):
-        return cli("--db", sqlite_url, *args, input=input)
+        return cli("--db", f"sqlite:///{path}", *args, input=input)
 
-    assert invoke("db", "upgrade").exit_code == 0
     return invoke
 
 

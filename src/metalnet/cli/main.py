@@ -79,14 +79,15 @@ class Commands(MetalnetGroup):
 
 
 def load(name: str, target: str) -> click.Command:
-    """Import one command (group) and turn it into a click command."""
+    """Import one command group (a Typer app) or command (a function) as a click command."""
     module, attribute = target.split(":")
     obj = getattr(importlib.import_module(module), attribute)
-    if not isinstance(obj, typer.Typer):
+    if isinstance(obj, typer.Typer):
+        command: click.Command = typer.main.get_group(obj)
+    else:
         single = typer.Typer(add_completion=False)
         single.command(name)(obj)
-        obj = single
-    command = typer.main.get_command(obj)
+        command = typer.main.get_command(single)
     command.name = name
     return command
 
