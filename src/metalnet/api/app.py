@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from metalnet import metrics
 from metalnet.api import agent, errors, v1
+from metalnet.api.auth import Caller
 from metalnet.db.engine import Database
 
 
 def create_app(db: Database) -> FastAPI:
-    """The FastAPI app over `db`; OpenAPI at /openapi.json, docs at /docs."""
-    app = FastAPI(title="metalnet", version="1")
+    """The FastAPI app over `db`; the OpenAPI document at /openapi.json.
+
+    No /docs or /redoc: FastAPI's pages load their scripts from a CDN, which a browser
+    on the operator's network should not be asked to fetch; any OpenAPI viewer can read
+    /openapi.json instead.
+    """
+    app = FastAPI(title="metalnet", version="1", docs_url=None, redoc_url=None)
     app.state.db = db
     errors.install(app)
     app.include_router(agent.router)
@@ -21,6 +26,9 @@ def create_app(db: Database) -> FastAPI:
     return app
 
 
-def metrics_endpoint() -> Response:
-    """Prometheus exposition of metalnet's metrics (no token: scrape from the admin net)."""
-    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+def metrics_endpoint(who: Caller) -> Response:
+    """Prometheus exposition of metalnet's metrics, for admin tokens: switch names and
+    failure counts are operator detail (Prometheus sends it with `authorization`)."""
+    who.require_admin()
+    text = metrics.exposition()
+    return Response(text, media_type=metrics.CONTENT_TYPE)

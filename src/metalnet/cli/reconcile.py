@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from metalnet.cli.common import JSON_OPTION, audited, console, print_json, print_table, state
-from metalnet.reconcile import reconcile
+from metalnet.cli.common import JSON_OPTION, audited, print_json, print_table, say, state
 
 
 @audited("reconcile", lambda kw: "dry run" if kw["dry_run"] else "fix")
@@ -19,6 +18,8 @@ def reconcile_command(
     Exit 0 when every port is (now) where the database says, 1 otherwise.
     Example: metalnet reconcile --dry-run --json
     """
+    from metalnet.reconcile import reconcile
+
     state(ctx).local_only("reconcile")
     reports = reconcile(state(ctx).database(), fix=not dry_run)
     if json_out:
@@ -39,9 +40,9 @@ def reconcile_command(
         print_table("drift", ["switch", "port", "node", "expected", "actual", "result"], rows)
         for r in reports:
             if r.error:
-                console.print(f"[red]switch {r.switch}[/]: {r.error}")
+                say(f"switch {r.switch}: {r.error}")
         checked = sum(r.ports_checked for r in reports)
-        console.print(f"{len(reports)} switches, {checked} ports checked")
+        say(f"{len(reports)} switches, {checked} ports checked")
     unresolved = any(r.error for r in reports) or any(not d.fixed for r in reports for d in r.drift)
     if unresolved:
         raise typer.Exit(1)
