@@ -34,13 +34,10 @@ def principal(db: Db, authorization: Annotated[str | None, Header()] = None) -> 
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
     with db.session() as session:
-        row = apitokens.authenticate(session, token.strip())
-        if row is None:
-            raise Unauthorized("unknown or revoked token")
-        return Principal(
-            actor=f"api:token-{row.id}:{row.name}",
-            project=row.project.name if row.project else None,
-        )
+        caller = apitokens.authenticate(session, token.strip())
+    if caller is None:
+        raise Unauthorized("unknown or revoked token")
+    return Principal(actor=f"api:token-{caller.id}:{caller.name}", project=caller.project)
 
 
 Caller = Annotated[Principal, Depends(principal)]

@@ -35,8 +35,8 @@ from metalnet.service.models import (
 )
 
 
-def service(request: Request, who: Caller) -> LocalService:
-    """The service for this request's caller."""
+async def service(request: Request, who: Caller) -> LocalService:
+    """The service for this request's caller (async: no I/O, so no thread hop)."""
     return LocalService(request.app.state.db, who)
 
 
