@@ -7,6 +7,7 @@ and the periodic reconciler.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -36,9 +37,11 @@ class Controller:
         on_step: StepHook | None = None,
         power: Callable[[BmcTarget, float], PowerDriver] = power_for,
         uds: str | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
         """`uds`: also serve the agent endpoint on this Unix socket, which a relay in
-        another network namespace can reach (the root-mode lab's service network)."""
+        another network namespace can reach (the root-mode lab's service network).
+        `sock`: accept on this listening socket (shared with API-only processes)."""
         self.db = db
         self.host, self.port = check_host_port(listen or db.settings.controller_listen, "listen")
         self.switching = Switching(db)
@@ -55,6 +58,13 @@ class Controller:
             threading.Thread(target=server.run, name="controller-http", daemon=True)
             for server in self.servers
         ]
+        if sock is not None:
+            self._http[0] = threading.Thread(
+                target=self.servers[0].run,
+                kwargs={"sockets": [sock]},
+                name="controller-http",
+                daemon=True,
+            )
 
     def start(self, timeout: float = 10.0) -> Controller:
         """Serve the agent endpoint, then start working lifecycles (resuming any)."""
