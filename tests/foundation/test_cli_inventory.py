@@ -414,11 +414,12 @@ def test_user_text_is_never_terminal_markup(lab, monkeypatch, text) -> None:
         "--node", f"m{n}", "--image", image, "--sha256", "a" * 64,
     )  # fmt: skip
     assert made.exit_code == 0, made.output
-    assert lab("project", "create", text).exit_code == 2  # refused, and audited with the name
+    refused = f"{text}[/]"  # never a valid project name
+    assert lab("project", "create", refused).exit_code == 2  # refused, audited with the name
     for args, shown in [
         (("instance", "list"), f"i{n}"),
         (("instance", "show", f"i{n}"), image),
-        (("audit",), text),
+        (("audit",), refused),
     ]:
         result = lab(*args)
         assert result.exit_code == 0, result.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from metalnet.api.auth import Forbidden, Unauthorized
@@ -15,9 +16,35 @@ MAX_BODY = 64 * 1024
 STATUS = {InputError: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404, Conflict: 409}
 
 
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The one error shape every endpoint uses."""
+
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in (
+        (400, "A value is malformed or out of range."),
+        (401, "No token, or an unknown or revoked one."),
+        (403, "The token may not do this."),
+        (404, "No such thing (or not the caller's)."),
+        (409, "The request contradicts what the inventory holds."),
+        (413, "The request body is too large."),
+        (422, "The request does not match its schema."),
+        (502, "A switch or BMC behind the controller failed."),
+    )
+}
+
+
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     """The one error shape every endpoint uses."""
-    return {"error": {"code": code, "message": message}}
+    return ErrorBody(error=ErrorDetail(code=code, message=message)).model_dump()
 
 
 def _status(exc: MetalnetError) -> int:

@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from metalnet.api.auth import Caller
+from metalnet.api.errors import ERROR_RESPONSES
 from metalnet.service.local import LocalService
 from metalnet.service.models import (
     MAX_LIMIT,
@@ -44,7 +45,7 @@ Svc = Annotated[LocalService, Depends(service)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Newest N entries.")]
 NO_CONTENT = {"status_code": 204, "response_class": Response}
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 
 
 # Projects and networks ---------------------------------------------------------------

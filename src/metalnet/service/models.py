@@ -8,14 +8,23 @@ Secrets (switch and BMC passwords, token hashes) are never part of a read model.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from metalnet.errors import InputError
 
 Text = Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+def _utc(value: datetime) -> datetime:
+    """Times are stored in UTC; SQLite hands them back without their zone."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# A point in time with its offset (RFC 3339), as the OpenAPI `date-time` format requires.
+Time = Annotated[datetime, AfterValidator(_utc)]
 MAX_LIMIT = 1000
 Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT)]
 
@@ -95,7 +104,7 @@ class View(BaseModel):
 class ProjectView(View):
     name: str
     networks: list[str]
-    created_at: datetime | None
+    created_at: Time | None
 
 
 class NetworkView(View):
@@ -104,7 +113,7 @@ class NetworkView(View):
     vlan: int
     cidr: str
     gateway: str | None
-    created_at: datetime | None
+    created_at: Time | None
 
 
 class PortView(View):
@@ -120,7 +129,7 @@ class SwitchView(View):
     address: str
     username: str
     ports: list[PortView]
-    created_at: datetime | None
+    created_at: Time | None
 
 
 class NodeView(View):
@@ -133,13 +142,13 @@ class NodeView(View):
     desired_vlan: int | None
     bmc_url: str
     bmc_username: str | None
-    created_at: datetime | None
+    created_at: Time | None
 
 
 class EventView(View):
     """One step of an instance's history; `worker` (host:pid) only for operators."""
 
-    at: datetime | None
+    at: Time | None
     step: str
     message: str
     seconds: float | None
@@ -159,8 +168,8 @@ class InstanceView(View):
     state: str
     step: str
     error: str | None
-    created_at: datetime | None
-    updated_at: datetime | None
+    created_at: Time | None
+    updated_at: Time | None
     history: list[EventView] = []
 
 
@@ -169,7 +178,7 @@ class ChangeView(View):
 
     id: int
     switch: str
-    at: datetime | None
+    at: Time | None
     ports: list[dict[str, Any]]
     ok: bool
     seconds: float
@@ -177,7 +186,7 @@ class ChangeView(View):
 
 
 class AuditView(View):
-    at: datetime | None
+    at: Time | None
     actor: str
     action: str
     target: str
@@ -192,8 +201,8 @@ class TokenView(View):
     name: str
     role: str
     project: str | None
-    created_at: datetime | None
-    revoked_at: datetime | None
+    created_at: Time | None
+    revoked_at: Time | None
 
 
 class NewToken(TokenView):
