@@ -3,8 +3,9 @@
 
 Like hyperfine: every command runs `--warmup` times unmeasured (to fill the page cache),
 then `--runs` times; the table shows min / median / mean / max in seconds and the
-result goes to bench/results/startup.json. `project list` runs on the embedded default
-database (a throwaway HOME, migrated by the warm-up), as a new user would run it.
+result goes to bench/results/startup.json under `--label` (other labels are kept).
+`project list` runs on the embedded default database (a throwaway HOME, migrated by
+the warm-up), as a new user would run it.
 
 Targets on a 2-core machine: `--help` and `X --help` <= 0.2 s, `project list` <= 0.6 s.
 The machine's load average is recorded beside the numbers, since other processes on
@@ -54,6 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--label", default="current")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results") / "startup.json"))
     args = parser.parse_args()
     metalnet = str(Path(sys.executable).with_name("metalnet"))
@@ -70,14 +72,15 @@ def main() -> None:
         print(f"{name:<28} {r['min']:>7.3f} {r['median']:>7.3f} {r['mean']:>7.3f} {r['max']:>7.3f}")
     load = os.getloadavg()
     print(f"load average while measuring: {load[0]:.2f} on {os.cpu_count()} cores")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(
-        json.dumps(
-            {"load_average": round(load[0], 2), "cpus": os.cpu_count(), "results": results},
-            indent=2,
-        )
-        + "\n"
-    )
+    out = Path(args.out)
+    recorded = json.loads(out.read_text()) if out.exists() else {}
+    recorded[args.label] = {
+        "load_average": round(load[0], 2),
+        "cpus": os.cpu_count(),
+        "results": results,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
