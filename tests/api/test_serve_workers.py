@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -87,3 +88,13 @@ def test_workers_refused_on_sqlite(cli, tmp_path) -> None:
     result = cli("--db", url, "serve", "--workers", "2")
     assert result.exit_code == 2
     assert "--workers 2 needs PostgreSQL" in result.stderr
+
+
+def test_port_in_use_is_one_line(cli, tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    assert cli("--db", url, "db", "upgrade").exit_code == 0
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = cli("--db", url, "serve", "--listen", f"127.0.0.1:{port}")
+    assert result.exit_code == 2
+    assert result.stderr == f"error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
