@@ -6,7 +6,7 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from metalnet import metrics, ui
-from metalnet.api import agent, errors, fabric, v1
+from metalnet.api import agent, boot, errors, fabric, v1
 from metalnet.db.engine import Database
 
 
@@ -16,6 +16,7 @@ def create_app(db: Database) -> FastAPI:
     app.state.db = db
     errors.install(app)
     app.include_router(agent.router)
+    app.include_router(boot.router)
     app.include_router(v1.router)
     app.include_router(fabric.router)
     ui.mount(app)

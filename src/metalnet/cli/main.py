@@ -6,6 +6,7 @@ import typer
 
 from metalnet.cli import db, instances, lab, networks, nodes, projects, sim, switches, tokens
 from metalnet.cli.agent import agent
+from metalnet.cli.boot import boot_server
 from metalnet.cli.common import AppState, MetalnetGroup
 from metalnet.cli.demo import demo
 from metalnet.cli.reconcile import reconcile_command
@@ -52,6 +53,7 @@ app.add_typer(nodes.app, name="node")
 app.add_typer(instances.app, name="instance")
 app.command("serve")(serve)
 app.command("agent")(agent)
+app.command("boot-server")(boot_server)
 app.command("demo")(demo)
 app.command("reconcile")(reconcile_command)
 app.add_typer(tokens.app, name="token")

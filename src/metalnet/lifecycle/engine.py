@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError
 from metalnet import inventory, metrics
 from metalnet.db.engine import Database
 from metalnet.db.models import AgentTask, Instance, InstanceEvent, Node
-from metalnet.lifecycle import boot, tokens
+from metalnet.lifecycle import tokens
 from metalnet.power import BmcTarget, BootDevice, PowerDriver, PowerState, driver_for
 from metalnet.switches.base import SwitchError
 from metalnet.switches.service import SwitchService
@@ -229,10 +229,14 @@ class Engine:
         self._move(job, self.settings.service_vlan)
 
     def _pxe_boot(self, job: Job, kind: str) -> None:
-        """Issue a token, queue the agent's task, and boot the node into the ramdisk."""
+        """Queue the agent's task and boot the node into the ramdisk.
+
+        The boot server gives the node its script (and a fresh token) only while the
+        task is open: see metalnet.lifecycle.boot.
+        """
         with self.db.session() as session:
             node = session.scalar(select(Node).where(Node.name == job.node))
-            token = tokens.issue(node)
+            tokens.revoke(node)  # a token from an earlier boot never opens this one
             if self._open_task(session, job, kind) is None:
                 session.add(
                     AgentTask(
@@ -243,11 +247,6 @@ class Engine:
                         sha256=job.sha256 if kind == "deploy" else None,
                     )
                 )
-        boot.write(
-            self.settings.boot_dir,
-            job.mac,
-            boot.AgentBoot(self.settings.controller_url, job.node, token),
-        )
         with self.power(job.bmc, self.settings.bmc_timeout) as bmc:
             bmc.set_boot_device(BootDevice.PXE)
             if bmc.power_state() == PowerState.ON:
@@ -288,10 +287,9 @@ class Engine:
             time.sleep(self.settings.poll_interval / 2)
 
     def _end_ramdisk(self, job: Job) -> None:
-        """The token dies and the boot entry goes once the agent's work is over."""
+        """The token dies once the agent's work is over (the closed task ends boot entries)."""
         with self.db.session() as session:
             tokens.revoke(session.scalar(select(Node).where(Node.name == job.node)))
-        boot.remove(self.settings.boot_dir, job.mac)
 
     # Spawn -------------------------------------------------------------------------
 
