@@ -8,7 +8,7 @@ from bootworld import MACS, BootWorld
 
 from metalnet.agent.protocol import bearer, task_path
 from metalnet.boot import ipxe
-from metalnet.lifecycle.boot import agent_boot
+from metalnet.boot.cmdline import agent_boot
 
 TIMEOUT = 10.0
 

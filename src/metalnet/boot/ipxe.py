@@ -8,7 +8,7 @@ https://ipxe.org/cfg/mac (`${mac:hexhyp}` expands to aa-bb-cc-dd-ee-ff).
 
 from __future__ import annotations
 
-from metalnet.lifecycle.boot import AgentBoot
+from metalnet.boot.cmdline import AgentBoot
 
 CHAIN_ROUTE = "/v1/boot/ipxe"
 NODE_ROUTE = "/v1/boot/node/{mac}.ipxe"

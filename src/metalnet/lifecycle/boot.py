@@ -10,48 +10,14 @@ its script again, and is revoked when the task ends; nothing stores it in clear.
 
 from __future__ import annotations
 
-import shlex
-from dataclasses import dataclass
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from metalnet.boot.cmdline import AgentBoot
 from metalnet.db.models import AgentTask, Nic
 from metalnet.lifecycle import tokens
 
 OPEN_TASK_STATES = ("pending", "running")
-PREFIX = "metalnet."
-
-
-@dataclass(frozen=True)
-class AgentBoot:
-    """What the ramdisk's agent is started with."""
-
-    controller: str
-    node: str
-    token: str
-
-    def kernel_args(self) -> str:
-        """The `metalnet.*=` words of the kernel command line (values need no quoting)."""
-        return " ".join(f"{PREFIX}{key}={value}" for key, value in self._fields().items())
-
-    def _fields(self) -> dict[str, str]:
-        return {"controller": self.controller, "node": self.node, "token": self.token}
-
-
-def parse_cmdline(cmdline: str) -> dict[str, str]:
-    """The `metalnet.KEY=VALUE` words of a kernel command line (/proc/cmdline), by KEY."""
-    words = (word.partition("=") for word in shlex.split(cmdline))
-    return {key[len(PREFIX) :]: value for key, _, value in words if key.startswith(PREFIX)}
-
-
-def agent_boot(cmdline: str) -> AgentBoot | None:
-    """The agent's settings from a kernel command line, or None when one is missing."""
-    values = parse_cmdline(cmdline)
-    try:
-        return AgentBoot(values["controller"], values["node"], values["token"])
-    except KeyError:
-        return None
 
 
 def entry_for(session: Session, mac: str, controller: str) -> AgentBoot | None:

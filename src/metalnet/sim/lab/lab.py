@@ -27,10 +27,9 @@ from typing import Any
 import httpx
 
 from metalnet import inventory
-from metalnet.boot import ipxe
+from metalnet.boot import cmdline, ipxe
 from metalnet.config import Settings
 from metalnet.db.engine import Database
-from metalnet.lifecycle import boot
 from metalnet.power import BootDevice
 from metalnet.sim.bmc import IpmiBmc, PowerEvent, RedfishBmc, SimNodePower
 from metalnet.sim.lab.dataplane import DataPlane
@@ -227,14 +226,14 @@ class Lab:
         log_file.close()
         return "ramdisk"
 
-    def _fetch_boot_entry(self, mac: str) -> boot.AgentBoot | None:
+    def _fetch_boot_entry(self, mac: str) -> cmdline.AgentBoot | None:
         """What iPXE would do: fetch the node's script and read its kernel command line."""
         url = self.settings.controller_url + ipxe.NODE_ROUTE.format(mac=mac.replace(":", "-"))
         reply = httpx.get(url, timeout=BOOT_FETCH_TIMEOUT_SECONDS)
         if reply.status_code != 200:
             return None
         kernel = next(line for line in reply.text.splitlines() if line.startswith("kernel "))
-        return boot.agent_boot(kernel)
+        return cmdline.agent_boot(kernel)
 
     def _start_agent(self, node: LabNode, argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
         """The ramdisk's agent: a process on the host, or in the node's namespace."""
