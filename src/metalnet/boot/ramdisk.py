@@ -470,7 +470,7 @@ def write_initramfs(tree: Tree, path: Path) -> None:
     """
     with (
         path.open("wb") as raw,
-        gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as out,
+        gzip.GzipFile("", "wb", GZIP_LEVEL, raw, mtime=0) as out,  # no name, no time
     ):
         for ino, (name, mode, data) in enumerate(tree.entries(), 1):
             _cpio_entry(out, ino, name, mode, data)
