@@ -81,12 +81,20 @@ def test_rebuild_with_nothing_changed_reuses_the_cache(
     assert again.initrd.read_bytes() == first.initrd.read_bytes()
 
 
-def test_unknown_module_is_refused_naming_it(built: object, tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        app, ["ramdisk", "build", "--output", str(tmp_path), "--module", "no_such_nic"]
-    )
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--module", "no_such_nic"], "invalid kernel module 'no_such_nic'"),
+        (["--kernel-package", "bash"], "invalid kernel package 'bash': expected linux-image-*"),
+        (["--kernel-package", "linux-image-nosuch"], "invalid package 'linux-image-nosuch'"),
+    ],
+)
+def test_bad_input_is_refused_naming_it(
+    built: object, tmp_path: Path, option: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(app, ["ramdisk", "build", "--output", str(tmp_path), *option])
     assert result.exit_code == 2
-    assert "invalid kernel module 'no_such_nic'" in result.output
+    assert message in result.output
     assert not (tmp_path / "initrd.img").exists()
 
 

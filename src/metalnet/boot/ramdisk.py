@@ -195,7 +195,7 @@ def _run(argv: list[str], cwd: Path | None = None) -> str:
 # Debian packages ------------------------------------------------------------------------
 
 
-def resolve_all(cache: Path) -> tuple[Deb, Deb]:
+def resolve_all(cache: Path, kernel_package: str) -> tuple[Deb, Deb]:
     """The kernel and busybox packages apt would install now.
 
     Asking apt-cache costs seconds; its answer can only change when the package
@@ -203,13 +203,13 @@ def resolve_all(cache: Path) -> tuple[Deb, Deb]:
     fingerprint and a rebuild with nothing changed asks nothing.
     """
     saved = cache / "resolved.json"
-    fingerprint = _apt_fingerprint()
+    fingerprint = f"{kernel_package} {_apt_fingerprint()}"
     if saved.exists():
         data = json.loads(saved.read_text())
         if data["fingerprint"] == fingerprint:
             kernel, busybox = (Deb(**d) for d in data["debs"])
             return kernel, busybox
-    kernel, busybox = resolve(KERNEL_PACKAGE), resolve(BUSYBOX_PACKAGE)
+    kernel, busybox = resolve(kernel_package), resolve(BUSYBOX_PACKAGE)
     cache.mkdir(parents=True, exist_ok=True)
     debs = [kernel.__dict__, busybox.__dict__]
     saved.write_text(json.dumps({"fingerprint": fingerprint, "debs": debs}))
@@ -224,15 +224,19 @@ def _apt_fingerprint() -> str:
 
 
 def resolve(package: str) -> Deb:
-    """The candidate version of `package` (following a metapackage to the real kernel)."""
+    """The candidate version of `package` (following a kernel metapackage to its image)."""
     fields = _show(package)
-    if package == KERNEL_PACKAGE:  # a metapackage: its first dependency is the image
-        fields = _show(fields["Depends"].split(",")[0].split()[0])
+    first = fields.get("Depends", "").split(",")[0].split()
+    if package.startswith("linux-image-") and first and first[0].startswith("linux-image-"):
+        fields = _show(first[0])
     return Deb(fields["Package"], fields["Version"], fields["SHA256"])
 
 
 def _show(package: str) -> dict[str, str]:
-    text = _run(["apt-cache", "show", "--no-all-versions", package])
+    try:
+        text = _run(["apt-cache", "show", "--no-all-versions", package])
+    except RamdiskError:
+        raise InputError(f"invalid package {package!r}: apt-cache does not know it") from None
     fields = {}
     for line in text.splitlines():
         key, sep, value = line.partition(": ")
@@ -397,15 +401,20 @@ def default_cache() -> Path:
 
 
 def build(
-    output: Path, modules: Iterable[str] = DEFAULT_MODULES, cache: Path | None = None
+    output: Path,
+    modules: Iterable[str] = DEFAULT_MODULES,
+    cache: Path | None = None,
+    kernel_package: str = KERNEL_PACKAGE,
 ) -> Ramdisk:
     """Build (or reuse from the cache) the kernel and initramfs into `output`."""
     started = time.monotonic()
     cache = cache or default_cache()
+    if not kernel_package.startswith("linux-image-"):
+        raise InputError(f"invalid kernel package {kernel_package!r}: expected linux-image-*")
     if not PYTHON.is_file():
         raise RamdiskError(f"{PYTHON} is missing (Debian: apt-get install python3.11-minimal)")
     debs = cache / "debs"
-    kernel, busybox = resolve_all(debs)
+    kernel, busybox = resolve_all(debs, kernel_package)
     kernel_root = unpack(fetch(kernel, debs), debs)
     busybox_root = unpack(fetch(busybox, debs), debs)
     (modules_root,) = (kernel_root / "lib" / "modules").iterdir()

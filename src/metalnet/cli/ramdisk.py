@@ -18,6 +18,10 @@ def build(
         help="Extra kernel module to load at boot (NIC or disk driver of real servers), "
         "e.g. --module e1000e --module nvme; virtio_net, virtio_blk, virtio_pci always.",
     ),
+    kernel_package: str = typer.Option(
+        "linux-image-cloud-amd64",
+        help="Debian kernel package; linux-image-amd64 has the drivers of physical servers.",
+    ),
     cache: Path | None = typer.Option(None, help="Cache directory (default: user cache)."),
 ) -> None:
     """Build the kernel and initramfs from Debian's packages; reuse them when unchanged.
@@ -27,7 +31,8 @@ def build(
     """
     from metalnet.boot import ramdisk
 
-    result = ramdisk.build(output, (*ramdisk.DEFAULT_MODULES, *module), cache)
+    modules = (*ramdisk.DEFAULT_MODULES, *module)
+    result = ramdisk.build(output, modules, cache, kernel_package)
     how = "reused from the cache" if result.cached else "built"
     typer.echo(
         f"{how} in {result.seconds:.1f}s: {result.kernel} ({result.kernel_bytes} bytes, "
