@@ -3,6 +3,7 @@ iPXE over TFTP and HTTP, accepted by `dnsmasq --test`; bad settings name their k
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,8 @@ from typer.testing import CliRunner
 from metalnet.boot.service import IPXE_DIR, service_network
 from metalnet.cli.main import app
 from metalnet.config import load_settings
-from metalnet.dhcp import check_config, find_dnsmasq, render_dnsmasq
-from metalnet.errors import ConfigError
+from metalnet.dhcp import PxeOptions, check_config, find_dnsmasq, render_dnsmasq
+from metalnet.errors import ConfigError, InputError
 
 needs_ipxe = pytest.mark.skipif(
     not (IPXE_DIR / "undionly.kpxe").is_file() or find_dnsmasq() is None,
@@ -78,3 +79,21 @@ def test_boot_server_refuses_to_run_unconfigured(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["--config", str(config), "boot-server", "--check"])
     assert result.exit_code == 2
     assert "config key service_interface is not set" in result.output
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"ipxe_url": "http://10.30.0.1/x\ndhcp-range=0.0.0.0"}, "invalid iPXE URL"),
+        ({"ipxe_url": "tftp://10.30.0.1/x"}, "invalid iPXE URL"),
+        ({"efi_boot_file": "../etc/shadow"}, "invalid boot file"),
+        ({"efi_boot_file": "ipxe.efi,,1.2.3.4"}, "invalid boot file"),
+        ({"tftp_root": "relative/dir"}, "invalid TFTP root"),
+        ({"tftp_root": "/srv/../etc"}, "invalid TFTP root"),
+    ],
+)
+def test_boot_options_refuse_what_could_inject_dnsmasq_directives(
+    fields: dict[str, str], message: str
+) -> None:
+    with pytest.raises(InputError, match=message):
+        PxeOptions("undionly.kpxe", IPv4Address("10.30.0.1"), **fields)  # type: ignore[arg-type]
