@@ -65,6 +65,7 @@ class BootServer:
             self.stop()
 
     def stop(self) -> None:
+        """Stop dnsmasq (SIGTERM, then SIGKILL); its files and leases stay."""
         if self.process is None:
             return
         self.process.terminate()

@@ -227,8 +227,13 @@ class Lab:
         return "ramdisk"
 
     def _fetch_boot_entry(self, mac: str) -> cmdline.AgentBoot | None:
-        """What iPXE would do: fetch the node's script and read its kernel command line."""
-        url = self.settings.controller_url + ipxe.NODE_ROUTE.format(mac=mac.replace(":", "-"))
+        """What iPXE would do: fetch the node's script and read its kernel command line.
+
+        From the controller's listen address: the lab plays the firmware from the host,
+        which may not reach the service network's address for agents.
+        """
+        base = f"http://{self.settings.controller_listen}"
+        url = base + ipxe.NODE_ROUTE.format(mac=mac.replace(":", "-"))
         reply = httpx.get(url, timeout=BOOT_FETCH_TIMEOUT_SECONDS)
         if reply.status_code != 200:
             return None
