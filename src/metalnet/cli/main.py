@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from metalnet.cli import (
-    db,
-    instances,
-    lab,
-    networks,
-    nodes,
-    projects,
-    ramdisk,
-    sim,
-    switches,
-    tokens,
-)
+from metalnet.cli import db, instances, lab, networks, nodes, projects, sim, switches, tokens
 from metalnet.cli.agent import agent
 from metalnet.cli.boot import boot_server
 from metalnet.cli.common import AppState, MetalnetGroup
 from metalnet.cli.demo import demo
+from metalnet.cli.ramdisk import app as ramdisk_app
 from metalnet.cli.reconcile import reconcile_command
 from metalnet.cli.serve import serve
 
@@ -71,4 +61,4 @@ app.add_typer(tokens.app, name="token")
 app.command("audit")(tokens.audit_command)
 app.add_typer(sim.app, name="sim")
 app.add_typer(lab.app, name="lab")
-app.add_typer(ramdisk.app, name="ramdisk")
+app.add_typer(ramdisk_app, name="ramdisk")
