@@ -7,6 +7,7 @@ load and a bad one is reported with the key that holds it.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -56,6 +57,12 @@ class Settings:
     controller_listen: str = "127.0.0.1:8470"
     agent_url: str = ""
     boot_dir: str = field(default_factory=lambda: platformdirs.user_data_dir("metalnet") + "/boot")
+    service_interface: str = ""
+    service_cidr: ipaddress.IPv4Network | None = None
+    boot_server: ipaddress.IPv4Address | None = None
+    ramdisk_dir: str = field(
+        default_factory=lambda: platformdirs.user_data_dir("metalnet") + "/ramdisk"
+    )
     poll_interval: float = 0.5
     lease_seconds: float = 15.0
     reconcile_interval: float = 300.0
@@ -140,6 +147,20 @@ def _image_allow(key: str, value: object) -> tuple[str, ...]:
         raise ConfigError(f"config key {key}: {exc}") from None
 
 
+def _cidr(key: str, value: object) -> ipaddress.IPv4Network:
+    try:
+        return ipaddress.IPv4Network(_text(key, value))
+    except ValueError as exc:
+        raise ConfigError(f"config key {key}: {value!r} is not an IPv4 network ({exc})") from None
+
+
+def _address(key: str, value: object) -> ipaddress.IPv4Address:
+    try:
+        return ipaddress.IPv4Address(_text(key, value))
+    except ValueError:
+        raise ConfigError(f"config key {key}: {value!r} is not an IPv4 address") from None
+
+
 _PARSERS = {
     "database_url": _text,
     "service_vlan": _vlan,
@@ -151,6 +172,10 @@ _PARSERS = {
     "controller_listen": _text,
     "agent_url": _text,
     "boot_dir": _text,
+    "service_interface": _text,
+    "service_cidr": _cidr,
+    "boot_server": _address,
+    "ramdisk_dir": _text,
     "poll_interval": _positive,
     "lease_seconds": _positive,
     "reconcile_interval": _positive,
@@ -197,6 +222,15 @@ def _check_vlans(settings: Settings) -> None:
         )
 
 
+def _check_service_network(settings: Settings) -> None:
+    """The boot server's address must be a host address of the service network."""
+    cidr, server = settings.service_cidr, settings.boot_server
+    if cidr is None or server is None:
+        return
+    if server not in cidr or server in (cidr.network_address, cidr.broadcast_address):
+        raise ConfigError(f"config key boot_server: {server} is not a host address of {cidr}")
+
+
 def load_settings(
     config_path: str | Path | None = None, database_url: str | None = None
 ) -> Settings:
@@ -219,4 +253,5 @@ def load_settings(
         values["database_url"] = database_url
     settings = Settings(**values, source=source)  # type: ignore[arg-type]
     _check_vlans(settings)
+    _check_service_network(settings)
     return settings

@@ -52,11 +52,45 @@ def render_dnsmasq(net: DhcpNetwork) -> str:
 
 def _pxe_lines(pxe: PxeOptions) -> list[str]:
     """Boot file and next-server (siaddr), plus the agent URL as a forced private option."""
-    lines = [f"dhcp-boot={pxe.boot_file},,{pxe.tftp_server}"]
+    lines = _tftp_lines(pxe)
+    if pxe.ipxe_url is None:
+        lines.append(f"dhcp-boot={pxe.boot_file},,{pxe.tftp_server}")
+    else:
+        lines += _ipxe_lines(pxe, pxe.ipxe_url)
     if pxe.agent_url:
         # "force": PXE clients do not ask for option 224, so dnsmasq must send it anyway.
         lines.append(f'dhcp-option-force={AGENT_URL_OPTION},"{pxe.agent_url}"')
     return lines
+
+
+def _tftp_lines(pxe: PxeOptions) -> list[str]:
+    """dnsmasq's own read-only TFTP server, confined to `tftp_root`.
+
+    Not `tftp-secure`: it serves only files owned by dnsmasq's user, and the iPXE
+    binaries belong to root (Debian's package).
+    """
+    if pxe.tftp_root is None:
+        return []
+    return ["enable-tftp", f"tftp-root={pxe.tftp_root}"]
+
+
+def _ipxe_lines(pxe: PxeOptions, url: str) -> list[str]:
+    """iPXE gets the HTTP URL; firmware PXE ROMs get the iPXE binary for their firmware.
+
+    iPXE identifies itself with option 175 (https://ipxe.org/howto/dhcpd); UEFI x86-64
+    firmware sends client architecture 7 or 9 in option 93 (RFC 4578, IANA "Processor
+    Architecture Types"). The three tag sets exclude each other, so exactly one
+    dhcp-boot line applies to any client.
+    """
+    efi = pxe.efi_boot_file or pxe.boot_file
+    return [
+        "dhcp-match=set:ipxe,175",
+        "dhcp-match=set:efi64,option:client-arch,7",
+        "dhcp-match=set:efi64,option:client-arch,9",
+        f"dhcp-boot=tag:ipxe,{url}",
+        f"dhcp-boot=tag:!ipxe,tag:efi64,{efi},,{pxe.tftp_server}",
+        f"dhcp-boot=tag:!ipxe,tag:!efi64,{pxe.boot_file},,{pxe.tftp_server}",
+    ]
 
 
 def check_config(text: str) -> None:

@@ -88,24 +88,41 @@ class PxeOptions:
 
     `agent_url` tells the provisioning ramdisk where the controller's agent endpoint
     is; it travels as site-private option 224 so no standard option is overloaded.
+
+    With `ipxe_url`, firmware PXE ROMs get an iPXE binary over TFTP (`boot_file` for
+    BIOS, `efi_boot_file` for x86-64 UEFI) from dnsmasq's own TFTP server rooted at
+    `tftp_root`, and iPXE itself (which sends option 175) gets the HTTP URL instead,
+    so the chain firmware -> iPXE -> HTTP ends after one extra hop.
     """
 
     boot_file: str
     tftp_server: ipaddress.IPv4Address
     agent_url: str | None = None
+    ipxe_url: str | None = None
+    efi_boot_file: str | None = None
+    tftp_root: Path | None = None
 
     def __post_init__(self) -> None:
-        if not BOOT_FILE_RE.fullmatch(self.boot_file) or ".." in self.boot_file.split("/"):
-            raise InputError(
-                f"invalid boot file {self.boot_file!r}: use a relative TFTP path of "
-                "A-Z a-z 0-9 _ . / - (at most 128 characters)"
-            )
+        for boot_file in (self.boot_file, self.efi_boot_file):
+            if boot_file is not None:
+                _check_boot_file(boot_file)
         object.__setattr__(self, "tftp_server", _check_ip(self.tftp_server, "TFTP server"))
-        if self.agent_url is not None and not URL_RE.fullmatch(self.agent_url):
-            raise InputError(
-                f"invalid agent URL {self.agent_url!r}: expected http(s)://HOST[:PORT]/PATH "
-                "without spaces, quotes, commas or '#'"
-            )
+        for what, url in (("agent URL", self.agent_url), ("iPXE URL", self.ipxe_url)):
+            if url is not None and not URL_RE.fullmatch(url):
+                raise InputError(
+                    f"invalid {what} {url!r}: expected http(s)://HOST[:PORT]/PATH "
+                    "without spaces, quotes, commas or '#'"
+                )
+        if self.tftp_root is not None:
+            object.__setattr__(self, "tftp_root", check_path(self.tftp_root, "TFTP root"))
+
+
+def _check_boot_file(value: str) -> None:
+    if not BOOT_FILE_RE.fullmatch(value) or ".." in value.split("/"):
+        raise InputError(
+            f"invalid boot file {value!r}: use a relative TFTP path of "
+            "A-Z a-z 0-9 _ . / - (at most 128 characters)"
+        )
 
 
 @dataclass(frozen=True)
