@@ -56,7 +56,6 @@ class Settings:
     step_timeout: float = 600.0
     controller_listen: str = "127.0.0.1:8470"
     agent_url: str = ""
-    boot_dir: str = field(default_factory=lambda: platformdirs.user_data_dir("metalnet") + "/boot")
     service_interface: str = ""
     service_cidr: ipaddress.IPv4Network | None = None
     boot_server: ipaddress.IPv4Address | None = None
@@ -171,7 +170,6 @@ _PARSERS = {
     "step_timeout": _positive,
     "controller_listen": _text,
     "agent_url": _text,
-    "boot_dir": _text,
     "service_interface": _text,
     "service_cidr": _cidr,
     "boot_server": _address,
