@@ -225,3 +225,50 @@ def test_a_restarted_manager_stops_the_dnsmasq_its_predecessor_left(world: DhcpW
     wait_for(lambda: orphan.process.poll() is not None, "the orphan to exit")
     assert second.servers[VLAN].alive()
     assert world.dhcp(client) == leased
+
+
+def write_config(world: DhcpWorld, tmp_path: Path) -> Path:
+    path = tmp_path / "metalnet.toml"
+    path.write_text(
+        f'database_url = "{world.settings.database_url}"\n'
+        f'dhcp_interface = "vl{{vlan}}"\n'
+        f'dhcp_netns = "{world.host_netns}"\n'
+        f'dhcp_state_dir = "{world.settings.dhcp_state_dir}"\n'
+        "dhcp_interval = 0.2\n"
+    )
+    return path
+
+
+def test_dhcp_agent_check_names_what_is_missing(world: DhcpWorld, tmp_path: Path, cli) -> None:
+    world.network("acme", "db", "10.121.0.0/24", 121)
+    world.spawn("web-1", "acme", "web", "n1")
+    world.spawn("db-1", "acme", "db", "n2")
+
+    result = cli("--config", str(write_config(world, tmp_path)), "dhcp-agent", "--check")
+
+    assert result.exit_code == 1
+    assert "vl120" in result.stdout and "not served" in result.stdout
+    assert result.stderr.startswith("error: interface vl121 for VLAN 121 does not exist in ")
+
+
+def test_the_dhcp_agent_process_serves_and_stops_its_dnsmasq_on_sigterm(
+    world: DhcpWorld, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    address = world.spawn("web-1", "acme", "web", "n1")
+    config = write_config(world, tmp_path)
+    argv = [sys.executable, "-m", "metalnet", "--config", str(config), "dhcp-agent"]
+    agent = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    pid_file = Path(world.settings.dhcp_state_dir) / f"vlan{VLAN}" / "dnsmasq.pid"
+    try:
+        wait_for(pid_file.exists, "the agent's dnsmasq")
+        lease = world.dhcp(world.client(VLAN, MAC["n1"]))
+        assert lease is not None and str(lease.address) == address
+        dnsmasq = int(pid_file.read_text())
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        _, stderr = agent.communicate(timeout=30)
+    assert agent.returncode == 0, stderr
+    assert not Path(f"/proc/{dnsmasq}").exists()

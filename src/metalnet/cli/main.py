@@ -8,6 +8,7 @@ from metalnet.cli import db, instances, networks, nodes, projects, sim, switches
 from metalnet.cli.agent import agent
 from metalnet.cli.common import AppState, MetalnetGroup
 from metalnet.cli.demo import demo
+from metalnet.cli.dhcp_agent import dhcp_agent
 from metalnet.cli.reconcile import reconcile_command
 from metalnet.cli.serve import serve
 
@@ -52,6 +53,7 @@ app.add_typer(nodes.app, name="node")
 app.add_typer(instances.app, name="instance")
 app.command("serve")(serve)
 app.command("agent")(agent)
+app.command("dhcp-agent")(dhcp_agent)
 app.command("demo")(demo)
 app.command("reconcile")(reconcile_command)
 app.add_typer(tokens.app, name="token")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -27,6 +28,10 @@ def serve(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with Controller(db, listen) as controller:
+    with Controller(db, listen) as controller, contextlib.ExitStack() as dhcp:
+        if db.settings.dhcp_configured:  # this host also serves the networks' DHCP
+            from metalnet.dhcp.manager import DhcpManager
+
+            dhcp.enter_context(DhcpManager(db))
         typer.echo(f"metalnet controller on http://{controller.host}:{controller.port}", err=True)
         stop.wait()

@@ -47,6 +47,17 @@ RESTART_BACKOFF = Retry(first=1.0, cap=60.0)
 ExtraNetworks = Callable[[Session], list[DhcpNetwork]]
 
 
+@dataclass(frozen=True)
+class NetworkCheck:
+    """One network that needs DHCP: where it would be served, or why it cannot be."""
+
+    vlan: int
+    name: str | None
+    interface: str | None
+    reservations: int
+    problem: str | None
+
+
 @dataclass
 class _Restarts:
     """Back-off state of one network's dnsmasq."""
@@ -130,6 +141,20 @@ class DhcpManager:
                 except DhcpHostError as exc:
                     problems[vlan] = str(exc)
             self._report(problems)
+
+    def check(self) -> list[NetworkCheck]:
+        """What a pass would serve, and what stands in its way, without starting anything."""
+        wanted, problems = self._wanted()
+        result = [NetworkCheck(vlan, None, None, 0, problem) for vlan, problem in problems.items()]
+        for vlan, network in wanted.items():
+            try:
+                self.interfaces.check(network.interface, vlan)
+                problem = None
+            except DhcpHostError as exc:
+                problem = str(exc)
+            hosts = len(network.hosts)
+            result.append(NetworkCheck(vlan, network.name, network.interface, hosts, problem))
+        return sorted(result, key=lambda check: check.vlan)
 
     def _wanted(self) -> tuple[dict[int, DhcpNetwork], dict[int, str]]:
         """The networks that need DHCP by VLAN, and those that cannot have it and why."""
