@@ -120,6 +120,25 @@ def test_a_deleted_instances_address_is_freed_and_refused_to_its_old_mac(
     assert manager.servers[VLAN].pid == pid
 
 
+def test_an_address_goes_from_a_deleted_instance_to_a_new_one_in_one_pass(
+    world: DhcpWorld,
+) -> None:
+    world.spawn("web-1", "acme", "web", "n1")
+    manager = world.manager()
+    manager.sync()
+    old = world.client(VLAN, MAC["n1"])
+    old_lease = world.dhcp(old)
+    assert old_lease is not None
+
+    world.release("web-1")
+    world.spawn("web-2", "acme", "web", "n2")
+    manager.sync()
+
+    lease = world.dhcp(world.client(VLAN, MAC["n2"]))
+    assert lease is not None and lease.address == old_lease.address
+    assert world.dhcp(old, tries=2) is None
+
+
 def test_deleting_the_network_stops_its_dnsmasq_and_leaves_no_files(world: DhcpWorld) -> None:
     world.spawn("web-1", "acme", "web", "n1")
     manager = world.manager()
@@ -227,6 +246,14 @@ def test_a_restarted_manager_stops_the_dnsmasq_its_predecessor_left(world: DhcpW
     assert world.dhcp(client) == leased
 
 
+def _pid(path: Path) -> int | None:
+    """The pid in a pid file, or None while it is missing or half written."""
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def write_config(world: DhcpWorld, tmp_path: Path) -> Path:
     path = tmp_path / "metalnet.toml"
     path.write_text(
@@ -263,12 +290,56 @@ def test_the_dhcp_agent_process_serves_and_stops_its_dnsmasq_on_sigterm(
     agent = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
     pid_file = Path(world.settings.dhcp_state_dir) / f"vlan{VLAN}" / "dnsmasq.pid"
     try:
-        wait_for(pid_file.exists, "the agent's dnsmasq")
+        wait_for(lambda: _pid(pid_file) is not None, "the agent's dnsmasq")
         lease = world.dhcp(world.client(VLAN, MAC["n1"]))
         assert lease is not None and str(lease.address) == address
-        dnsmasq = int(pid_file.read_text())
+        dnsmasq = _pid(pid_file)
     finally:
         agent.send_signal(signal.SIGTERM)
         _, stderr = agent.communicate(timeout=30)
     assert agent.returncode == 0, stderr
     assert not Path(f"/proc/{dnsmasq}").exists()
+
+
+def test_serve_runs_the_manager_and_counts_a_restart_in_metrics(
+    world: DhcpWorld, tmp_path: Path, cli
+) -> None:
+    """`metalnet serve` with DHCP interfaces configured serves DHCP; a killed dnsmasq
+    comes back and `/metrics` counts it."""
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    world.spawn("web-1", "acme", "web", "n1")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = write_config(world, tmp_path)
+    config.write_text(config.read_text() + f'controller_listen = "127.0.0.1:{port}"\n')
+    token = cli("--config", str(config), "token", "create", "scraper", "--admin").stdout.strip()
+    argv = [sys.executable, "-m", "metalnet", "--config", str(config), "serve"]
+    serve = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    pid_file = Path(world.settings.dhcp_state_dir) / f"vlan{VLAN}" / "dnsmasq.pid"
+    sample = f'metalnet_dhcp_server_restarts_total{{network="vlan{VLAN}"}} 1.0'
+
+    def metrics() -> str:
+        try:
+            headers = {"Authorization": f"Bearer {token}"}
+            return httpx.get(f"http://127.0.0.1:{port}/metrics", headers=headers).text
+        except httpx.TransportError:
+            return ""
+
+    try:
+        wait_for(lambda: _pid(pid_file) is not None, "serve's dnsmasq")
+        first = _pid(pid_file)
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: sample in metrics(), "the restart in /metrics")
+        wait_for(lambda: _pid(pid_file) not in (None, first), "a new pid file")
+        assert world.dhcp(world.client(VLAN, MAC["n1"])) is not None
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        _, stderr = serve.communicate(timeout=30)
+    assert serve.returncode == 0, stderr
+    assert "dnsmasq exited (status -9), restarting it" in stderr

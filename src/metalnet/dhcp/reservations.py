@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import and_, delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, contains_eager
 
 from metalnet.db.models import Instance, IpAllocation, Network, Nic, Node
 from metalnet.dhcp.network import DhcpHost, DhcpNetwork, dhcp_hostnames
@@ -38,6 +38,7 @@ def live_reservations(session: Session, network_id: int) -> list[tuple[IpAllocat
         select(IpAllocation, Instance)
         .join(Nic, Nic.id == IpAllocation.nic_id)
         .join(Instance, _held())
+        .options(contains_eager(IpAllocation.nic))  # one query, MACs included
         .where(IpAllocation.network_id == network_id)
         .order_by(IpAllocation.address)
     )

@@ -143,10 +143,10 @@ class DnsmasqServer:
         self.network = network
         if self.process is None or self.process.poll() is not None:
             return  # the manager restarts a dead server; it reads the new file then
+        for host in removed:  # first: the address may be reserved to a new MAC already
+            self._release(host)
         os.kill(self.process.pid, signal.SIGHUP)
         self._wait_for_hosts(logged)
-        for host in removed:
-            self._release(host)
 
     def _release(self, host: DhcpHost) -> None:
         """Drop the lease of a reservation that is gone, so its address is free now."""
