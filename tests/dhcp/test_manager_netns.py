@@ -19,6 +19,7 @@ from dhcp_world import DhcpWorld, why_unavailable
 
 from metalnet import inventory
 from metalnet.db.models import Instance
+from metalnet.dhcp.interfaces import DhcpHostError
 from metalnet.metrics import DHCP_SERVER_RESTARTS
 
 REASON = why_unavailable()
@@ -227,25 +228,6 @@ def test_a_missing_interface_is_named_and_other_networks_are_still_served(
     assert world.dhcp(world.client(121, MAC["n2"])) is not None
 
 
-def test_a_restarted_manager_stops_the_dnsmasq_its_predecessor_left(world: DhcpWorld) -> None:
-    """A killed manager leaves its dnsmasq running; the next one replaces it (same
-    files, same leases) instead of failing on a busy interface."""
-    world.spawn("web-1", "acme", "web", "n1")
-    first = world.manager()
-    first.sync()
-    orphan = first.servers.pop(VLAN)  # forgotten, as if its manager had died
-    client = world.client(VLAN, MAC["n1"])
-    leased = world.dhcp(client)
-
-    second = world.manager()
-    second.sync()
-
-    assert orphan.process is not None
-    wait_for(lambda: orphan.process.poll() is not None, "the orphan to exit")
-    assert second.servers[VLAN].alive()
-    assert world.dhcp(client) == leased
-
-
 def _pid(path: Path) -> int | None:
     """The pid in a pid file, or None while it is missing or half written."""
     try:
@@ -343,3 +325,45 @@ def test_serve_runs_the_manager_and_counts_a_restart_in_metrics(
         _, stderr = serve.communicate(timeout=30)
     assert serve.returncode == 0, stderr
     assert "dnsmasq exited (status -9), restarting it" in stderr
+
+
+def test_a_killed_agents_dnsmasq_is_replaced_by_the_next_agent(
+    world: DhcpWorld, tmp_path: Path
+) -> None:
+    """dnsmasq outlives an agent killed with -9; the next agent stops it and serves on
+    with the same lease file, instead of failing on a busy interface."""
+    import subprocess
+    import sys
+
+    world.spawn("web-1", "acme", "web", "n1")
+    config = write_config(world, tmp_path)
+    argv = [sys.executable, "-m", "metalnet", "--config", str(config), "dhcp-agent"]
+    first = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
+    pid_file = Path(world.settings.dhcp_state_dir) / f"vlan{VLAN}" / "dnsmasq.pid"
+    try:
+        wait_for(lambda: _pid(pid_file) is not None, "the first agent's dnsmasq")
+        orphan = _pid(pid_file)
+        client = world.client(VLAN, MAC["n1"])
+        leased = world.dhcp(client)
+        assert leased is not None
+    finally:
+        first.kill()
+        first.wait(10)
+    assert Path(f"/proc/{orphan}").exists()  # the orphan serves on, unmanaged
+
+    second = world.manager()
+    second.sync()
+
+    assert not Path(f"/proc/{orphan}").exists()
+    assert second.servers[VLAN].alive()
+    leases = (Path(world.settings.dhcp_state_dir) / f"vlan{VLAN}" / "leases").read_text()
+    assert f"{MAC['n1']} {leased.address}" in leases
+    assert world.dhcp(client) == leased
+
+
+def test_two_managers_never_share_a_state_directory(world: DhcpWorld) -> None:
+    world.spawn("web-1", "acme", "web", "n1")
+    world.manager().sync()
+
+    with pytest.raises(DhcpHostError, match=r"another DHCP manager \(serve or dhcp-agent\) runs"):
+        world.manager().sync()

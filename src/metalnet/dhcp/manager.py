@@ -20,6 +20,7 @@ the others; the next pass tries again.
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import logging
 import shutil
@@ -28,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from sqlalchemy.orm import Session
 
@@ -91,7 +93,7 @@ class DhcpManager:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._leftovers_checked = False
+        self._state_lock: TextIO | None = None  # held while this manager runs
 
     # Running ---------------------------------------------------------------------------
 
@@ -111,6 +113,9 @@ class DhcpManager:
             for server in self.servers.values():
                 server.stop()
             self.servers.clear()
+            if self._state_lock is not None:
+                self._state_lock.close()  # releases the lock
+                self._state_lock = None
 
     def __enter__(self) -> DhcpManager:
         return self.start()
@@ -131,7 +136,8 @@ class DhcpManager:
         """Make the running dnsmasq servers match the database, once."""
         with self._lock:
             wanted, problems = self._wanted()
-            if not self._leftovers_checked:
+            if self._state_lock is None:
+                self._claim_state_dir()
                 self._clear_leftovers(set(wanted))
             for vlan in sorted(set(self.servers) - set(wanted)):
                 self._retire(vlan)
@@ -235,12 +241,22 @@ class DhcpManager:
         except DhcpHostError as exc:
             log.warning("DHCP %s: %s", network.name, exc)
 
+    def _claim_state_dir(self) -> None:
+        """Refuse to share the state directory: two managers would fight over it."""
+        self.state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        lock = (self.state_dir / ".lock").open("a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise DhcpHostError(
+                f"another DHCP manager (serve or dhcp-agent) runs on {self.state_dir}"
+            ) from None
+        self._state_lock = lock
+
     def _clear_leftovers(self, wanted: set[int]) -> None:
-        """After a crash of this process: stop its orphaned dnsmasq servers, and delete
-        the directories of networks that stopped needing DHCP meanwhile."""
-        self._leftovers_checked = True
-        if not self.state_dir.is_dir():
-            return
+        """After a crash of an earlier manager: stop the dnsmasq servers it left, and
+        delete the directories of networks that stopped needing DHCP meanwhile."""
         for directory in self.state_dir.glob("vlan*"):
             kill_orphan(ServerFiles(directory))
             if directory.name.removeprefix("vlan") not in {str(v) for v in wanted}:
