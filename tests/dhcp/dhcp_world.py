@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from metalnet import inventory
 from metalnet.config import load_settings
@@ -31,7 +32,7 @@ from metalnet.db.engine import Database, upgrade
 from metalnet.db.models import Instance, IpAllocation, Nic, Project
 from metalnet.dhcp.interfaces import DhcpInterfaces, program
 from metalnet.dhcp.manager import DhcpManager
-from metalnet.lifecycle.instances import create_instance
+from metalnet.dhcp.reservations import reserve
 
 SHA = "0" * 64
 TEMPLATE = "vl{vlan}"
@@ -81,6 +82,23 @@ class Lease:
 class Client:
     netns: str
     mac: str
+
+
+def claim(session: Session, project: str, network: str, node: str, instance: str) -> str:
+    """Record an instance holding `node`, with its reservation: what
+    `lifecycle.instances.create_instance` records (its claim, then `reserve`), without
+    the checks that are not DHCP's (image policy, node state); the address reserved."""
+    net = inventory.get_network(session, project, network)
+    held = inventory.get_node(session, node)
+    session.add(
+        Instance(
+            name=instance, project_id=net.project_id, network_id=net.id, node_id=held.id,
+            holds_node_id=held.id, image_url="http://images/x.img", sha256=SHA,
+        )
+    )  # fmt: skip
+    held.state = "deploying"
+    session.flush()
+    return reserve(session, net, held)
 
 
 class DhcpWorld:
@@ -164,17 +182,12 @@ class DhcpWorld:
 
     def node(self, name: str, mac: str, port: str) -> None:
         with self.db.session() as session:
-            inventory.add_node(session, self.settings, name, mac, "sw1", port, "redfish://bmc")
+            inventory.add_node(session, self.settings, name, mac, "sw1", port, f"ipmi://{name}")
 
     def spawn(self, instance: str, project: str, network: str, node: str) -> str:
-        """Create an instance (as the API does); its reserved address."""
+        """A new instance holding `node` on `network`; its reserved address."""
         with self.db.session() as session:
-            created = create_instance(
-                session, instance, project, network, node, "http://images/x.img", SHA
-            )
-            session.flush()
-            node_id = created.node_id
-        return self.address_of(node_id)
+            return claim(session, project, network, node, instance)
 
     def address_of(self, node_id: int) -> str:
         with self.db.session() as session:

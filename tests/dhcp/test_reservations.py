@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from dhcp_world import claim
 from sqlalchemy import select
 
 from metalnet import inventory
@@ -13,9 +14,6 @@ from metalnet.db.engine import Database
 from metalnet.db.models import Instance, IpAllocation
 from metalnet.dhcp.reservations import live_reservations, networks_needing_dhcp, project_network
 from metalnet.errors import Conflict
-from metalnet.lifecycle.instances import create_instance
-
-SHA = "a" * 64
 
 
 @pytest.fixture
@@ -27,13 +25,13 @@ def inventory_db(db: Database) -> Database:
         inventory.create_network(session, db.settings, "acme", "tiny", "10.50.0.0/29")
         for i in range(1, 7):
             mac = f"02:00:00:00:50:{i:02x}"
-            inventory.add_node(session, db.settings, f"n{i}", mac, "sw1", f"eth{i}", "ipmi://b")
+            inventory.add_node(session, db.settings, f"n{i}", mac, "sw1", f"eth{i}", f"ipmi://b{i}")
     return db
 
 
 def spawn(db: Database, name: str, node: str) -> None:
     with db.session() as session:
-        create_instance(session, name, "acme", "tiny", node, "http://images/x.img", SHA)
+        claim(session, "acme", "tiny", node, name)
 
 
 def release(db: Database, name: str) -> None:
