@@ -4,13 +4,18 @@ in the pool once released; never the gateway or the DHCP server's own address.""
 from __future__ import annotations
 
 import ipaddress
+import tempfile
 
 import pytest
 from dhcp_world import claim
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from sqlalchemy import select
 
 from metalnet import inventory
-from metalnet.db.engine import Database
+from metalnet.config import load_settings
+from metalnet.db.engine import Database, upgrade
 from metalnet.db.models import Instance, IpAllocation
 from metalnet.dhcp.reservations import live_reservations, networks_needing_dhcp, project_network
 from metalnet.errors import Conflict
@@ -113,3 +118,76 @@ def test_the_dnsmasq_description_carries_gateway_server_and_safe_names(
         ("02:00:00:00:50:01", "10.50.0.2", "web-1")
     ]
     assert dhcp.dns_servers == (ipaddress.IPv4Address("192.0.2.53"),)
+
+
+class ReservationModel(RuleBasedStateMachine):
+    """Any interleaving of spawns, terminates and quarantines on a /28 (13 usable host
+    addresses: gateway, server and 12 for instances, 14 nodes competing for them)."""
+
+    NODES = 14
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = tempfile.TemporaryDirectory()
+        self.db = Database(load_settings(None, f"sqlite:///{self.tmp.name}/m.db"))
+        upgrade(self.db.engine)
+        with self.db.session() as session:
+            inventory.add_switch(session, "sw1", "fake", "192.0.2.1:830", "admin", "pw")
+            inventory.create_project(session, "acme")
+            inventory.create_network(session, self.db.settings, "acme", "small", "10.60.0.0/28")
+            for i in range(self.NODES):
+                mac = f"02:00:00:00:60:{i:02x}"
+                inventory.add_node(
+                    session, self.db.settings, f"n{i}", mac, "sw1", f"eth{i}", f"ipmi://m{i}"
+                )
+        self.holding: dict[str, str] = {}  # node -> instance holding it
+        self.count = 0
+
+    @rule(node=st.integers(0, NODES - 1))
+    def spawn(self, node: int) -> None:
+        name = f"n{node}"
+        if name in self.holding:
+            return
+        self.count += 1
+        instance = f"i{self.count}"
+        try:
+            with self.db.session() as session:
+                claim(session, "acme", "small", name, instance)
+        except Conflict:
+            assert len(self.holding) == 12, "refused while addresses were free"
+            return
+        self.holding[name] = instance
+
+    @rule(data=st.data(), quarantine=st.booleans())
+    def end(self, data: st.DataObject, quarantine: bool) -> None:
+        if not self.holding:
+            return
+        node = data.draw(st.sampled_from(sorted(self.holding)))
+        with self.db.session() as session:
+            instance = session.scalar(
+                select(Instance).where(Instance.name == self.holding.pop(node))
+            )
+            instance.holds_node_id = None
+            instance.state = "error" if quarantine else "deleted"
+
+    @invariant()
+    def served_are_exactly_the_holders_with_distinct_allowed_addresses(self) -> None:
+        with self.db.session() as session:
+            network = inventory.get_network(session, "acme", "small")
+            rows = live_reservations(session, network.id)
+            served = {a.nic.node.name: (i.name, a.address) for a, i in rows}
+        assert {node: name for node, (name, _) in served.items()} == self.holding
+        addresses = [address for _, address in served.values()]
+        assert len(set(addresses)) == len(addresses)
+        allowed = {str(h) for h in ipaddress.IPv4Network("10.60.0.0/28").hosts()}
+        assert set(addresses) <= allowed - {"10.60.0.1", "10.60.0.14"}
+
+    def teardown(self) -> None:
+        self.db.engine.dispose()
+        self.tmp.cleanup()
+
+
+ReservationModel.TestCase.settings = settings(
+    max_examples=15, stateful_step_count=40, deadline=None
+)
+test_reservation_model = ReservationModel.TestCase
