@@ -179,6 +179,32 @@ def test_a_killed_dnsmasq_comes_back(world: DhcpWorld) -> None:
     assert world.dhcp(world.client(VLAN, MAC["n1"])) is not None
 
 
+def test_a_dnsmasq_that_keeps_dying_is_restarted_with_back_off(
+    world: DhcpWorld, virtual_clock: list[float]
+) -> None:
+    from metalnet import retry
+
+    world.spawn("web-1", "acme", "web", "n1")
+    manager = world.manager()
+    manager.sync()
+
+    def crash() -> None:
+        process = manager.servers[VLAN].process
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+    crash()
+    manager.sync()
+    assert manager.servers[VLAN].alive()  # the first time at once
+    crash()
+    manager.sync()
+    assert not manager.servers[VLAN].alive()  # again so soon: it waits
+    retry.sleep(1.0)  # the virtual clock passes the first back-off (1 s)
+    manager.sync()
+    assert manager.servers[VLAN].alive()
+    assert world.dhcp(world.client(VLAN, MAC["n1"])) is not None
+
+
 def test_node_and_instance_names_that_are_no_host_names_do_not_break_the_network(
     world: DhcpWorld,
 ) -> None:

@@ -25,7 +25,6 @@ import ipaddress
 import logging
 import shutil
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import TextIO
 
 from sqlalchemy.orm import Session
 
+from metalnet import retry
 from metalnet.db.engine import Database
 from metalnet.dhcp.dnsmasq import render_dnsmasq
 from metalnet.dhcp.interfaces import DhcpHostError, DhcpInterfaces
@@ -192,9 +192,13 @@ class DhcpManager:
             self._launch(vlan, network)
         elif not server.alive():
             self._restart(vlan, server, network)
-        elif _reservations(server.network) != _reservations(network):
-            server.reload(network)
-            log.info("DHCP %s: %d reservations, reloaded", network.name, len(network.hosts))
+        else:
+            restarts = self._restarts.get(vlan)
+            if restarts and retry.clock() - restarts.last > RESTART_BACKOFF.cap:
+                del self._restarts[vlan]  # stable again: the next crash restarts at once
+            if _reservations(server.network) != _reservations(network):
+                server.reload(network)
+                log.info("DHCP %s: %d reservations, reloaded", network.name, len(network.hosts))
 
     def _launch(self, vlan: int, network: DhcpNetwork) -> None:
         self.interfaces.check(network.interface, vlan)
@@ -215,7 +219,7 @@ class DhcpManager:
     def _restart(self, vlan: int, server: DnsmasqServer, network: DhcpNetwork) -> None:
         """Bring a dead dnsmasq back, at once the first time, then with back-off."""
         restarts = self._restarts.setdefault(vlan, _Restarts())
-        now = time.monotonic()
+        now = retry.clock()
         if now < restarts.not_before:
             return
         code = server.process.returncode if server.process else None
@@ -270,14 +274,6 @@ class DhcpManager:
         for vlan in set(self.problems) - set(problems):
             log.info("DHCP VLAN %d: served again", vlan)
         self.problems = problems
-        for vlan, server in self.servers.items():
-            restarts = self._restarts.get(vlan)
-            if (
-                restarts
-                and server.alive()
-                and time.monotonic() - restarts.last > RESTART_BACKOFF.cap
-            ):
-                del self._restarts[vlan]  # stable again: the next crash restarts at once
 
     def _files(self, vlan: int) -> ServerFiles:
         return ServerFiles(self.state_dir / f"vlan{vlan}")
