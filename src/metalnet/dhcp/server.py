@@ -214,8 +214,9 @@ def _size(path: Path) -> int:
 
 
 def _read_from(path: Path, offset: int) -> bytes:
+    """The log written since `offset`; all of it if it was truncated (copytruncate)."""
     if not path.exists():
         return b""
     with path.open("rb") as handle:
-        handle.seek(offset)
+        handle.seek(offset if offset <= path.stat().st_size else 0)
         return handle.read()
