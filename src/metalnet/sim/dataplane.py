@@ -224,7 +224,7 @@ class DataPlane:
 
     def reserved(self, node: str, vlan: int) -> ipaddress.IPv4Address | None:
         """The address `node` is reserved on VLAN `vlan`'s network, if any."""
-        mac = next(n.mac for n in self._lab.nodes if n.name == node)
+        mac = self.nodes[node].endpoint.mac
         server = self.dhcp.servers.get(vlan)
         hosts = server.network.hosts if server else ()
         return next((host.ip for host in hosts if host.mac == mac), None)
