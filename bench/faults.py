@@ -1,12 +1,12 @@
 #!/usr/bin/env python
-"""Fault campaign benchmark (issue 8): every fault N times, one table of what survived.
+"""Fault campaign benchmark: every fault N times, one table of what survived.
 
-Runs the scenarios of tests/faults/faultscenarios.py -- the very functions the tests
-check -- `--runs` times each and prints, per fault: runs, how many recovered, time to
-recover (median / max, from injecting the fault until the settled system passed the
-audit), and anything lost: ports neither in their desired VLAN nor reported, stuck
-instances, duplicate applications, isolation violations, journal entries the switch
-never showed. See bench/README.md, "Fault campaign".
+Runs the scenarios of metalnet.sim.lab.faults.scenarios -- the very functions the tests
+check -- `--runs` times each and prints, per fault: runs, how many hit their target
+transaction, how many recovered, time to recover (median / max, from injecting the
+fault until the settled system passed the audit), and anything lost: ports neither in
+their desired VLAN nor reported, stuck instances, duplicate applications, isolation
+violations, journal entries the switch never showed. See bench/README.md, "Fault campaign".
 """
 
 from __future__ import annotations
@@ -22,13 +22,8 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-# The scenarios live with the tests (they build on the tests' lab world and PostgreSQL
-# helpers); the benchmark only repeats them and counts.
-TESTS = Path(__file__).resolve().parents[1] / "tests"
-sys.path[:0] = [str(TESTS), str(TESTS / "faults")]
-
-from faultscenarios import SCENARIOS, Env, Outcome  # noqa: E402
-from pgcluster import PgCluster, find_pg_bin  # noqa: E402
+from metalnet.sim.lab.faults.scenarios import SCENARIOS, Env, Outcome
+from metalnet.sim.lab.postgres import PgCluster, find_pg_bin
 
 LOSS_KINDS = ("unreported", "stuck", "duplicates", "violations", "unbacked")
 
@@ -39,6 +34,7 @@ class Row:
 
     fault: str
     runs: int = 0
+    hit: int = 0
     recovered: int = 0
     seconds: list[float] = field(default_factory=list)
     lost: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LOSS_KINDS, 0))
@@ -48,6 +44,7 @@ class Row:
     def add(self, outcome: Outcome) -> None:
         self.fault = outcome.fault
         self.runs += 1
+        self.hit += outcome.hit.ok
         self.recovered += outcome.recovered
         if outcome.recovered:
             self.seconds.append(outcome.seconds)
@@ -55,6 +52,7 @@ class Row:
             self.lost[kind] += len(items)
         self.details.append(
             {
+                "hit": asdict(outcome.hit),
                 "recovered": outcome.recovered,
                 "seconds": outcome.seconds,
                 "notes": outcome.notes,
@@ -94,6 +92,7 @@ def table(rows: list[Row]) -> str:
     head = (
         "fault",
         "runs",
+        "hit",
         "recovered",
         "recover s (med/max)",
         "lost: unreported",
@@ -109,6 +108,7 @@ def table(rows: list[Row]) -> str:
             (
                 r.fault,
                 str(r.runs),
+                f"{r.hit}/{r.runs}",
                 f"{r.recovered}/{r.runs}",
                 _seconds(r.seconds),
                 str(lost["unreported"]),
@@ -157,7 +157,8 @@ def main() -> int:
     if args.json:
         document = {"runs": args.runs, "table": text, "faults": [asdict(r) for r in rows]}
         args.json.write_text(json.dumps(document, indent=2, default=str))
-    return 0 if all(r.recovered == r.runs and not any(r.lost.values()) for r in rows) else 1
+    complete = all(r.hit == r.recovered == r.runs and not any(r.lost.values()) for r in rows)
+    return 0 if complete else 1
 
 
 if __name__ == "__main__":

@@ -6,11 +6,11 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from pgcluster import PgCluster, find_pg_bin
 from typer.testing import CliRunner
 
 from metalnet.config import Settings, load_settings
 from metalnet.db.engine import Database, upgrade
+from metalnet.sim.lab.postgres import PgCluster, find_pg_bin
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from faultrig import restart_postgres
-from pgcluster import PgCluster, find_pg_bin
 
 from metalnet.config import load_settings
 from metalnet.db.engine import Database, upgrade
+from metalnet.sim.lab.faults.rig import restart_postgres
+from metalnet.sim.lab.postgres import PgCluster, find_pg_bin
 from metalnet.sim.switch.device import SimSwitch
 from metalnet.switches.base import PortChange
 from metalnet.switches.junos import JunosDriver

@@ -8,11 +8,9 @@ commit may fail from two workers contending for it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
-import socketserver
 import subprocess
 import sys
 import threading
@@ -26,6 +24,7 @@ from sqlalchemy import select
 from metalnet.db.models import Instance, InstanceEvent, SwitchChange
 from metalnet.lifecycle import instances
 from metalnet.lifecycle.invariants import port_violation
+from metalnet.sim.lab.failover import Failover
 
 pytestmark = pytest.mark.postgres
 
@@ -34,45 +33,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class Failover(socketserver.ThreadingTCPServer):
-    """The agents' one controller address, relaying to the first worker that answers
-    (what a load balancer in front of several controllers does)."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, backends: list[int]) -> None:
-        self.backends = backends
-        super().__init__(("127.0.0.1", 0), _Relay)
-
-
-class _Relay(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        for port in self.server.backends:
-            try:
-                upstream = socket.create_connection(("127.0.0.1", port), timeout=1)
-            except OSError:
-                continue
-            upstream.settimeout(None)
-            pump = threading.Thread(target=_pipe, args=(upstream, self.request), daemon=True)
-            pump.start()
-            _pipe(self.request, upstream)
-            pump.join(30)
-            return
-
-
-def _pipe(src: socket.socket, dst: socket.socket) -> None:
-    try:
-        while data := src.recv(65536):
-            dst.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for s in (src, dst):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
 
 
 def serve(config: Path, log: Path) -> subprocess.Popen[bytes]:

@@ -10,7 +10,7 @@ import ipaddress
 import time
 
 from metalnet.dhcp import DhcpHost, DhcpNetwork
-from metalnet.sim.netlab import NetLab
+from metalnet.sim.lab.netns import NetLab
 
 VLAN = 100
 MAC = "02:00:00:00:0c:01"

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from netns_env import leftovers, netns_marks
 
-from metalnet.demo import Demo, run_demo
-from metalnet.sim.netlab.cleanup import workdir_for
+from metalnet.sim.lab.demo import Demo, run_demo
+from metalnet.sim.lab.netns.cleanup import workdir_for
 
 pytestmark = netns_marks()
 

@@ -22,7 +22,7 @@ import pytest
 from netlab_child_lab import build_small_lab
 
 from metalnet.dhcp import DhcpHost, DhcpNetwork
-from metalnet.sim.netlab import LabNode, NetLab, NetLabNeedsRoot, cleanup_stale
+from metalnet.sim.lab.netns import NetLab, NetLabNeedsRoot, NodeEndpoint, cleanup_stale
 
 NEEDED = {"ip": "iproute2", "dnsmasq": "dnsmasq", "busybox": "busybox", "ping": "iputils-ping"}
 
@@ -194,7 +194,7 @@ def test_host_endpoint_serves_the_service_vlan_only(topo: Topology, tmp_path: Pa
     server = [sys.executable, "-m", "http.server", "8080", "--bind", "10.100.0.3"]
     lab.run_in(endpoint, [*server, "--directory", str(tmp_path)], stderr=subprocess.DEVNULL)
 
-    def fetch(node: LabNode) -> bytes | None:
+    def fetch(node: NodeEndpoint) -> bytes | None:
         argv = [sys.executable, "-c", FETCH, "http://10.100.0.3:8080/task"]
         client = lab.run_in(node, argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         out, _ = client.communicate(timeout=5)
@@ -300,7 +300,7 @@ def test_cleanup_stale_spares_a_running_lab() -> None:
 
 
 def test_refuses_to_start_without_root() -> None:
-    code = "from metalnet.sim.netlab import NetLab\nwith NetLab():\n    pass\n"
+    code = "from metalnet.sim.lab.netns import NetLab\nwith NetLab():\n    pass\n"
     result = subprocess.run(
         ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
         capture_output=True,

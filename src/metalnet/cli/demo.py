@@ -7,9 +7,7 @@ import logging
 import typer
 
 from metalnet.cli.common import console, print_json, print_table
-from metalnet.demo import run_demo
 from metalnet.errors import MetalnetError
-from metalnet.sim.netlab import NetLabNeedsRoot, ToolMissing
 
 
 class DemoFailed(MetalnetError):
@@ -40,6 +38,9 @@ def demo(
 
     Example: metalnet demo --nodes 6; sudo metalnet demo --netns
     """
+    from metalnet.sim.lab.demo import run_demo
+    from metalnet.sim.lab.netns import NetLabNeedsRoot, ToolMissing
+
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(message)s",

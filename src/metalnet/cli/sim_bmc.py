@@ -13,10 +13,9 @@ import time
 from types import FrameType
 
 from metalnet.errors import InputError
-from metalnet.sim.bmc import IpmiBmc, RedfishBmc, SimBmc, SimNodePower
 from metalnet.validate import check_listen
 
-BMC_KINDS: dict[str, type[SimBmc]] = {"redfish": RedfishBmc, "ipmi": IpmiBmc}
+BMC_KINDS = ("redfish", "ipmi")
 
 
 def serve_bmc(kind: str, listen: str, node: str, username: str, password: str) -> None:
@@ -28,8 +27,11 @@ def serve_bmc(kind: str, listen: str, node: str, username: str, password: str) -
     if kind not in BMC_KINDS:
         raise InputError(f"invalid BMC kind {kind!r}: expected one of {', '.join(BMC_KINDS)}")
     host, port = check_listen(listen)
+    from metalnet.sim.bmc import IpmiBmc, RedfishBmc, SimNodePower
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    bmc = BMC_KINDS[kind](SimNodePower(node), username, password, host, port)
+    bmc_class = RedfishBmc if kind == "redfish" else IpmiBmc
+    bmc = bmc_class(SimNodePower(node), username, password, host, port)
     try:
         bmc.start()
     except OSError as exc:

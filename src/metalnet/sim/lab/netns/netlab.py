@@ -27,9 +27,9 @@ from typing import Any
 from metalnet.dhcp import DhcpNetwork
 from metalnet.dhcp.interfaces import DhcpInterfaces
 from metalnet.dhcp.server import DnsmasqServer, ServerFiles
-from metalnet.sim.netlab import cleanup, dhclient, probe
-from metalnet.sim.netlab.endpoints import DhcpServer, Endpoint, HostEndpoint, LabNode
-from metalnet.sim.netlab.system import (
+from metalnet.sim.lab.netns import cleanup, dhclient, probe
+from metalnet.sim.lab.netns.endpoints import DhcpServer, Endpoint, HostEndpoint, NodeEndpoint
+from metalnet.sim.lab.netns.system import (
     NetLabError,
     harden_host_link,
     in_netns,
@@ -126,14 +126,14 @@ class NetLab:
             self._bridges[vlan] = bridge
         return self._bridges[vlan]
 
-    def add_node(self, name: str, mac: str) -> LabNode:
+    def add_node(self, name: str, mac: str) -> NodeEndpoint:
         """A node: a namespace whose NIC has `mac`; its port starts detached."""
         mac = normalize_mac(mac)
         netns, port = self._make_namespace(name, NODE_NIC, mac)
-        node = LabNode(name=name, netns=netns, nic=NODE_NIC, port=port, mac=mac)
+        node = NodeEndpoint(name=name, netns=netns, nic=NODE_NIC, port=port, mac=mac)
         return node
 
-    def set_port_vlan(self, node: LabNode, vlan_id: int | None) -> None:
+    def set_port_vlan(self, node: NodeEndpoint, vlan_id: int | None) -> None:
         """Move the node's switch port to VLAN `vlan_id`'s bridge; None detaches it."""
         if vlan_id is None:
             ip("link", "set", node.port, "nomaster")
@@ -207,7 +207,7 @@ class NetLab:
         """
         return self._spawn(endpoint.netns, argv, **popen)
 
-    def dhcp(self, node: LabNode, timeout: float = 3.0) -> ipaddress.IPv4Address | None:
+    def dhcp(self, node: NodeEndpoint, timeout: float = 3.0) -> ipaddress.IPv4Address | None:
         """Run a real DHCP client on the node's NIC; the leased address or None."""
         return dhclient.request_lease(node, self._hook, timeout)
 

@@ -8,17 +8,15 @@ switch's own NETCONF answer; every commit on every switch is checked against the
 invariant "a port is in a project VLAN only while that project's instance is
 active there"; at the end every disk must hold the image, then be erased.
 
-With `netns` (root) the lab gets a real data plane (metalnet.sim.dataplane): nodes
+With `netns` (root) the lab gets a real data plane (metalnet.sim.lab.dataplane): nodes
 are network namespaces, VLANs are bridges, every network has a real dnsmasq, agents
 reach the controller over the service network only, and after every step a
 reachability matrix measured with packets must match what the design allows
-(metalnet.sim.isolation).
+(metalnet.sim.lab.isolation).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import socket
 import statistics
 import tempfile
 import threading
@@ -30,7 +28,6 @@ from pathlib import Path
 from sqlalchemy import select
 
 from metalnet import inventory
-from metalnet.config import Settings, load_settings
 from metalnet.controller import Controller
 from metalnet.db.engine import Database, upgrade
 from metalnet.db.models import Instance, InstanceEvent, Network, Node
@@ -38,39 +35,17 @@ from metalnet.lifecycle import instances
 from metalnet.lifecycle.engine import SPAWN, TERMINATE, Job
 from metalnet.lifecycle.invariants import port_violation
 from metalnet.power import PowerState
-from metalnet.sim.dataplane import DataPlane
-from metalnet.sim.isolation import IsolationProof, Measurement
-from metalnet.sim.lab import Lab, LabNode
-from metalnet.sim.netlab.system import require_root
+from metalnet.sim.lab.dataplane import DataPlane
+from metalnet.sim.lab.isolation import IsolationProof, Measurement
+from metalnet.sim.lab.lab import Lab
+from metalnet.sim.lab.netns.system import require_root
+from metalnet.sim.lab.nodes import LabNode
+from metalnet.sim.lab.world import PROJECTS, lab_settings
 from metalnet.sim.switch.device import SimSwitch
 from metalnet.switches.junos import JunosDriver
 
-PROJECTS = (("alpha", "10.20.0.0/24"), ("beta", "10.30.0.0/24"))
 SERVICE_CIDR = "10.10.0.0/24"  # the provisioning network's subnet (netns mode)
 Progress = Callable[[str], None]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def demo_settings(workdir: Path, agent_url: str | None = None) -> Settings:
-    """Embedded defaults in a throwaway directory, with lab-sized timeouts.
-
-    `agent_url`: where agents reach the controller, when not at its listen address.
-    """
-    base = load_settings(None, f"sqlite:///{workdir / 'metalnet.db'}")
-    return dataclasses.replace(
-        base,
-        agent_url=agent_url or base.agent_url,
-        boot_dir=str(workdir / "boot"),
-        controller_listen=f"127.0.0.1:{_free_port()}",
-        step_timeout=90.0,
-        poll_interval=0.2,
-        switch_timeout=30.0,
-    )
 
 
 class Checks:
@@ -107,7 +82,7 @@ class Demo:
         self.workdir = workdir
         self.progress = progress
         self.plane = DataPlane(SERVICE_CIDR) if netns else None
-        self.settings = demo_settings(workdir, self.plane.agent_url if self.plane else None)
+        self.settings = lab_settings(workdir, self.plane.agent_url if self.plane else None)
         self.db = Database(self.settings)
         switches = 2 if nodes > 2 else 1
         self.lab = Lab(
@@ -183,7 +158,7 @@ class Demo:
             f"projects {', '.join(f'{p} (VLAN {v})' for p, v in self.vlans.items())}"
         )
         if self.plane is not None:
-            self.plane.start(self.lab, self.db)
+            self.plane.start(self.lab.nodes, self.lab.fleet.switches, self.lab.images, self.db)
             self.proof = IsolationProof(self.plane, self.db)
             self.progress(
                 f"data plane {self.plane.prefix}: a namespace per node, a bridge per VLAN, "

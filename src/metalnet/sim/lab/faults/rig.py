@@ -2,7 +2,7 @@
 
 Everything here is real: the Junos simulator over SSH, Redfish BMCs, agent processes,
 `metalnet serve` subprocesses and a throwaway PostgreSQL. The campaign's scenarios
-(faultscenarios.py) use these pieces; the audit (faultaudit.py) judges the result.
+(scenarios.py) use these pieces; the audit (audit.py) judges the result.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,25 +18,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pgcluster import PgCluster
 from sqlalchemy import select
 
 from metalnet.db.engine import Database
 from metalnet.db.models import Instance, Node
 from metalnet.lifecycle import instances
 from metalnet.lifecycle.invariants import port_violation
+from metalnet.sim.lab.controller import write_config
+from metalnet.sim.lab.postgres import PgCluster
+from metalnet.sim.lab.world import World
 from metalnet.sim.switch.device import SimSwitch
 from metalnet.switches.junos import JunosDriver
 from metalnet.switching import Switching
-
-# The lifecycle tests' lab world and failover relay are reused as they are; they import
-# each other as top-level modules, so their directory goes on the path (as pytest's
-# rootdir-relative import does for tests/lifecycle itself).
-LIFECYCLE_TESTS = Path(__file__).resolve().parents[1] / "lifecycle"
-if str(LIFECYCLE_TESTS) not in sys.path:
-    sys.path.insert(0, str(LIFECYCLE_TESTS))
-
-from labworld import World  # noqa: E402
 
 FINAL = ("active", "deleted", "error")
 
@@ -183,30 +175,12 @@ def wait_final(db: Database, names: list[str], timeout: float) -> bool:
 # ----------------------------------------------------------------------------- processes
 
 
-def serve(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    """A `metalnet serve` worker process logging to `log`."""
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "metalnet", "--config", str(config), "serve"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
 def write_worker_config(path: Path, world: World, listen: str, **values: object) -> Path:
     """A TOML config for one serve worker of `world`, with lab-sized timeouts."""
     s = world.settings
-    lines = [
-        f'database_url = "{s.database_url}"',
-        f'boot_dir = "{s.boot_dir}"',
-        f'controller_listen = "{listen}"',
-        *(
-            f"{key} = {value!r}" if isinstance(value, float | int) else f'{key} = "{value}"'
-            for key, value in values.items()
-        ),
-    ]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_config(
+        path, database_url=s.database_url, boot_dir=s.boot_dir, controller_listen=listen, **values
+    )
 
 
 def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:

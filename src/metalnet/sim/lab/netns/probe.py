@@ -17,8 +17,8 @@ import subprocess
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from metalnet.sim.netlab.endpoints import Endpoint
-from metalnet.sim.netlab.system import in_netns, ip, tool
+from metalnet.sim.lab.netns.endpoints import Endpoint
+from metalnet.sim.lab.netns.system import in_netns, ip, tool
 
 MAX_PARALLEL_PROBES = 64
 Matrix = dict[str, dict[str, bool]]

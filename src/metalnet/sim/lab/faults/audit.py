@@ -30,12 +30,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from faultrig import FINAL, Activation, Watch, utc, wait_until
 from sqlalchemy import select
 
 from metalnet.db.engine import Database
 from metalnet.db.models import Instance, InstanceEvent, SwitchChange, SwitchPort
 from metalnet.reconcile import Drift, reconcile
+from metalnet.sim.lab.faults.rig import FINAL, Activation, Watch, utc, wait_until
 from metalnet.sim.switch.device import SimSwitch
 
 PORT_STEPS = ("port_to_service", "port_to_project")

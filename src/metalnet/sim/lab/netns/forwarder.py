@@ -9,7 +9,8 @@ connection to that socket. It adds no route between namespaces: whoever reaches
 service_ip:port (only nodes whose port is in the service VLAN) gets the agent
 endpoint, and nothing else.
 
-Usage: python -m metalnet.sim.forwarder HOST:PORT SOCKET_PATH (prints READY when listening).
+Usage: python -m metalnet.sim.lab.netns.forwarder HOST:PORT SOCKET_PATH
+(prints READY when listening).
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 Each scenario is a function `(workdir, env) -> Outcome`, shared by the tests
 (tests/faults/test_fault_campaign.py) and the benchmark (bench/faults.py), so the
-table the benchmark prints is about exactly what the tests check.
+table the benchmark prints is about exactly what the tests check. Every outcome says
+whether the fault hit what it was aimed at (`Hit`), with the evidence: a fault that
+missed its transaction proves nothing, however well the system recovered.
 
 Switch faults run with a *batch* of port changes and a *terminate* lifecycle in flight,
 coalesced into the one transaction the fault hits (a warm-up commit keeps the switch's
@@ -14,7 +16,6 @@ serve` processes over PostgreSQL.
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,15 +23,24 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from faultaudit import Findings, audit, now, settle
-from faultrig import (
+from lxml import etree
+from ncclient import manager
+from sqlalchemy import select
+
+from metalnet.controller import Controller
+from metalnet.db.models import Instance, SwitchChange
+from metalnet.lifecycle import instances
+from metalnet.reconcile import Drift
+from metalnet.sim.lab.controller import serve
+from metalnet.sim.lab.failover import Failover
+from metalnet.sim.lab.faults.audit import Findings, audit, now, settle
+from metalnet.sim.lab.faults.rig import (
     Trigger,
     driver_lock_wait,
     instance_state,
     kill9,
     make_active,
     restart_postgres,
-    serve,
     shorten_confirm,
     stop_workers,
     wait_final,
@@ -38,22 +48,15 @@ from faultrig import (
     watch_world,
     write_worker_config,
 )
-from labworld import World, world_with
-from lxml import etree
-from ncclient import manager
-from pgcluster import PgCluster, find_pg_bin
-from sqlalchemy import select
-from test_workers_pg import Failover
-
-from metalnet.controller import Controller
-from metalnet.db.models import Instance, SwitchChange
-from metalnet.lifecycle import instances
+from metalnet.sim.lab.postgres import PgCluster, find_pg_bin
+from metalnet.sim.lab.world import World, free_port, world_with
 
 SWITCH_SETTINGS = {"poll_interval": 0.2, "switch_timeout": 10.0}  # step_timeout: 30 s
 CONFIRM_UNIT = 0.4  # a commit-confirmed "minute" lasts 0.4 s: 5 minutes = 2 s
 WARMUP_PORT = "ge-0/0/7"
 BATCH_UNBOUND = ("ge-0/0/4", "ge-0/0/5", "ge-0/0/6")
 LOCK_BUDGET, LOCK_HELD = 1.5, 4.0
+SESSION_LOST = "session lost"  # the Junos driver's change-log message for a dropped session
 
 
 @dataclass
@@ -63,11 +66,21 @@ class Env:
     cluster: PgCluster | None = None
 
 
+@dataclass(frozen=True)
+class Hit:
+    """Whether the fault landed where it was aimed, and the record that shows it."""
+
+    ok: bool
+    evidence: str
+
+
 @dataclass
 class Outcome:
-    """One run of one fault: did the system recover, how fast, and was anything lost."""
+    """One run of one fault: did it hit its target, did the system recover, how fast,
+    and was anything lost."""
 
     fault: str
+    hit: Hit
     recovered: bool
     seconds: float
     findings: Findings
@@ -89,12 +102,15 @@ class SwitchFault:
 
     `arm(switch)` is called once the warm-up transaction is on the switch (2 commits),
     so it aims at the transaction that carries the batch and the terminate.
-    `error_ok` is a phrase an instance error may contain for the fault to count as
-    handled (a clear error); None means the terminate must complete.
+    `journal` is a phrase of the change-log entry the fault leaves: the first failed
+    transaction after the warm-up must carry it and the terminate's port (see
+    `_faulted_transaction`). `error_ok` is a phrase an instance error may contain for
+    the fault to count as handled (a clear error); None means the terminate must complete.
     """
 
     name: str
     arm: Callable[[object], None]
+    journal: str
     error_ok: str | None = None
     arm_after: int = 2
 
@@ -108,9 +124,14 @@ def _batch(world: World) -> list[tuple[str, str, int]]:
 
 
 def run_switch_fault(
-    workdir: Path, fault: SwitchFault, hold: Callable[[World], object] | None = None
+    workdir: Path,
+    fault: SwitchFault,
+    hold: Callable[[World], object] | None = None,
+    target: Callable[[World, SwitchFault, list[Drift]], Hit] | None = None,
 ) -> Outcome:
-    """Terminate of n1 + a batch in flight in one transaction; the fault hits it."""
+    """Terminate of n1 + a batch in flight in one transaction; the fault hits it.
+
+    `target` judges whether it did (default: `_faulted_transaction`)."""
     with world_with(workdir, nodes=4, commit_latency=0.2, **SWITCH_SETTINGS) as world:
         switch = world.lab.fleet.switches[0]
         shorten_confirm(switch, CONFIRM_UNIT)
@@ -137,14 +158,14 @@ def run_switch_fault(
         seconds = time.monotonic() - t0
         findings = audit(world.db, switch, watch, drift, intents)
         state, _step, error = instance_state(world.db, "t1")
+        hit = (target or _faulted_transaction)(world, fault, drift)
         notes = [
             f"batch: {sum(o.ok for o in outcomes)}/{len(outcomes)} ok",
             f"terminate: {state}" + (f" ({error})" if error else ""),
-            _hit(world),
         ]
     done = state == "deleted" or bool(fault.error_ok and error and fault.error_ok in error)
     recovered = done and not findings.unreported and not findings.stuck
-    return Outcome(fault.name, recovered, seconds, findings, notes)
+    return Outcome(fault.name, hit, recovered, seconds, findings, notes)
 
 
 def _step_started(world: World, name: str) -> bool:
@@ -153,37 +174,40 @@ def _step_started(world: World, name: str) -> bool:
         return any(e.step == "port_to_service" and e.message == "started" for e in inst.events)
 
 
-def _hit(world: World) -> str:
-    """Which transaction followed the warm-up: did the faulted one carry the terminate?"""
+def _faulted_transaction(world: World, fault: SwitchFault, _drift: list[Drift]) -> Hit:
+    """The change log's first failed transaction after the warm-up must be the one the
+    fault was aimed at: it carries the terminate's port and the fault's message."""
     n1 = world.lab.nodes[0].interface
     with world.db.session() as session:
         rows = list(session.scalars(select(SwitchChange).order_by(SwitchChange.id)))
     warmup = next(
         (i for i, r in enumerate(rows) if any(p["interface"] == WARMUP_PORT for p in r.ports)),
-        len(rows),
+        None,
     )
-    carried = [r for r in rows[warmup + 1 :] if any(p["interface"] == n1 for p in r.ports)]
-    first = carried[0] if carried else None
-    if first is None:
-        return "the terminate's port never reached the switch queue"
-    together = len(first.ports) > 1
-    return (
-        f"first transaction with the terminate's port: {'ok' if first.ok else 'failed'}"
-        f"{', coalesced with the batch' if together else ', alone'}"
-        f"{'' if first.ok else ': ' + first.message}"
-    )
+    if warmup is None:
+        return Hit(False, "the warm-up transaction is not in the change log")
+    failed = next((r for r in rows[warmup + 1 :] if not r.ok), None)
+    if failed is None:
+        return Hit(False, "no transaction failed after the warm-up: the fault hit nothing")
+    ports = sorted(str(p["interface"]) for p in failed.ports)
+    evidence = f"failed transaction {failed.id} on {ports}: {failed.message}"
+    return Hit(n1 in ports and fault.journal in failed.message, evidence)
 
 
 def drop_before(workdir: Path, env: Env) -> Outcome:
     """The session drops on the commit RPC before the switch applies anything."""
-    fault = SwitchFault("session dropped before commit", lambda sw: sw.faults.drop_next("commit"))
+    fault = SwitchFault(
+        "session dropped before commit", lambda sw: sw.faults.drop_next("commit"), SESSION_LOST
+    )
     return run_switch_fault(workdir, fault)
 
 
 def drop_after(workdir: Path, env: Env) -> Outcome:
     """The switch applies the confirmed commit, then the session drops before the reply."""
     fault = SwitchFault(
-        "session dropped after commit", lambda sw: sw.faults.drop_next("commit", after=True)
+        "session dropped after commit",
+        lambda sw: sw.faults.drop_next("commit", after=True),
+        SESSION_LOST,
     )
     return run_switch_fault(workdir, fault)
 
@@ -193,6 +217,7 @@ def commit_refused(workdir: Path, env: Env) -> Outcome:
     fault = SwitchFault(
         "commit refused",
         lambda sw: sw.faults.fail_next_commit("configuration check-out failed"),
+        "configuration check-out failed",
         error_ok="configuration check-out failed",
     )
     return run_switch_fault(workdir, fault)
@@ -201,7 +226,10 @@ def commit_refused(workdir: Path, env: Env) -> Outcome:
 def never_confirmed(workdir: Path, env: Env) -> Outcome:
     """The confirmed commit is applied, its confirmation is lost: the switch rolls back."""
     fault = SwitchFault(
-        "commit never confirmed (rollback)", lambda sw: sw.faults.drop_next("commit"), arm_after=3
+        "commit never confirmed (rollback)",
+        lambda sw: sw.faults.drop_next("commit"),
+        SESSION_LOST,
+        arm_after=3,
     )
     return run_switch_fault(workdir, fault)
 
@@ -211,6 +239,7 @@ def lock_held(workdir: Path, env: Env) -> Outcome:
     fault = SwitchFault(
         "configuration lock held by another session",
         lambda sw: None,
+        "configuration database locked",
         error_ok="configuration database locked",
     )
     with driver_lock_wait(LOCK_BUDGET):
@@ -251,22 +280,27 @@ def out_of_band(workdir: Path, env: Env) -> Outcome:
         # Run off the switch's loop: the console change itself commits on that loop.
         threading.Thread(target=_hand_changes, args=(sw,), daemon=True).start()
 
-    fault = SwitchFault("port changed by hand on the switch", arm, arm_after=4)
-    return run_switch_fault(workdir, fault)
+    fault = SwitchFault("port changed by hand on the switch", arm, "", arm_after=4)
+    return run_switch_fault(workdir, fault, target=_hand_changes_reported)
+
+
+HAND_CHANGES = (("ge-0/0/1", 1), ("ge-0/0/3", 999))  # a node's port back to the factory
+# VLAN, another onto an unmanaged VLAN
 
 
 def _hand_changes(sw) -> None:
-    sw.set_port_vlan_out_of_band("ge-0/0/1", 1)  # a node's port back to the factory VLAN
-    sw.set_port_vlan_out_of_band("ge-0/0/3", 999)  # another onto an unmanaged VLAN
+    for interface, vlan in HAND_CHANGES:
+        sw.set_port_vlan_out_of_band(interface, vlan)
+
+
+def _hand_changes_reported(_world: World, _fault: SwitchFault, drift: list[Drift]) -> Hit:
+    """The hand-made changes are what the reconciler found: each port, with its VLAN."""
+    found = sorted((d.interface, d.actual_vlan) for d in drift)
+    missing = [change for change in HAND_CHANGES if change not in found]
+    return Hit(not missing, f"drift found {found}" + (f", missing {missing}" if missing else ""))
 
 
 # ----------------------------------------------------------------------------- serve workers
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _spawn_all(world: World) -> list[str]:
@@ -291,7 +325,7 @@ def _spawn_all(world: World) -> list[str]:
 @contextlib.contextmanager
 def _workers(world: World, workdir: Path, count: int) -> Iterator[list]:
     """`count` serve workers behind one failover address for the agents."""
-    ports = [_free_port() for _ in range(count)]
+    ports = [free_port() for _ in range(count)]
     proxy = Failover(ports)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     agent_url = f"http://127.0.0.1:{proxy.server_address[1]}"
@@ -349,10 +383,14 @@ def kill_worker(workdir: Path, env: Env) -> Outcome:
         drift, intents = settle(world.db, switch)
         seconds = time.monotonic() - t0
         findings = audit(world.db, switch, watch, drift, intents, crashes=[crash])
-        notes = [f"killed {owner or 'nobody (no commit caught in flight)'}"]
+        hit = Hit(
+            owner is not None and bool(findings.reapplied),
+            f"killed {owner or 'nobody (no commit caught in flight)'} holding the switch; "
+            f"steps run again after the kill: {findings.reapplied or 'none'}",
+        )
         recovered = owner is not None and _all_active(world, names) and not findings.unreported
     return Outcome(
-        "worker killed -9 mid-batch", recovered and not findings.stuck, seconds, findings, notes
+        "worker killed -9 mid-batch", hit, recovered and not findings.stuck, seconds, findings
     )
 
 
@@ -404,12 +442,13 @@ def _db_restart(workdir: Path, cluster: PgCluster) -> Outcome:
         drift, intents = settle(world.db, switch)
         seconds = time.monotonic() - t0
         findings = audit(world.db, switch, watch, drift, intents, crashes=[crash])
-        notes = [
-            f"restart {'with a commit in flight' if caught else 'outside a commit'}, "
-            f"database away {away:.1f}s"
-        ]
+        hit = Hit(
+            caught,
+            f"restart {'with a port move committing' if caught else 'outside a commit'}, "
+            f"database away {away:.1f}s",
+        )
         recovered = _all_active(world, names) and not findings.unreported
-    return Outcome("database restarted", recovered and not findings.stuck, seconds, findings, notes)
+    return Outcome("database restarted", hit, recovered and not findings.stuck, seconds, findings)
 
 
 def _any_error(world: World) -> bool:

@@ -5,7 +5,7 @@ agent only if its switch port is in the service VLAN according to the simulated
 switch's *committed* configuration (no DHCP offer otherwise); booted from disk it
 runs whatever image is on its disk. The lab never bypasses the switch.
 
-In root mode a `DataPlane` (metalnet.sim.dataplane) makes this real: the lab tells
+In root mode a `DataPlane` (metalnet.sim.lab.dataplane) makes this real: the lab tells
 it when a node boots or loses power, a PXE boot also needs a real DHCP lease on the
 service network, and the agent runs inside the node's network namespace, reaching
 the controller and the images over the service network only.
@@ -19,49 +19,26 @@ import os
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass, field
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from metalnet import inventory
 from metalnet.config import Settings
 from metalnet.db.engine import Database
 from metalnet.lifecycle import boot
 from metalnet.power import BootDevice
-from metalnet.sim.bmc import IpmiBmc, PowerEvent, RedfishBmc, SimBmc, SimNodePower
+from metalnet.sim.bmc import IpmiBmc, PowerEvent, RedfishBmc, SimNodePower
+from metalnet.sim.lab.dataplane import DataPlane
+from metalnet.sim.lab.nodes import LabNode
 from metalnet.sim.switch.device import SimSwitch
 from metalnet.sim.switch.fleet import SimFleet
-
-if TYPE_CHECKING:
-    from metalnet.sim.dataplane import DataPlane
 
 log = logging.getLogger(__name__)
 
 SWITCH_USER, SWITCH_PASSWORD = "netconf", "lab-switch-pw"
 BMC_USER, BMC_PASSWORD = "admin", "lab-bmc-pw"
-
-
-@dataclass
-class LabNode:
-    """One simulated server: NIC, cabling, BMC, disk, and what it is running."""
-
-    name: str
-    mac: str
-    switch: SimSwitch
-    interface: str
-    disk: Path
-    power: SimNodePower
-    bmc: SimBmc | None = None
-    agent: subprocess.Popen[bytes] | None = None
-    running: str = "off"
-    boots: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def port_vlan(self) -> int | None:
-        """The VLAN the switch's committed configuration gives this node's port."""
-        return self.switch.port_vlans().get(self.interface)
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -123,14 +100,19 @@ class Lab:
         return self
 
     def _serve_image(self) -> None:
-        images = self.workdir / "images"
-        images.mkdir(exist_ok=True)
+        self.images.mkdir(exist_ok=True)
         data = os.urandom(self.image_bytes)
-        (images / "tenant.img").write_bytes(data)
+        (self.images / "tenant.img").write_bytes(data)
         self.image_sha256 = hashlib.sha256(data).hexdigest()
-        handler = partial(_QuietHandler, directory=str(images))
+        handler = partial(_QuietHandler, directory=str(self.images))
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=self._http.serve_forever, name="lab-images", daemon=True).start()
+
+    @property
+    def images(self) -> Path:
+        """The directory the image server serves (on 127.0.0.1, and on the service
+        network in root mode)."""
+        return self.workdir / "images"
 
     @property
     def image_url(self) -> str:
@@ -194,7 +176,7 @@ class Lab:
 
     def _power_changed(self, node: LabNode, event: PowerEvent, device: BootDevice | None) -> None:
         with node.lock:
-            self._stop_agent(node)
+            node.stop_agent()
             if event == PowerEvent.POWER_OFF:
                 node.running = "off"
                 if self.dataplane is not None:
@@ -256,13 +238,6 @@ class Lab:
             return "tenant image"
         return "no bootable image"
 
-    @staticmethod
-    def _stop_agent(node: LabNode) -> None:
-        if node.agent is not None and node.agent.poll() is None:
-            node.agent.kill()
-            node.agent.wait()
-        node.agent = None
-
     def disk_is_zero(self, node: LabNode) -> bool:
         """Whether every byte of the node's disk is zero (erased)."""
         with node.disk.open("rb") as disk:
@@ -275,7 +250,7 @@ class Lab:
         """Kill agents, stop BMCs, switches and the image server."""
         for node in self.nodes:
             with node.lock:
-                self._stop_agent(node)
+                node.stop_agent()
             if node.bmc is not None:
                 node.bmc.stop()
         if self.fleet is not None:

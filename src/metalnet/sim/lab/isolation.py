@@ -1,5 +1,5 @@
 """Proof of isolation: what the design lets each pair reach, from the database, against
-what real packets (ARP, see `metalnet.sim.netlab.probe.adjacent`) show.
+what real packets (ARP, see `metalnet.sim.lab.netns.probe.adjacent`) show.
 
 For every node the database says which *planes* it may be on right now: OFF (no
 power: it neither answers nor sends), the service VLAN, or its project network's
@@ -30,8 +30,8 @@ from sqlalchemy.orm import Session
 
 from metalnet.db.engine import Database
 from metalnet.db.models import Instance, InstanceEvent, Node
-from metalnet.sim.dataplane import SERVICE_ENDPOINT, DataPlane
-from metalnet.sim.netlab import Matrix
+from metalnet.sim.lab.dataplane import SERVICE_ENDPOINT, DataPlane
+from metalnet.sim.lab.netns import Matrix
 
 OFF = None
 Planes = frozenset[int | None]

@@ -1,6 +1,6 @@
 """The lab's root-mode data plane: the switches' committed configuration, as packets see it.
 
-`DataPlane` turns the unprivileged `Lab` into a network (see `metalnet.sim.netlab`
+`DataPlane` turns the unprivileged `Lab` into a network (see `metalnet.sim.lab.netns`
 for namespaces, bridges and probes):
 
 - Each lab node is a namespace whose NIC carries the node's MAC; each VLAN a port
@@ -26,7 +26,7 @@ for namespaces, bridges and probes):
   triggered by a commit and one triggered by a reboot never overlap; `settle()`
   waits for all of them.
 - The service endpoint (host 2 of the service subnet) runs a relay to the
-  controller's Unix socket (`metalnet.sim.forwarder`) and an HTTP server for the
+  controller's Unix socket (`metalnet.sim.lab.netns.forwarder`) and an HTTP server for the
   lab's image directory: agents inside node namespaces reach both on the service
   network only.
 """
@@ -44,7 +44,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select as sql_select
 from sqlalchemy.orm import Session
@@ -54,15 +54,19 @@ from metalnet.db.models import Network, Node
 from metalnet.dhcp import DhcpHost, DhcpNetwork, PxeOptions
 from metalnet.dhcp.interfaces import DhcpInterfaces
 from metalnet.dhcp.manager import DhcpManager
-from metalnet.sim import forwarder
-from metalnet.sim.netlab import HostEndpoint, Matrix, NetLab, NetLabError, probe
-from metalnet.sim.netlab import LabNode as NodeEndpoint
-from metalnet.sim.netlab.cleanup import cleanup_stale
-from metalnet.sim.netlab.system import ip, tool
+from metalnet.sim.lab.netns import (
+    HostEndpoint,
+    Matrix,
+    NetLab,
+    NetLabError,
+    NodeEndpoint,
+    forwarder,
+    probe,
+)
+from metalnet.sim.lab.netns.cleanup import cleanup_stale
+from metalnet.sim.lab.netns.system import ip, tool
+from metalnet.sim.lab.nodes import LabNode
 from metalnet.sim.switch.device import SimSwitch
-
-if TYPE_CHECKING:
-    from metalnet.sim.lab import Lab, LabNode
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +83,10 @@ DHCP_INTERFACE = "v{vlan}"  # the DHCP host's interface per VLAN, as `dhcp_inter
 
 
 @dataclass(eq=False)
-class _Node:
-    """One lab node's namespace and the serial worker that acts on it."""
+class _NodeNamespace:
+    """One lab node, its namespace and the serial worker that acts on it."""
 
+    node: LabNode
     endpoint: NodeEndpoint
     worker: ThreadPoolExecutor
     powered: bool = False
@@ -92,19 +97,19 @@ class _Node:
 class DataPlane:
     """Namespaces, bridges and DHCP servers that follow the lab's switches and BMCs.
 
-    Create it before the `Lab` (the lab calls its hooks), `start()` it once the lab
-    is registered in the database, and `close()` it at the end, whatever happened.
+    Create it before the `Lab` (the lab calls its hooks), `start()` it with the lab's
+    nodes and switches once they are registered in the database, and `close()` it at the
+    end, whatever happened.
     """
 
     def __init__(self, service_cidr: str) -> None:
         self.service_cidr = ipaddress.IPv4Network(service_cidr)
         self.endpoint_ip = self.service_cidr[2]
         self.netlab = NetLab()
-        self.nodes: dict[str, _Node] = {}
+        self.nodes: dict[str, _NodeNamespace] = {}
         self.dhcp: DhcpManager | None = None
         self.service: HostEndpoint | None = None
         self._db: Database | None = None
-        self._lab: Lab | None = None
         self._links = threading.Lock()
         self._dhcp_host = ""  # the namespace the DHCP manager's interfaces live in
         self._dhcp_vlans: set[int] = set()
@@ -134,17 +139,20 @@ class DataPlane:
 
     # Building and tearing down ---------------------------------------------------------
 
-    def start(self, lab: Lab, db: Database) -> None:
-        """Build the network for `lab` (registered in `db`) and follow its switches."""
+    def start(
+        self, nodes: Sequence[LabNode], switches: Sequence[SimSwitch], images: Path, db: Database
+    ) -> None:
+        """Build the network for `nodes` (registered in `db`), serve the `images`
+        directory on the service network, and follow the `switches`' commits."""
         for name in ("dnsmasq", "busybox", "timeout"):
             tool(name)
         cleanup_stale()  # what a killed lab left behind; running labs are spared
         self.netlab.start()
-        self._db, self._lab = db, lab
+        self._db = db
         service_vlan = db.settings.service_vlan
         address = f"{self.endpoint_ip}/{self.service_cidr.prefixlen}"
         self.service = self.netlab.add_host_endpoint(service_vlan, address, SERVICE_ENDPOINT)
-        self._serve_on_service_network(lab.workdir / "images")
+        self._serve_on_service_network(images)
         self._dhcp_host = self.netlab.add_trunk_host(DHCP_HOST)
         self.dhcp = DhcpManager(
             db,
@@ -153,11 +161,12 @@ class DataPlane:
             extra=self._service_networks,
         )
         self.sync_reservations()
-        for node in lab.nodes:
+        for node in nodes:
             endpoint = self.netlab.add_node(node.name, node.mac)
-            self.nodes[node.name] = _Node(endpoint, ThreadPoolExecutor(1, f"plane-{node.name}"))
+            worker = ThreadPoolExecutor(1, f"plane-{node.name}")
+            self.nodes[node.name] = _NodeNamespace(node, endpoint, worker)
             _nic_down(endpoint)  # lab nodes start powered off
-        for switch in lab.fleet.switches:
+        for switch in switches:
             switch.on_commit(self._committed)
             self._committed(switch, switch.port_vlans())
 
@@ -172,7 +181,7 @@ class DataPlane:
     def _serve_on_service_network(self, images: Path) -> None:
         """The controller relay and the image server, inside the service endpoint."""
         host = str(self.endpoint_ip)
-        relay = [sys.executable, "-m", "metalnet.sim.forwarder"]
+        relay = [sys.executable, "-m", "metalnet.sim.lab.netns.forwarder"]
         relay += [f"{host}:{AGENT_PORT}", self.controller_socket]
         self._run_service("controller relay", relay, forwarder.READY)
         http = [sys.executable, "-u", "-m", "http.server", str(IMAGE_PORT), "--bind", host]
@@ -234,13 +243,12 @@ class DataPlane:
     def _committed(self, switch: SimSwitch, vlans: dict[str, int | None]) -> None:
         """Commit hook (on the switch's loop): move exactly the ports whose VLAN changed."""
         with self._links:
-            for lab_node in self._lab.nodes:
-                node = self.nodes[lab_node.name]
-                vlan = vlans.get(lab_node.interface)
-                if lab_node.switch is not switch or vlan == node.endpoint.vlan:
+            for node in self.nodes.values():
+                vlan = vlans.get(node.node.interface)
+                if node.node.switch is not switch or vlan == node.endpoint.vlan:
                     continue
                 self.netlab.set_port_vlan(node.endpoint, vlan)
-                log.info("plane: %s port %s -> VLAN %s", lab_node.name, lab_node.interface, vlan)
+                log.info("plane: %s port %s -> VLAN %s", node.node.name, node.node.interface, vlan)
                 self._submit(node, self._renegotiate, node)
 
     # Hooks the lab calls on power events -------------------------------------------------
@@ -291,18 +299,18 @@ class DataPlane:
 
     # Node actions, each on the node's own worker ------------------------------------------------
 
-    def _submit(self, node: _Node, action: Callable[..., object], *args: object) -> None:
+    def _submit(self, node: _NodeNamespace, action: Callable[..., object], *args: object) -> None:
         with node.submitting:  # `last` must be the newest future, whichever thread submits
             future = node.worker.submit(action, *args)
             node.last = future
         future.add_done_callback(_log_failure)
 
-    def _renegotiate(self, node: _Node) -> None:
+    def _renegotiate(self, node: _NodeNamespace) -> None:
         """Link renegotiation after a port move: a running node asks for an address again."""
         if node.powered:
             self._dhcp(node)
 
-    def _dhcp(self, node: _Node) -> ipaddress.IPv4Address | None:
+    def _dhcp(self, node: _NodeNamespace) -> ipaddress.IPv4Address | None:
         self.sync_reservations()
         lease = self.netlab.dhcp(node.endpoint, timeout=DHCP_TIMEOUT)
         log.info("plane: %s on VLAN %s leased %s", node.endpoint.name, node.endpoint.vlan, lease)

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metalnet.sim.netlab.system import CommandFailed, ip, list_links, list_netns, netns_pids
+from metalnet.sim.lab.netns.system import CommandFailed, ip, list_links, list_netns, netns_pids
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import math
 import subprocess
 from pathlib import Path
 
-from metalnet.sim.netlab.endpoints import LabNode
-from metalnet.sim.netlab.system import in_netns, tool
+from metalnet.sim.lab.netns.endpoints import NodeEndpoint
+from metalnet.sim.lab.netns.system import in_netns, tool
 
 LEASE_MARKER = "metalnet-lease"
 HOOK_SCRIPT = f"""#!/bin/sh
@@ -45,7 +45,7 @@ def write_hook(directory: Path) -> Path:
     return path
 
 
-def request_lease(node: LabNode, hook: Path, timeout: float) -> ipaddress.IPv4Address | None:
+def request_lease(node: NodeEndpoint, hook: Path, timeout: float) -> ipaddress.IPv4Address | None:
     """Ask for a lease on the node's NIC; the address it got, or None if none came.
 
     The hook flushes old addresses first (udhcpc's `deconfig`), so a node that gets

@@ -24,7 +24,7 @@ class Endpoint:
 
 
 @dataclass(eq=False)
-class LabNode(Endpoint):
+class NodeEndpoint(Endpoint):
     """A bare-metal node: its NIC carries the MAC the database knows it by.
 
     `vlan` is the VLAN whose bridge the port hangs off, None when detached.

@@ -1,0 +1,44 @@
+"""One simulated server of the lab: NIC and cabling, BMC, disk, and what it runs.
+
+The lab (lab.py) decides what a node does when its power changes; the data plane
+(dataplane.py) gives it a network namespace in root mode. Both work on this one
+record of the node.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from metalnet.sim.bmc import SimBmc, SimNodePower
+from metalnet.sim.switch.device import SimSwitch
+
+
+@dataclass
+class LabNode:
+    """One simulated server: NIC, cabling, BMC, disk, and what it is running."""
+
+    name: str
+    mac: str
+    switch: SimSwitch
+    interface: str
+    disk: Path
+    power: SimNodePower
+    bmc: SimBmc | None = None
+    agent: subprocess.Popen[bytes] | None = None
+    running: str = "off"
+    boots: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def port_vlan(self) -> int | None:
+        """The VLAN the switch's committed configuration gives this node's port."""
+        return self.switch.port_vlans().get(self.interface)
+
+    def stop_agent(self) -> None:
+        """Kill the ramdisk agent, if one runs (the node lost power or rebooted)."""
+        if self.agent is not None and self.agent.poll() is None:
+            self.agent.kill()
+            self.agent.wait()
+        self.agent = None
