@@ -408,7 +408,8 @@ def test_user_text_is_never_terminal_markup(lab, monkeypatch, tmp_path, text) ->
     n = next(COUNTER)
     node = (
         "node", "add", f"m{n}", "--mac", f"52:54:00:00:{n // 256:02x}:{n % 256:02x}",
-        "--switch", "tor1", "--port", f"eth{n}", "--bmc", f"ipmi://127.0.0.1:{1000 + n}", "--skip-initial-erase",
+        "--switch", "tor1", "--port", f"eth{n}", "--bmc", f"ipmi://127.0.0.1:{1000 + n}",
+        "--skip-initial-erase",
     )  # fmt: skip
     added = lab(*node)
     assert added.exit_code == 0, added.output

@@ -41,13 +41,35 @@ def render_dnsmasq(net: DhcpNetwork) -> str:
         f"dhcp-range={net.cidr.network_address},static,{net.cidr.netmask},{net.lease_seconds}",
         "dhcp-ignore=tag:!known",  # unknown MACs get no reply at all
         f"dhcp-option={router}",
-        *(f"dhcp-host={host.mac},{host.ip},{host.hostname}" for host in net.hosts),
+        *_dns_lines(net),
+        *(
+            [f"dhcp-hostsfile={net.hosts_file}"]
+            if net.hosts_file
+            else (f"dhcp-host={line}" for line in _host_lines(net))
+        ),
         *(_pxe_lines(net.pxe) if net.pxe else ()),
         "log-dhcp",
         *([f"log-facility={net.log_file}"] if net.log_file else ()),
         *([f"dhcp-leasefile={net.lease_file}"] if net.lease_file else ()),
     ]
     return "\n".join(lines) + "\n"
+
+
+def render_hosts(net: DhcpNetwork) -> str:
+    """The reservations as a `dhcp-hostsfile` (one `MAC,address,name` per line)."""
+    return "".join(f"{line}\n" for line in _host_lines(net))
+
+
+def _host_lines(net: DhcpNetwork) -> list[str]:
+    # Keyed by MAC: the name is only what the client is told, never how it is found.
+    return [f"{host.mac},{host.ip},{host.hostname}" for host in net.hosts]
+
+
+def _dns_lines(net: DhcpNetwork) -> list[str]:
+    """DNS servers when the network has some; with DNS off (port=0) dnsmasq names none."""
+    if not net.dns_servers:
+        return []
+    return ["dhcp-option=option:dns-server," + ",".join(str(a) for a in net.dns_servers)]
 
 
 def _pxe_lines(pxe: PxeOptions) -> list[str]:
