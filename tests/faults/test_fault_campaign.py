@@ -1,8 +1,10 @@
 """The fault campaign: every fault injected with work in flight, then audited.
 
-Each fault must first have hit what it was aimed at (the change log shows the failed
-transaction carrying the terminate's port and the fault's message; the killed worker
-was committing; the hand-made changes are the drift found). Then the system is settled
+Each fault must first have hit what it was aimed at (the change log's first failed
+transaction besides the warm-up carries the terminate's port, the batch and the fault's
+message, and the switch's commit history shows it applied before failing exactly when
+the fault lets it; the killed worker was committing; the hand-made changes are the
+drift found). Then the system is settled
 (lifecycles finish, rollbacks land, the reconciler runs) and audited
 (metalnet.sim.lab.faults.audit): every port in its desired VLAN or reported, no
 instance stuck without a reason, nothing applied twice, and no commit that left a port

@@ -7,10 +7,10 @@ whether the fault hit what it was aimed at (`Hit`), with the evidence: a fault t
 missed its transaction proves nothing, however well the system recovered.
 
 Switch faults run with a *batch* of port changes and a *terminate* lifecycle in flight,
-coalesced into the one transaction the fault hits (a warm-up commit keeps the switch's
-lane busy while both queue up; the fault is armed from the switch's commit callback so
-it lands on that transaction). Worker and database faults run spawns on `metalnet
-serve` processes over PostgreSQL.
+coalesced into the one transaction the fault hits (a warm-up transaction, alone on the
+switch before the terminate starts, keeps the switch's lane busy while both queue up;
+the fault is armed from the switch's commit callback so it lands on that transaction).
+Worker and database faults run spawns on `metalnet serve` processes over PostgreSQL.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from metalnet.sim.lab.failover import Failover
 from metalnet.sim.lab.faults.audit import Findings, audit, now, settle
 from metalnet.sim.lab.faults.rig import (
     Trigger,
+    Watch,
     driver_lock_wait,
     instance_state,
     kill9,
@@ -42,6 +43,7 @@ from metalnet.sim.lab.faults.rig import (
     restart_postgres,
     shorten_confirm,
     stop_workers,
+    utc,
     wait_final,
     wait_until,
     watch_world,
@@ -55,6 +57,7 @@ SWITCH_SETTINGS = {"poll_interval": 0.2, "switch_timeout": 10.0}  # step_timeout
 CONFIRM_UNIT = 0.4  # a commit-confirmed "minute" lasts 0.4 s: 5 minutes = 2 s
 WARMUP_PORT = "ge-0/0/7"
 BATCH_UNBOUND = ("ge-0/0/4", "ge-0/0/5", "ge-0/0/6")
+WARMUP_HOLD = 2.0  # s the warm-up's lock request stalls: the lane is busy meanwhile
 LOCK_BUDGET, LOCK_HELD = 1.5, 4.0
 SESSION_LOST = "session lost"  # the Junos driver's change-log message for a dropped session
 
@@ -105,14 +108,18 @@ class SwitchFault:
     confirming), so it aims at the transaction that carries the batch and the terminate.
     The confirmation of both is the commit after that (`arm_after=2`).
     `journal` is a phrase of the change-log entry the fault leaves: the first failed
-    transaction after the warm-up must carry it and the terminate's port (see
-    `_faulted_transaction`). `error_ok` is a phrase an instance error may contain for
-    the fault to count as handled (a clear error); None means the terminate must complete.
+    transaction other than the warm-up must carry it, the terminate's port and the
+    batch (see `_faulted_transaction`). `applied` is whether the switch applied that
+    transaction before it failed (a drop after the commit, a lost confirmation) or not
+    (a drop before it, a refusal, a held lock): the switch's commit history must agree.
+    `error_ok` is a phrase an instance error may contain for the fault to count as
+    handled (a clear error); None means the terminate must complete.
     """
 
     name: str
     arm: Callable[[object], None]
     journal: str
+    applied: bool
     error_ok: str | None = None
     arm_after: int = 1
 
@@ -129,7 +136,7 @@ def run_switch_fault(
     workdir: Path,
     fault: SwitchFault,
     hold: Callable[[World], object] | None = None,
-    target: Callable[[World, SwitchFault, list[Drift]], Hit] | None = None,
+    target: Callable[[World, SwitchFault, list[Drift], Watch], Hit] | None = None,
 ) -> Outcome:
     """Terminate of n1 + a batch in flight in one transaction; the fault hits it.
 
@@ -142,11 +149,14 @@ def run_switch_fault(
             switching = controller.switching
             make_active(world, switching, "t1", "n1", "alpha")
             Trigger(switch, fault.arm_after, lambda: fault.arm(switch))
-            switch.faults.stall_next("lock-configuration", 1.0)  # the warm-up holds the lane
+            switch.faults.stall_next("lock-configuration", WARMUP_HOLD)
             t0 = time.monotonic()
             warmup = switching.submit_ports(
                 [(switch.name, WARMUP_PORT, world.settings.parking_vlan)]
             )
+            # The warm-up is on the switch (its lock request took the stall) before the
+            # terminate starts, so the terminate's move cannot coalesce with it.
+            wait_until(lambda: switch.faults.stall_rpc is None, timeout=5)
             with world.db.session() as session:
                 instances.delete_instance(session, "t1")
             wait_until(lambda: _step_started(world, "t1"), timeout=5)
@@ -160,7 +170,7 @@ def run_switch_fault(
         seconds = time.monotonic() - t0
         findings = audit(world.db, switch, watch, drift, intents)
         state, _step, error = instance_state(world.db, "t1")
-        hit = (target or _faulted_transaction)(world, fault, drift)
+        hit = (target or _faulted_transaction)(world, fault, drift, watch)
         notes = [
             f"batch: {sum(o.ok for o in outcomes)}/{len(outcomes)} ok",
             f"terminate: {state}" + (f" ({error})" if error else ""),
@@ -176,30 +186,60 @@ def _step_started(world: World, name: str) -> bool:
         return any(e.step == "port_to_service" and e.message == "started" for e in inst.events)
 
 
-def _faulted_transaction(world: World, fault: SwitchFault, _drift: list[Drift]) -> Hit:
-    """The change log's first failed transaction after the warm-up must be the one the
-    fault was aimed at: it carries the terminate's port and the fault's message."""
+def _faulted_transaction(
+    world: World, fault: SwitchFault, _drift: list[Drift], watch: Watch
+) -> Hit:
+    """The transaction the fault was aimed at is the one carrying the terminate's port
+    and the batch: it must be the first failed one, failed with the fault's message,
+    and applied on the switch before the failure exactly when the fault lets it
+    (`SwitchFault.applied`, judged on the watch's history of committed configurations).
+
+    The change log records a transaction when it ends (confirmed, refused, or rolled
+    back), not when it is staged: the warm-up's row is written when it is confirmed
+    together with a later transaction, or rolled back after a lost session, so its
+    place in the log says nothing about order. Failures of the warm-up alone are left
+    aside (a lock held from its stall, a roll-back after the aimed transaction's lost
+    session); a fault spent on the warm-up or its confirmation leaves no later failure,
+    so it is still a miss.
+    """
     n1 = world.lab.nodes[0].interface
+    aimed = {n1, *(port for _sw, port, _vlan in _batch(world))}
     with world.db.session() as session:
         rows = list(session.scalars(select(SwitchChange).order_by(SwitchChange.id)))
-    warmup = next(
-        (i for i, r in enumerate(rows) if any(p["interface"] == WARMUP_PORT for p in r.ports)),
+    failed = next(
+        (r for r in rows if not r.ok and {p["interface"] for p in r.ports} != {WARMUP_PORT}),
         None,
     )
-    if warmup is None:
-        return Hit(False, "the warm-up transaction is not in the change log")
-    failed = next((r for r in rows[warmup + 1 :] if not r.ok), None)
     if failed is None:
-        return Hit(False, "no transaction failed after the warm-up: the fault hit nothing")
+        return Hit(False, "no transaction but the warm-up failed: the fault hit nothing")
     ports = sorted(str(p["interface"]) for p in failed.ports)
-    evidence = f"failed transaction {failed.id} on {ports}: {failed.message}"
-    return Hit(n1 in ports and fault.journal in failed.message, evidence)
+    applied = _applied_before(world, watch, utc(failed.at))
+    evidence = (
+        f"failed transaction {failed.id} on {ports}: {failed.message}; "
+        f"{'applied' if applied else 'not applied'} on the switch before that"
+    )
+    hit = aimed <= set(ports) and fault.journal in failed.message and applied == fault.applied
+    return Hit(hit, evidence)
+
+
+def _applied_before(world: World, watch: Watch, moment: datetime) -> bool:
+    """Whether the switch's committed configuration held the terminate's move and the
+    whole batch at some moment before `moment`."""
+    wanted = {world.lab.nodes[0].interface: world.settings.service_vlan}
+    wanted |= {port: vlan for _sw, port, vlan in _batch(world)}
+    return any(
+        a.at < moment and all(a.vlans.get(port) == vlan for port, vlan in wanted.items())
+        for a in watch.history
+    )
 
 
 def drop_before(workdir: Path, env: Env) -> Outcome:
     """The session drops on the commit RPC before the switch applies anything."""
     fault = SwitchFault(
-        "session dropped before commit", lambda sw: sw.faults.drop_next("commit"), SESSION_LOST
+        "session dropped before commit",
+        lambda sw: sw.faults.drop_next("commit"),
+        SESSION_LOST,
+        applied=False,
     )
     return run_switch_fault(workdir, fault)
 
@@ -210,6 +250,7 @@ def drop_after(workdir: Path, env: Env) -> Outcome:
         "session dropped after commit",
         lambda sw: sw.faults.drop_next("commit", after=True),
         SESSION_LOST,
+        applied=True,
     )
     return run_switch_fault(workdir, fault)
 
@@ -220,6 +261,7 @@ def commit_refused(workdir: Path, env: Env) -> Outcome:
         "commit refused",
         lambda sw: sw.faults.fail_next_commit("configuration check-out failed"),
         "configuration check-out failed",
+        applied=False,
         error_ok="configuration check-out failed",
     )
     return run_switch_fault(workdir, fault)
@@ -231,6 +273,7 @@ def never_confirmed(workdir: Path, env: Env) -> Outcome:
         "commit never confirmed (rollback)",
         lambda sw: sw.faults.drop_next("commit"),
         SESSION_LOST,
+        applied=True,
         arm_after=2,
     )
     return run_switch_fault(workdir, fault)
@@ -242,6 +285,7 @@ def lock_held(workdir: Path, env: Env) -> Outcome:
         "configuration lock held by another session",
         lambda sw: None,
         "configuration database locked",
+        applied=False,
         error_ok="configuration database locked",
     )
     with driver_lock_wait(LOCK_BUDGET):
@@ -282,7 +326,7 @@ def out_of_band(workdir: Path, env: Env) -> Outcome:
         # Run off the switch's loop: the console change itself commits on that loop.
         threading.Thread(target=_hand_changes, args=(sw,), daemon=True).start()
 
-    fault = SwitchFault("port changed by hand on the switch", arm, "", arm_after=3)
+    fault = SwitchFault("port changed by hand on the switch", arm, "", applied=True, arm_after=3)
     return run_switch_fault(workdir, fault, target=_hand_changes_reported)
 
 
@@ -295,7 +339,9 @@ def _hand_changes(sw) -> None:
         sw.set_port_vlan_out_of_band(interface, vlan)
 
 
-def _hand_changes_reported(_world: World, _fault: SwitchFault, drift: list[Drift]) -> Hit:
+def _hand_changes_reported(
+    _world: World, _fault: SwitchFault, drift: list[Drift], _watch: Watch
+) -> Hit:
     """The hand-made changes are what the reconciler found: each port, with its VLAN."""
     found = sorted((d.interface, d.actual_vlan) for d in drift)
     missing = [change for change in HAND_CHANGES if change not in found]
