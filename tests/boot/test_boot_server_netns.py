@@ -154,7 +154,7 @@ def test_a_node_enrolled_later_is_served_without_a_restart_by_hand(
     assert ask(wire, tmp_path, late) is None
     db = Database(load_settings(world.config))
     with db.session() as s:
-        inventory.add_node(s, db.settings, "n3", late, "sw", "eth3", "ipmi://127.0.0.1:623")
+        inventory.add_node(s, db.settings, "n3", late, "sw", "eth3", "ipmi://127.0.0.1:633")
     db.engine.dispose()
     deadline = time.monotonic() + READY_DEADLINE_SECONDS
     while f"{late},10.30.0.4,n3" not in (boot_server / "dnsmasq.conf").read_text():

@@ -77,7 +77,7 @@ def sign_in(body: SignIn, request: Request, db: Db) -> JSONResponse:
         row = apitokens.authenticate(s, body.token)
         if row is None:
             raise Unauthorized("unknown or revoked token")
-        who = {"name": row.name, "project": row.project.name if row.project else None}
+        who = {"name": row.name, "project": row.project}
     response = JSONResponse(who)
     secure = request.url.scheme == "https"
     common = {"samesite": "strict", "secure": secure, "path": "/"}
