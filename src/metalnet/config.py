@@ -57,6 +57,11 @@ class Settings:
     poll_interval: float = 0.5
     lease_seconds: float = 15.0
     reconcile_interval: float = 300.0
+    # Encryption keys of stored secrets (metalnet.secrets); "" is the default key file.
+    secret_key_file: str = ""
+    # What a project may hold unless `metalnet project quota` says otherwise.
+    quota_networks: int = 64
+    quota_instances: int = 1000
     source: str = "built-in defaults"
 
     @property
@@ -93,6 +98,12 @@ def _positive(key: str, value: object) -> float:
     return float(value)
 
 
+def _count(key: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"config key {key}: {value!r} must be a whole number 0 or more")
+    return value
+
+
 def _text(key: str, value: object) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"config key {key}: {value!r} must be a non-empty string")
@@ -113,6 +124,9 @@ _PARSERS = {
     "poll_interval": _positive,
     "lease_seconds": _positive,
     "reconcile_interval": _positive,
+    "secret_key_file": _text,
+    "quota_networks": _count,
+    "quota_instances": _count,
 }
 
 

@@ -285,7 +285,14 @@ def create_instance(body: InstanceIn, db: Db, who: Caller) -> dict:
     _visible_project(who, project)
     with change(db, who, "instance create", body.name), db.session() as s:
         inst = instances.create_instance(
-            s, body.name, project, body.network, body.node, body.image_url, body.sha256
+            s,
+            body.name,
+            project,
+            body.network,
+            body.node,
+            body.image_url,
+            body.sha256,
+            db.settings,
         )
         s.flush()
         return instance_view(inst)

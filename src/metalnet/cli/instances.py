@@ -96,7 +96,9 @@ def create(
         view = api.call("POST", "/v1/instances", body)
     else:
         with state(ctx).database().session() as session:
-            inst = instances.create_instance(session, name, project, network, node, image, sha256)
+            inst = instances.create_instance(
+                session, name, project, network, node, image, sha256, state(ctx).settings
+            )
             session.flush()
             view = instance_view(inst)
     if wait:

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from metalnet.cli import db, instances, lab, networks, nodes, projects, sim, switches, tokens
+from metalnet.cli import (
+    db,
+    instances,
+    lab,
+    networks,
+    nodes,
+    projects,
+    secrets,
+    sim,
+    switches,
+    tokens,
+)
 from metalnet.cli.agent import agent
 from metalnet.cli.common import AppState, MetalnetGroup
 from metalnet.cli.demo import demo
@@ -55,6 +66,7 @@ app.command("agent")(agent)
 app.command("demo")(demo)
 app.command("reconcile")(reconcile_command)
 app.add_typer(tokens.app, name="token")
+app.add_typer(secrets.app, name="secrets")
 app.command("audit")(tokens.audit_command)
 app.add_typer(sim.app, name="sim")
 app.add_typer(lab.app, name="lab")

@@ -13,7 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from metalnet import inventory
+from metalnet import inventory, quotas
+from metalnet.config import Settings
 from metalnet.db.models import Instance, InstanceEvent, IpAllocation, Network, Node
 from metalnet.errors import Conflict, InputError, NotFound
 from metalnet.validate import check_name, check_sha256
@@ -89,14 +90,17 @@ def create_instance(
     node: str | None,
     image_url: str,
     sha256: str,
+    settings: Settings | None = None,
 ) -> Instance:
-    """Record a spawn of `image_url` on `node` (or any available node) for `project`."""
+    """Record a spawn of `image_url` on `node` (or any available node) for `project`,
+    within the project's instance quota (`settings` holds the default quota)."""
     check_name(name, "instance name")
     check_image_url(image_url)
     digest = check_sha256(sha256)
     net = inventory.get_network(session, project, network)
     if session.scalar(select(Instance).where(Instance.name == name, Instance.state.in_(LIVE))):
         raise Conflict(f"instance {name!r} already exists")
+    quotas.reserve(session, settings or Settings(), net.project, "instances")
     fields = {
         "name": name,
         "project_id": net.project_id,
