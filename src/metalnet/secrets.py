@@ -101,6 +101,11 @@ class Keyring:
         except OSError as exc:
             raise ConfigError(f"secret key file {path}: {exc.strerror}") from None
 
+    def check(self) -> None:
+        """Load the keys now (creating the default file), so a bad key is reported when
+        the database is opened rather than wrapped in the error of a statement."""
+        self._load()
+
     def encrypt(self, clear: str) -> str:
         return self._load().encrypt(clear.encode()).decode()
 

@@ -101,7 +101,8 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
 
 def ensure_ready(engine: Engine, settings: Settings) -> None:
     """Refuse an un-migrated database (or upgrade the embedded default in place), then
-    refuse settings that contradict what the database holds."""
+    refuse unusable secret keys and settings that contradict what the database holds."""
+    secrets.keyring_of(engine.dialect).check()
     current = current_revision(engine)
     head = head_revision(engine)
     if current == head or settings.embedded:

@@ -23,7 +23,7 @@ def _recode(table: str, column: str, encrypt: bool) -> None:
     keyring = keyring_of(bind.dialect)
     rows = bind.execute(sa.text(f"SELECT id, {column} FROM {table}")).all()
     for row_id, value in rows:
-        if value is None or value.startswith(TOKEN_PREFIX) is not encrypt:
+        if value is None or value.startswith(TOKEN_PREFIX) == encrypt:
             continue
         new = keyring.encrypt(value) if encrypt else keyring.decrypt(value)
         bind.execute(
