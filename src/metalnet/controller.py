@@ -36,9 +36,11 @@ class Controller:
         on_step: StepHook | None = None,
         power: Callable[[BmcTarget, float], PowerDriver] = power_for,
         uds: str | None = None,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         """`uds`: also serve the agent endpoint on this Unix socket, which a relay in
-        another network namespace can reach (the root-mode lab's service network)."""
+        another network namespace can reach (the root-mode lab's service network).
+        `tls`: (certificate file, key file) to serve HTTPS on the TCP listener."""
         self.db = db
         self.host, self.port = check_host_port(listen or db.settings.controller_listen, "listen")
         self.switching = SwitchService(db)
@@ -47,7 +49,9 @@ class Controller:
         self.reconciler = PeriodicReconciler(db, self.switching)
         app = create_app(db)
         quiet: dict[str, Any] = {"log_level": "warning", "access_log": False}
-        configs = [uvicorn.Config(app, host=self.host, port=self.port, **quiet)]
+        ssl = {"ssl_certfile": tls[0], "ssl_keyfile": tls[1]} if tls else {}
+        self.scheme = "https" if tls else "http"
+        configs = [uvicorn.Config(app, host=self.host, port=self.port, **quiet, **ssl)]
         if uds is not None:
             configs.append(uvicorn.Config(app, uds=uds, **quiet))
         self.servers = [uvicorn.Server(config) for config in configs]

@@ -49,6 +49,7 @@ class AppState:
     config_path: str | None = None
     database_url: str | None = None
     url: str | None = None
+    ca_file: str | None = None
     _settings: Settings | None = field(default=None, repr=False)
     _remote: Remote | None = field(default=None, repr=False)
     _db: Database | None = field(default=None, repr=False)
@@ -63,7 +64,7 @@ class AppState:
     def remote(self) -> Remote | None:
         """The API client when the CLI works against a remote server (`--url`)."""
         if self.url and self._remote is None:
-            self._remote = Remote(self.url, os.environ.get("METALNET_TOKEN"))
+            self._remote = Remote(self.url, os.environ.get("METALNET_TOKEN"), self.ca_file)
         return self._remote
 
     def local_only(self, command: str) -> None:

@@ -50,9 +50,15 @@ def main(
         envvar="METALNET_URL",
         help="Work against a remote `metalnet serve` (token from METALNET_TOKEN).",
     ),
+    ca_file: str | None = typer.Option(
+        None,
+        "--ca-file",
+        envvar="METALNET_CA_FILE",
+        help="CA certificate an https:// --url is verified against (default: system CAs).",
+    ),
 ) -> None:
     """Global options apply to every command."""
-    ctx.obj = AppState(config_path=config, database_url=db_url, url=url)
+    ctx.obj = AppState(config_path=config, database_url=db_url, url=url, ca_file=ca_file)
 
 
 app.add_typer(db.app, name="db")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from pathlib import Path
 
 import typer
 
 from metalnet.cli.common import state
-from metalnet.controller import Controller
+from metalnet.errors import InputError
 
 
 def serve(
@@ -17,16 +18,37 @@ def serve(
     listen: str | None = typer.Option(
         None, help="HOST:PORT for the agent endpoint (default: controller_listen)."
     ),
+    tls_cert: str | None = typer.Option(
+        None, help="PEM certificate (chain) file: serve HTTPS (needs --tls-key)."
+    ),
+    tls_key: str | None = typer.Option(None, help="PEM private key file of --tls-cert."),
 ) -> None:
     """Run the controller until SIGINT/SIGTERM; resumes unfinished lifecycles on start.
 
     Example: metalnet --config /etc/metalnet.toml serve --listen 10.99.0.1:8470
+    --tls-cert /etc/metalnet/tls.crt --tls-key /etc/metalnet/tls.key
     """
+    from metalnet.controller import Controller
+
+    tls = _tls(tls_cert, tls_key)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     db = state(ctx).database()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with Controller(db, listen) as controller:
-        typer.echo(f"metalnet controller on http://{controller.host}:{controller.port}", err=True)
+    with Controller(db, listen, tls=tls) as controller:
+        where = f"{controller.scheme}://{controller.host}:{controller.port}"
+        typer.echo(f"metalnet controller on {where}", err=True)
         stop.wait()
+
+
+def _tls(cert: str | None, key: str | None) -> tuple[str, str] | None:
+    """Both files or neither, each readable; checked before anything starts listening."""
+    if (cert is None) != (key is None):
+        raise InputError("--tls-cert and --tls-key go together: give both or neither")
+    if cert is None or key is None:
+        return None
+    for option, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if not Path(path).is_file():
+            raise InputError(f"{option} {path}: no such file")
+    return cert, key
