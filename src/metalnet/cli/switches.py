@@ -37,6 +37,11 @@ app = typer.Typer(help="Register switches and inspect or change their ports.", n
 FORCE_OPTION = typer.Option(
     False, "--force", help="Make a change the isolation guard refuses (needs --reason)."
 )
+HOST_KEY_OPTION = typer.Option(
+    None,
+    "--host-key",
+    help="The switch's SSH host key: MD5 fingerprint aa:bb:.. or a key line (ssh-keyscan).",
+)
 REASON_OPTION = typer.Option(
     None, "--reason", help="Why the guard is overridden; recorded in the audit log."
 )
@@ -56,15 +61,24 @@ def add(
     password: str | None = typer.Option(
         None, help="Password (for scripts; prefer --password-env)."
     ),
+    host_key: str | None = HOST_KEY_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
-    """Register a switch; the password is prompted for unless given.
+    """Register a switch; the password is prompted for unless given. Its SSH host key is
+    the one given, else read from the switch now and shown (check it), else recorded at
+    the first connection.
 
     Example: metalnet switch add tor1 --driver junos --address 192.0.2.10:830 --username netconf
-    --password-env TOR1_PW
+    --password-env TOR1_PW --host-key "$(ssh-keyscan -p 830 192.0.2.10 | grep ed25519)"
     """
+    from metalnet.switches import hostkeys
+
+    given_key = hostkeys.normalize(host_key) if host_key is not None else None
     secret = read_password(f"password for switch {name}", password_env, password, prompt=True)
+    note = None
     if api := state(ctx).remote:
+        if given_key is not None:
+            raise InputError("--host-key works on the local database only, not --url")
         body = {
             "name": name,
             "driver": driver,
@@ -74,14 +88,67 @@ def add(
         }
         view = api.call("POST", "/v1/switches", body)
     else:
-        from metalnet import inventory
-        from metalnet.views import switch_view
+        view, note = _add_local(ctx, (name, driver, address, username, secret), given_key)
+    if json_out:
+        print_json(view)
+        return
+    typer.echo(f"switch {name} added ({driver} at {address})")
+    if note:
+        typer.echo(f"host key {view['host_key'] or '-'} ({note})")
 
-        with state(ctx).database().session() as session:
-            view = switch_view(
-                inventory.add_switch(session, name, driver, address, username, secret)
-            )
-    print_json(view) if json_out else typer.echo(f"switch {name} added ({driver} at {address})")
+
+def _add_local(
+    ctx: typer.Context, fields: tuple[str, str, str, str, str], given_key: str | None
+) -> tuple[dict, str]:
+    """Add the switch, then record its host key: the given one, else the one it presents
+    now (read without logging in), else none yet (the first session records it)."""
+    from metalnet import inventory
+    from metalnet.switches import hostkeys
+    from metalnet.views import switch_view
+
+    name = fields[0]
+    db = state(ctx).database()
+    with db.session() as session:
+        switch = inventory.add_switch(session, *fields)
+        switch.host_key = given_key
+        host, port = switch.host, switch.port
+    note = "given"
+    if given_key is None:
+        try:
+            learned = hostkeys.scan(host, port, min(state(ctx).settings.switch_timeout, 10.0))
+        except hostkeys.SwitchError as exc:
+            note = f"not read now ({exc.reason}); recorded at the first connection"
+        else:
+            with db.session() as session:
+                inventory.get_switch(session, name).host_key = learned
+            note = f"read from {host}:{port} now: check it against the switch's own"
+    with db.session() as session:
+        return switch_view(inventory.get_switch(session, name)), note
+
+
+@app.command("rekey")
+@audited("switch rekey", lambda kw: f"{kw['name']} {kw['host_key'] or '(read from the switch)'}")
+def rekey(ctx: typer.Context, name: str, host_key: str | None = HOST_KEY_OPTION) -> None:
+    """Accept a new SSH host key for a switch (after it was really re-keyed): the one given,
+    else the one it presents now.
+
+    Example: metalnet switch rekey tor1 --host-key "ssh-ed25519 AAAAC3Nza..."
+    """
+    from metalnet import inventory
+    from metalnet.switches import hostkeys
+
+    state(ctx).local_only("switch rekey")
+    new = hostkeys.normalize(host_key) if host_key is not None else None
+    db = state(ctx).database()
+    with db.session() as session:
+        switch = inventory.get_switch(session, name)
+        host, port = switch.host, switch.port
+    if new is None:
+        new = hostkeys.scan(host, port, min(state(ctx).settings.switch_timeout, 10.0))
+    with db.session() as session:
+        switch = inventory.get_switch(session, name)
+        old, switch.host_key = switch.host_key, new
+    typer.echo(f"switch {name} host key {old or '-'} -> {new}")
 
 
 @app.command("list")
