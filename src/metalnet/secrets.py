@@ -50,15 +50,33 @@ def _parse_keys(text: str, source: str) -> list[Fernet]:
         ) from None
 
 
-def write_key_file(path: Path, keys: list[str]) -> None:
-    """Replace the key file atomically, readable by its owner only (0600)."""
+def _write_private(path: Path, keys: list[str]) -> Path:
+    """The keys in a new file beside `path`, readable by its owner only (0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".new")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.new")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write("\n".join(keys) + "\n")
     os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    return tmp
+
+
+def write_key_file(path: Path, keys: list[str]) -> None:
+    """Replace the key file atomically."""
+    os.replace(_write_private(path, keys), path)
+
+
+def create_key_file(path: Path) -> None:
+    """A key file with one fresh key, unless one exists: two processes starting at once
+    must not each write their own key (one would lose what it encrypted), so the file
+    appears atomically by a hard link that fails when the name is taken."""
+    tmp = _write_private(path, [Fernet.generate_key().decode()])
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
 
 
 class Keyring:
@@ -95,7 +113,7 @@ class Keyring:
         if not path.exists():
             if self.key_file:
                 raise ConfigError(f"config key secret_key_file: {path} does not exist")
-            write_key_file(path, [Fernet.generate_key().decode()])
+            create_key_file(path)
         try:
             return _parse_keys(path.read_text(), f"file {path}")
         except OSError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from metalnet import inventory
 from metalnet.config import load_settings
 from metalnet.db.engine import Database, alembic_config, upgrade
 from metalnet.errors import ConfigError
-from metalnet.secrets import Keyring
+from metalnet.secrets import Keyring, create_key_file
 
 SWITCH_PW = "Sw1tch-Clear-Pw"
 BMC_PW = "Bmc-Clear-Pw-42"
@@ -142,3 +143,24 @@ def test_migration_encrypts_existing_clear_values(sqlite_url) -> None:
 def test_configured_key_file_must_exist(tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"secret_key_file: .*nope\.key does not exist"):
         Keyring(str(tmp_path / "nope.key")).encrypt("x")
+
+
+def test_processes_starting_together_share_one_default_key(tmp_path) -> None:
+    """Eight keyrings creating the default file at once all end up with the same key."""
+    path = tmp_path / "secret.key"
+    barrier = threading.Barrier(8)
+    tokens: list[str] = []
+
+    def first_use() -> None:
+        barrier.wait()
+        create_key_file(path)
+        tokens.append(Keyring(str(path)).encrypt("pw"))
+
+    threads = [threading.Thread(target=first_use) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(path.read_text().split()) == 1
+    assert {Keyring(str(path)).decrypt(t) for t in tokens} == {"pw"}
+    assert [p.name for p in tmp_path.iterdir()] == ["secret.key"]
