@@ -120,3 +120,37 @@ def test_rekey_reads_the_new_key_and_is_audited(run, sw) -> None:
     assert any(e["action"] == "switch rekey" and e["ok"] for e in audit)
     given = run("switch", "rekey", "tor1", "--host-key", key_line(OTHER_KEY))
     assert given.exit_code == 0 and f"{new} -> {OTHER_KEY.get_fingerprint('md5')}" in given.stdout
+
+
+def test_a_switch_presenting_another_key_is_refused_until_rekeyed(run, sw) -> None:
+    """Through the switch service over real SSH: the wrong key ends the connection before
+    login, with one line naming the switch and both fingerprints; rekey lets it in."""
+    assert _add(run, sw, "--host-key", key_line(OTHER_KEY)).exit_code == 0
+    refused = run("switch", "ports", "tor1")
+    assert refused.exit_code != 0
+    recorded = OTHER_KEY.get_fingerprint("md5")
+    presented = default_host_key().get_fingerprint("md5")
+    assert (
+        f"switch tor1: host key mismatch: recorded {recorded}, presented {presented}"
+        in refused.stderr
+    )
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert run("switch", "rekey", "tor1").exit_code == 0
+    accepted = run("switch", "ports", "tor1")
+    assert accepted.exit_code == 0, accepted.output
+
+
+def test_a_restarted_switch_with_a_new_key_is_refused(run, tmp_path) -> None:
+    """The same address answering with another key (a re-imaged switch, or an impostor)."""
+    with SimSwitch.running("tor1", ports=8, username="netconf", password="pw") as first:
+        assert _add(run, first).exit_code == 0  # learned from the switch
+        assert run("switch", "ports", "tor1").exit_code == 0
+        port = first.port
+    with SimSwitch.running(
+        "tor1", ports=8, username="netconf", password="pw", port=port, host_key=OTHER_KEY
+    ):
+        refused = run("switch", "ports", "tor1")
+        assert "host key mismatch" in refused.stderr
+        assert f"presented {OTHER_KEY.get_fingerprint('md5')}" in refused.stderr
+        assert run("switch", "rekey", "tor1", "--host-key", key_line(OTHER_KEY)).exit_code == 0
+        assert run("switch", "ports", "tor1").exit_code == 0
