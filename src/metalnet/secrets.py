@@ -128,6 +128,12 @@ class Keyring:
         return self._load().encrypt(clear.encode()).decode()
 
     def decrypt(self, token: str) -> str:
+        """The clear value; keys are re-read once when none fits, so a process that was
+        running during `secrets rotate` picks up the new key instead of failing."""
+        try:
+            return self._load().decrypt(token.encode()).decode()
+        except InvalidToken:
+            self._forget()
         try:
             return self._load().decrypt(token.encode()).decode()
         except InvalidToken:
@@ -151,6 +157,9 @@ class Keyring:
             return
         old = [line.strip() for line in self.path.read_text().splitlines() if line.strip()]
         write_key_file(self.path, [Fernet.generate_key().decode(), *old])
+        self._forget()
+
+    def _forget(self) -> None:
         with self._lock:
             self._fernet = None
 

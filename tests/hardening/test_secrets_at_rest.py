@@ -164,3 +164,13 @@ def test_processes_starting_together_share_one_default_key(tmp_path) -> None:
     assert len(path.read_text().split()) == 1
     assert {Keyring(str(path)).decrypt(t) for t in tokens} == {"pw"}
     assert [p.name for p in tmp_path.iterdir()] == ["secret.key"]
+
+
+def test_a_running_process_reads_secrets_rotated_by_another(tmp_path) -> None:
+    """`serve` keeps running while `secrets rotate` runs elsewhere: it re-reads the keys."""
+    path = tmp_path / "secret.key"
+    create_key_file(path)
+    serving, rotating = Keyring(str(path)), Keyring(str(path))
+    serving.check()
+    rotating.add_new_key()
+    assert serving.decrypt(rotating.encrypt("pw")) == "pw"
