@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from metalnet.config import Settings
 from metalnet.db.models import Instance, Network, Project
 from metalnet.errors import Conflict, InputError
+from metalnet.lifecycle.states import LIVE
 
 Kind = Literal["networks", "instances"]
 
@@ -30,15 +31,13 @@ class QuotaExceeded(Conflict):
 
 
 def _used(session: Session, project: Project, kind: Kind) -> int:
-    from metalnet.inventory import LIVE_INSTANCE_STATES  # inventory calls this module
-
     if kind == "networks":
         query = select(func.count()).select_from(Network).where(Network.project_id == project.id)
     else:
         query = (
             select(func.count())
             .select_from(Instance)
-            .where(Instance.project_id == project.id, Instance.state.in_(LIVE_INSTANCE_STATES))
+            .where(Instance.project_id == project.id, Instance.state.in_(LIVE))
         )
     return session.scalar(query) or 0
 

@@ -3,6 +3,7 @@ refused with exit 2 / HTTP 409 naming the quota."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -32,7 +33,14 @@ def test_network_quota_through_the_cli(run) -> None:
     assert '"action": "project quota"' in audit and "networks=2" in audit
 
 
-def test_instance_quota_through_the_cli(run) -> None:
+def test_instance_quota_through_the_cli(cli, sqlite_url, tmp_path) -> None:
+    config = tmp_path / "metalnet.toml"
+    config.write_text('image_server = "http://img/"\n')
+
+    def run(*args: str):
+        return cli("--config", str(config), "--db", sqlite_url, *args)
+
+    assert run("db", "upgrade").exit_code == 0
     steps = [
         ("switch", "add", "sw", "--driver", "fake", "--address", "127.0.0.1:830",
          "--username", "u", "--password", "p"),
@@ -41,22 +49,9 @@ def test_instance_quota_through_the_cli(run) -> None:
         ("project", "quota", "acme", "--instances", "1"),
     ]  # fmt: skip
     for i in (1, 2):
-        mac, port = f"52:54:00:00:00:0{i}", f"eth{i}"
-        steps.append(
-            (
-                "node",
-                "add",
-                f"n{i}",
-                "--mac",
-                mac,
-                "--switch",
-                "sw",
-                "--port",
-                port,
-                "--bmc",
-                "ipmi://h:623",
-            )
-        )
+        node = ("node", "add", f"n{i}", "--mac", f"52:54:00:00:00:0{i}", "--switch", "sw")
+        steps.append((*node, "--port", f"eth{i}", "--bmc", f"ipmi://h:{700 + i}",
+                      "--skip-initial-erase"))  # fmt: skip
     for step in steps:
         done = run(*step)
         assert done.exit_code == 0, (step, done.output)
@@ -128,11 +123,22 @@ def test_concurrent_spawns_never_exceed_the_quota(db) -> None:
         inventory.add_switch(s, "sw", "fake", "127.0.0.1:830", "u", "p")
         for i in range(6):
             mac = f"52:54:00:00:00:1{i}"
-            inventory.add_node(s, db.settings, f"n{i}", mac, "sw", f"eth{i}", "ipmi://h:623")
+            inventory.add_node(
+                s,
+                db.settings,
+                f"n{i}",
+                mac,
+                "sw",
+                f"eth{i}",
+                f"ipmi://h:{700 + i}",
+                initial_erase=False,
+            )
+
+    config = dataclasses.replace(db.settings, image_allow=("img",))
 
     def create(s, i: int) -> None:
         instances.create_instance(
-            s, f"i{i}", "acme", "net", f"n{i}", "http://img/x", SHA, db.settings
+            s, f"i{i}", "acme", "net", f"n{i}", "http://img/x", SHA, settings=config
         )
 
     assert _race(db, 6, create) == (2, 4)

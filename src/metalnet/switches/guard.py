@@ -14,8 +14,9 @@ The rule, from DESIGN.md's safety invariants and the lifecycle (lifecycle/engine
   service VLAN only: an idle node is erased or waiting, and never in a project VLAN.
 - A port whose node an instance holds follows that instance's lifecycle:
   building, steps before `port_to_project`: the service VLAN only (ramdisk and agent
-  traffic never touch a project VLAN); building at `port_to_project`: the service VLAN
-  or the instance's project VLAN (the step's move, or the undo of a failed one);
+  traffic never touch a project VLAN); building at `port_to_project` or later
+  (`lifecycle.states.INTO_PROJECT`): the service VLAN or the instance's project VLAN
+  (the step's move, or the undo of a failed one);
   active: the instance's project VLAN only (the tenant's OS never runs on the service
   VLAN); deleting or error: the service VLAN only (a terminate takes the port back
   before anything else happens to the node).
@@ -40,6 +41,7 @@ from sqlalchemy.orm import Session, joinedload
 from metalnet.config import Settings
 from metalnet.db.models import Instance, Nic, Node, SwitchPort
 from metalnet.errors import Conflict
+from metalnet.lifecycle.states import INTO_PROJECT, InstanceState
 
 
 @dataclass(frozen=True)
@@ -157,11 +159,11 @@ def allowed(owner: Owner, settings: Settings) -> Allowed:
             frozenset({service}), f"a node no instance holds stays in the service VLAN {service}"
         )
     project = owner.project_vlan
-    if owner.state == "active":
+    if owner.state == InstanceState.ACTIVE:
         return Allowed(
             frozenset({project}), f"an active instance's port is only in its project VLAN {project}"
         )
-    if owner.state == "building" and owner.step == "port_to_project":
+    if owner.state == InstanceState.BUILDING and owner.step in INTO_PROJECT:
         return Allowed(
             frozenset({service, project}),
             f"moving to its project, only the service VLAN {service} or project VLAN {project}",
