@@ -7,6 +7,7 @@ and the periodic reconciler.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -37,11 +38,13 @@ class Controller:
         power: Callable[[BmcTarget, float], PowerDriver] = power_for,
         uds: str | None = None,
         on_start: StepHook | None = None,
+        sock: socket.socket | None = None,
         tls: tuple[str, str] | None = None,
     ) -> None:
         """`uds`: also serve the agent endpoint on this Unix socket, which a relay in
         another network namespace can reach (the root-mode lab's service network).
         `on_start`/`on_step`: called when a lifecycle step starts / is done.
+        `sock`: accept on this listening socket (shared with API-only processes).
         `tls`: (certificate file, key file) to serve HTTPS on the TCP listener."""
         self.db = db
         self.host, self.port = check_host_port(listen or db.settings.controller_listen, "listen")
@@ -50,6 +53,7 @@ class Controller:
         self.worker = Worker(self.engine)
         self.reconciler = PeriodicReconciler(db, self.switching)
         app = create_app(db)
+        app.state.switching = self.switching  # attachments share the lifecycle's queue
         quiet: dict[str, Any] = {"log_level": "warning", "access_log": False}
         ssl = {"ssl_certfile": tls[0], "ssl_keyfile": tls[1]} if tls else {}
         self.scheme = "https" if tls else "http"
@@ -61,6 +65,13 @@ class Controller:
             threading.Thread(target=server.run, name="controller-http", daemon=True)
             for server in self.servers
         ]
+        if sock is not None:
+            self._http[0] = threading.Thread(
+                target=self.servers[0].run,
+                kwargs={"sockets": [sock]},
+                name="controller-http",
+                daemon=True,
+            )
 
     def start(self, timeout: float = 10.0) -> Controller:
         """Serve the agent endpoint, then start working lifecycles (resuming any)."""

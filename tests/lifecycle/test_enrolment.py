@@ -15,7 +15,7 @@ from sqlalchemy import select
 from metalnet.controller import Controller
 from metalnet.db.models import AuditEntry, Node
 from metalnet.power import PowerState
-from metalnet.sim.lab import BMC_PASSWORD, BMC_USER
+from metalnet.sim.lab.lab import BMC_PASSWORD, BMC_USER
 
 SHA = "a" * 64
 

@@ -7,7 +7,6 @@ import logging
 import typer
 
 from metalnet.agent.runner import run_agent
-from metalnet.cli.remote import tls_verify
 from metalnet.cli.secrets import read_password
 from metalnet.errors import InputError
 
@@ -36,5 +35,7 @@ def agent(
     if not secret:
         raise InputError("no token: pass --token-env VAR or --token")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s agent %(message)s")
+    from metalnet.service.http import tls_verify
+
     verify = tls_verify(ca_file)
     raise typer.Exit(run_agent(controller, node, secret, disk, wait_timeout=wait, verify=verify))

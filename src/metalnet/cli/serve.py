@@ -1,10 +1,7 @@
-"""`metalnet serve`: the controller (agent endpoint + lifecycle worker)."""
+"""`metalnet serve`: the controller (agent endpoint + REST API + lifecycle worker)."""
 
 from __future__ import annotations
 
-import logging
-import signal
-import threading
 from pathlib import Path
 
 import typer
@@ -18,6 +15,9 @@ def serve(
     listen: str | None = typer.Option(
         None, help="HOST:PORT for the agent endpoint (default: controller_listen)."
     ),
+    workers: int = typer.Option(
+        1, min=1, max=64, help="Processes answering HTTP (more than 1 needs PostgreSQL)."
+    ),
     tls_cert: str | None = typer.Option(
         None, help="PEM certificate (chain) file: serve HTTPS (needs --tls-key)."
     ),
@@ -25,21 +25,35 @@ def serve(
 ) -> None:
     """Run the controller until SIGINT/SIGTERM; resumes unfinished lifecycles on start.
 
-    Example: metalnet --config /etc/metalnet.toml serve --listen 10.99.0.1:8470
+    Example: metalnet --config /etc/metalnet.toml serve --listen 10.99.0.1:8470 --workers 4
     --tls-cert /etc/metalnet/tls.crt --tls-key /etc/metalnet/tls.key
     """
+    import logging
+    import signal
+    import threading
+
+    from metalnet.api.workers import listening_socket, start_api_processes, stop_api_processes
     from metalnet.controller import Controller
+    from metalnet.validate import check_host_port
 
     tls = _tls(tls_cert, tls_key)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     db = state(ctx).database()
+    host, port = check_host_port(listen or db.settings.controller_listen, "listen")
+    sock = listening_socket(host, port)
+    helpers = []
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with Controller(db, listen, tls=tls) as controller:
-        where = f"{controller.scheme}://{controller.host}:{controller.port}"
-        typer.echo(f"metalnet controller on {where}", err=True)
-        stop.wait()
+    try:
+        helpers = start_api_processes(db.settings, sock, workers - 1, tls)
+        with Controller(db, f"{host}:{port}", sock=sock, tls=tls) as controller:
+            where = f"{controller.scheme}://{controller.host}:{controller.port}"
+            typer.echo(f"metalnet controller on {where} ({workers} processes)", err=True)
+            stop.wait()
+    finally:
+        stop_api_processes(helpers)
+        sock.close()
 
 
 def _tls(cert: str | None, key: str | None) -> tuple[str, str] | None:

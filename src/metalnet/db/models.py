@@ -57,6 +57,9 @@ class Switch(Base):
     username: Mapped[str] = mapped_column(String(64))
     password: Mapped[str] = mapped_column(EncryptedText)
     host_key: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    # The MAC the switch announces as its LLDP chassis ID: how Ironic's
+    # local_link_information (`switch_id`) names it.
+    chassis_mac: Mapped[str | None] = mapped_column(String(17), unique=True, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     ports: Mapped[list[SwitchPort]] = relationship(back_populates="switch")
@@ -75,6 +78,27 @@ class SwitchPort(Base):
 
     switch: Mapped[Switch] = relationship(back_populates="ports")
     nic: Mapped[Nic | None] = relationship(back_populates="port")
+    attachment: Mapped[PortAttachment | None] = relationship(back_populates="port")
+
+
+class PortAttachment(Base):
+    """A port owned by a system outside metalnet (e.g. `neutron:<port id>`), in one VLAN.
+
+    One owner per port is a database constraint; while the attachment exists the port's
+    desired VLAN is the attachment's, and removing it parks the port.
+    """
+
+    __tablename__ = "port_attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    port_id: Mapped[int] = mapped_column(
+        ForeignKey("switch_ports.id", ondelete="CASCADE"), unique=True
+    )
+    owner: Mapped[str] = mapped_column(String(255))
+    vlan: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    port: Mapped[SwitchPort] = relationship(back_populates="attachment")
 
 
 class Node(Base):

@@ -44,6 +44,10 @@ def _claim(session: Session, node: Node, **fields: object) -> Instance:
     if node.state != NodeState.AVAILABLE:
         reason = f" ({node.state_reason})" if node.state_reason else ""
         raise Conflict(f"node {node.name!r} is {node.state}{reason}, not available")
+    for nic in node.nics:
+        if nic.port is not None and nic.port.attachment is not None:
+            owner = nic.port.attachment.owner
+            raise Conflict(f"node {node.name!r} has its port attached to {owner}, not available")
     try:
         with session.begin_nested():
             instance = Instance(node_id=node.id, holds_node_id=node.id, **fields)

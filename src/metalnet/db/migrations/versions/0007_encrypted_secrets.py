@@ -4,7 +4,7 @@ Switch and BMC passwords become Fernet tokens (text); the clear values already s
 are encrypted here, with the keys of the engine running the migration.
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0005
 """
 
 import sqlalchemy as sa
@@ -13,7 +13,7 @@ from alembic import op
 from metalnet.secrets import SECRET_COLUMNS, TOKEN_PREFIX, keyring_of
 
 revision = "0007"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
