@@ -22,6 +22,7 @@ from pydantic import Field
 from sqlalchemy import select
 
 from metalnet.api.auth import Caller, Db
+from metalnet.api.errors import ERROR_RESPONSES
 from metalnet.audit import change
 from metalnet.db.models import PortAttachment, Switch, SwitchPort
 from metalnet.errors import InputError, MetalnetError, NotFound
@@ -31,7 +32,7 @@ from metalnet.switches.queue import ChangeOutcome
 from metalnet.switches.service import SwitchService
 from metalnet.validate import normalize_mac
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 Owner = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 

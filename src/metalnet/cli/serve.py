@@ -31,6 +31,7 @@ def serve(
     import logging
     import signal
     import threading
+    from contextlib import ExitStack
 
     from metalnet.api.workers import listening_socket, start_api_processes, stop_api_processes
     from metalnet.controller import Controller
@@ -47,7 +48,12 @@ def serve(
         signal.signal(sig, lambda *_: stop.set())
     try:
         helpers = start_api_processes(db.settings, sock, workers - 1, tls)
-        with Controller(db, f"{host}:{port}", sock=sock, tls=tls) as controller:
+        controller_cm = Controller(db, f"{host}:{port}", sock=sock, tls=tls)
+        with controller_cm as controller, ExitStack() as dhcp:
+            if db.settings.dhcp_configured:  # this host also serves the networks' DHCP
+                from metalnet.dhcp.manager import DhcpManager
+
+                dhcp.enter_context(DhcpManager(db))
             where = f"{controller.scheme}://{controller.host}:{controller.port}"
             typer.echo(f"metalnet controller on {where} ({workers} processes)", err=True)
             stop.wait()

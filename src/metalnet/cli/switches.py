@@ -78,18 +78,19 @@ def add(
     from metalnet.service.models import SwitchIn
     from metalnet.switches import hostkeys
 
-    if chassis_mac is not None:
-        state(ctx).local_only("switch add --chassis-mac")
     if host_key is not None:
         state(ctx).local_only("switch add --host-key")
     given_key = hostkeys.normalize(host_key) if host_key is not None else None
     secret = read_password(f"password for switch {name}", password_env, password, prompt=True)
     body = SwitchIn.of(
-        name=name, driver=driver, address=address, username=username, password=secret
+        name=name,
+        driver=driver,
+        address=address,
+        username=username,
+        password=secret,
+        chassis_mac=chassis_mac,
     )
     view = state(ctx).service.add_switch(body)
-    if chassis_mac is not None:
-        _record_chassis_mac(ctx, name, chassis_mac)
     note = None if state(ctx).url else _record_host_key(ctx, name, given_key)
     if json_out:
         print_json(view)
@@ -154,27 +155,12 @@ def set_(ctx: typer.Context, name: str, chassis_mac: str = CHASSIS_MAC_OPTION) -
 
     Example: metalnet switch set tor1 --chassis-mac 3c:fd:fe:00:00:01
     """
-    state(ctx).local_only("switch set")
-    _record_chassis_mac(ctx, name, chassis_mac)
-    say(f"switch {name}: chassis MAC {chassis_mac}")
-
-
-def _record_chassis_mac(ctx: typer.Context, name: str, mac: str) -> None:
-    """Record the switch's LLDP chassis MAC (unique: it names one switch)."""
-    from sqlalchemy.exc import IntegrityError
-
     from metalnet import inventory
-    from metalnet.errors import Conflict
-    from metalnet.validate import normalize_mac
 
+    state(ctx).local_only("switch set")
     with state(ctx).database().session() as session:
-        switch = inventory.get_switch(session, name)
-        switch.chassis_mac = normalize_mac(mac)
-        try:
-            with session.begin_nested():
-                session.flush()
-        except IntegrityError as exc:
-            raise Conflict(f"chassis MAC {mac!r} is already recorded on another switch") from exc
+        inventory.set_chassis_mac(session, inventory.get_switch(session, name), chassis_mac)
+    say(f"switch {name}: chassis MAC {chassis_mac}")
 
 
 @app.command("list")
