@@ -48,6 +48,7 @@ from metalnet.lifecycle.states import (
 )
 from metalnet.power import BmcTarget, BootDevice, PowerDriver, PowerState, driver_for
 from metalnet.retry import Retry
+from metalnet.switches import drift
 from metalnet.switches.base import SwitchError
 from metalnet.switches.service import SwitchService
 
@@ -355,6 +356,22 @@ class Engine:
 
     def _port_to_service(self, job: Job, plan: Plan) -> None:
         self._move(job, self.settings.service_vlan)
+
+    def _port_to_project(self, job: Job, plan: Plan) -> None:
+        """Move the port, then read it back from the switch: the tenant's image is only
+        powered on when the device itself says the port is in the project VLAN."""
+        self._move(job, job.project_vlan)
+        with self.db.session() as session:
+            port = inventory.node_port(inventory.get_node(session, job.node))
+            switch, interface = port.switch.name, port.interface
+        actual = self.switching.read_ports(switch, [interface]).get(interface)
+        if not drift.in_sync(job.project_vlan, actual):
+            raise StepFailed(
+                f"port {switch} {interface} reads back as {drift.describe(actual)}, "
+                f"not VLAN {job.project_vlan}"
+            )
+
+    # Power ---------------------------------------------------------------------------
 
     def _pxe_boot(self, job: Job, plan: Plan) -> None:
         """Queue the agent's task and boot the node into the ramdisk.
