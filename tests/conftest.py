@@ -13,6 +13,22 @@ from metalnet.db.engine import Database, upgrade
 from metalnet.sim.lab.postgres import PgCluster, find_pg_bin
 
 
+@pytest.fixture(scope="session", autouse=True)
+def secret_key() -> Iterator[None]:
+    """One encryption key for stored secrets for the whole run, given to every process
+    the tests start (METALNET_SECRET_KEY): databases seeded here stay readable by a
+    `metalnet serve` started with another HOME, and no test writes the user's key file."""
+    from cryptography.fernet import Fernet
+
+    previous = os.environ.get("METALNET_SECRET_KEY")
+    os.environ["METALNET_SECRET_KEY"] = Fernet.generate_key().decode()
+    yield
+    if previous is None:
+        del os.environ["METALNET_SECRET_KEY"]
+    else:
+        os.environ["METALNET_SECRET_KEY"] = previous
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
     """One PostgreSQL cluster for the whole run; CI (METALNET_REQUIRE_PG=1) must have it."""

@@ -80,6 +80,11 @@ class Settings:
     dhcp_lease_seconds: int = 3600
     dhcp_dns_servers: tuple[str, ...] = ()
     dhcp_interval: float = 2.0
+    # Encryption keys of stored secrets (metalnet.secrets); "" is the default key file.
+    secret_key_file: str = ""
+    # What a project may hold unless `metalnet project quota` says otherwise.
+    quota_networks: int = 64
+    quota_instances: int = 1000
     source: str = "built-in defaults"
 
     @property
@@ -140,6 +145,12 @@ def _positive(key: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise ConfigError(f"config key {key}: {value!r} must be a positive number of seconds")
     return float(value)
+
+
+def _count(key: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"config key {key}: {value!r} must be a whole number 0 or more")
+    return value
 
 
 def _text(key: str, value: object) -> str:
@@ -278,6 +289,9 @@ _PARSERS = {
     "dhcp_lease_seconds": _lease_seconds,
     "dhcp_dns_servers": _addresses,
     "dhcp_interval": _positive,
+    "secret_key_file": _text,
+    "quota_networks": _count,
+    "quota_instances": _count,
 }
 
 

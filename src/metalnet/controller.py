@@ -39,11 +39,13 @@ class Controller:
         uds: str | None = None,
         on_start: StepHook | None = None,
         sock: socket.socket | None = None,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         """`uds`: also serve the agent endpoint on this Unix socket, which a relay in
         another network namespace can reach (the root-mode lab's service network).
         `on_start`/`on_step`: called when a lifecycle step starts / is done.
-        `sock`: accept on this listening socket (shared with API-only processes)."""
+        `sock`: accept on this listening socket (shared with API-only processes).
+        `tls`: (certificate file, key file) to serve HTTPS on the TCP listener."""
         self.db = db
         self.host, self.port = check_host_port(listen or db.settings.controller_listen, "listen")
         self.switching = SwitchService(db)
@@ -53,7 +55,9 @@ class Controller:
         app = create_app(db)
         app.state.switching = self.switching  # attachments share the lifecycle's queue
         quiet: dict[str, Any] = {"log_level": "warning", "access_log": False}
-        configs = [uvicorn.Config(app, host=self.host, port=self.port, **quiet)]
+        ssl = {"ssl_certfile": tls[0], "ssl_keyfile": tls[1]} if tls else {}
+        self.scheme = "https" if tls else "http"
+        configs = [uvicorn.Config(app, host=self.host, port=self.port, **quiet, **ssl)]
         if uds is not None:
             configs.append(uvicorn.Config(app, uds=uds, **quiet))
         self.servers = [uvicorn.Server(config) for config in configs]

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from metalnet import quotas
 from metalnet.config import Settings
 from metalnet.db.models import (
     Instance,
@@ -149,6 +150,7 @@ def create_network(
     project = get_project(session, project_name)
     if any(n.name == name for n in project.networks):
         raise Conflict(f"network {name!r} already exists in project {project_name!r}")
+    quotas.reserve(session, settings, project, "networks")
     _check_overlap(session, project, net_cidr)
     gw = _gateway(net_cidr, gateway)
     if vlan is not None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -322,15 +323,19 @@ def run_agent(
     poll_interval: float = 0.5,
     wait_timeout: float = 300.0,
     http_timeout: float = 10.0,
+    verify: ssl.SSLContext | bool = True,
 ) -> int:
     """Wait for this node's task, run it on `disk_path`, report progress and result.
 
     Returns 0 when a successful result was reported, otherwise an `ExitCode`:
     TASK_FAILED (failure reported), AUTH (token refused), NO_TASK (none within
-    `wait_timeout` seconds) or CONTROLLER (unreachable or off-protocol).
+    `wait_timeout` seconds) or CONTROLLER (unreachable or off-protocol). `verify`: what
+    an https:// controller's certificate is checked against.
     """
     with (
-        httpx.Client(base_url=controller_url, headers=bearer(token), timeout=http_timeout) as http,
+        httpx.Client(
+            base_url=controller_url, headers=bearer(token), timeout=http_timeout, verify=verify
+        ) as http,
         httpx.Client(timeout=http_timeout, follow_redirects=False) as images,
     ):
         api = _Controller(http, node)

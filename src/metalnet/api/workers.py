@@ -41,18 +41,23 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve_api(settings: Settings, sock: socket.socket) -> None:
-    """An API-only process: the same application on the shared socket, until SIGTERM."""
+def serve_api(settings: Settings, sock: socket.socket, tls: tuple[str, str] | None) -> None:
+    """An API-only process: the same application on the shared socket, until SIGTERM;
+    `tls` (certificate file, key file) as the controller process serves it."""
     import uvicorn
 
     from metalnet.api.app import create_app
     from metalnet.db.engine import Database
 
-    config = uvicorn.Config(create_app(Database(settings)), log_level="warning", access_log=False)
+    ssl = {"ssl_certfile": tls[0], "ssl_keyfile": tls[1]} if tls else {}
+    app = create_app(Database(settings))
+    config = uvicorn.Config(app, log_level="warning", access_log=False, **ssl)
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def start_api_processes(settings: Settings, sock: socket.socket, count: int) -> list[BaseProcess]:
+def start_api_processes(
+    settings: Settings, sock: socket.socket, count: int, tls: tuple[str, str] | None = None
+) -> list[BaseProcess]:
     """`count` API-only processes on `sock` (refused on SQLite)."""
     if count and settings.database_url.startswith("sqlite"):
         raise InputError(
@@ -61,7 +66,7 @@ def start_api_processes(settings: Settings, sock: socket.socket, count: int) -> 
         )
     spawn = multiprocessing.get_context("spawn")
     processes = [
-        spawn.Process(target=serve_api, args=(settings, sock), name=f"metalnet-api-{i}")
+        spawn.Process(target=serve_api, args=(settings, sock, tls), name=f"metalnet-api-{i}")
         for i in range(count)
     ]
     for process in processes:

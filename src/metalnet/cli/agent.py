@@ -20,6 +20,11 @@ def agent(
     token: str | None = typer.Option(None, help="The node's token (prefer --token-env)."),
     disk: str = typer.Option(..., help="Block device (or, in the lab, file) to deploy or erase."),
     wait: float = typer.Option(300.0, help="Seconds to wait for a task before giving up."),
+    ca_file: str | None = typer.Option(
+        None,
+        envvar="METALNET_CA_FILE",
+        help="CA certificate an https:// controller is verified against.",
+    ),
 ) -> None:
     """Fetch this node's task (deploy or erase), run it, report; exit 0 on success.
 
@@ -30,4 +35,7 @@ def agent(
     if not secret:
         raise InputError("no token: pass --token-env VAR or --token")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s agent %(message)s")
-    raise typer.Exit(run_agent(controller, node, secret, disk, wait_timeout=wait))
+    from metalnet.service.http import tls_verify
+
+    verify = tls_verify(ca_file)
+    raise typer.Exit(run_agent(controller, node, secret, disk, wait_timeout=wait, verify=verify))

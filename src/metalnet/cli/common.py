@@ -54,6 +54,7 @@ class AppState:
     config_path: str | None = None
     database_url: str | None = None
     url: str | None = None
+    ca_file: str | None = None
     _settings: Settings | None = field(default=None, repr=False)
     _service: Service | None = field(default=None, repr=False)
     _db: Database | None = field(default=None, repr=False)
@@ -74,7 +75,9 @@ class AppState:
             if self.url:
                 from metalnet.service.http import HttpService
 
-                self._service = HttpService(self.url, os.environ.get("METALNET_TOKEN"))
+                self._service = HttpService(
+                    self.url, os.environ.get("METALNET_TOKEN"), self.ca_file
+                )
             else:
                 from metalnet.audit import cli_actor
                 from metalnet.service.base import Principal

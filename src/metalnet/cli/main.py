@@ -46,6 +46,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Read every switch, report drift (port, expected VLAN, actual VLAN), and fix it.",
     ),
     "token": ("metalnet.cli.tokens:app", "Create, list and revoke REST API tokens."),
+    "secrets": (
+        "metalnet.cli.secrets:app",
+        "Manage the keys stored secrets are encrypted with.",
+    ),
     "audit": (
         "metalnet.cli.tokens:audit_command",
         "Show the audit log: every change through the CLI or API, by whom, with its result.",
@@ -133,6 +137,12 @@ def main(
         envvar="METALNET_URL",
         help="Work against a remote `metalnet serve` (token from METALNET_TOKEN).",
     ),
+    ca_file: str | None = typer.Option(
+        None,
+        "--ca-file",
+        envvar="METALNET_CA_FILE",
+        help="CA certificate an https:// --url is verified against (default: system CAs).",
+    ),
 ) -> None:
     """Global options apply to every command."""
-    ctx.obj = AppState(config_path=config, database_url=db_url, url=url)
+    ctx.obj = AppState(config_path=config, database_url=db_url, url=url, ca_file=ca_file)

@@ -38,6 +38,11 @@ FORCE_OPTION = typer.Option(
 REASON_OPTION = typer.Option(
     None, "--reason", help="Why the guard is overridden; recorded in the audit log."
 )
+HOST_KEY_OPTION = typer.Option(
+    None,
+    "--host-key",
+    help="The switch's SSH host key: MD5 fingerprint aa:bb:.. or a key line (ssh-keyscan).",
+)
 CHASSIS_MAC_OPTION = typer.Option(
     None,
     "--chassis-mac",
@@ -60,15 +65,22 @@ def add(
         None, help="Password (for scripts; prefer --password-env)."
     ),
     chassis_mac: str | None = CHASSIS_MAC_OPTION,
+    host_key: str | None = HOST_KEY_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
-    """Register a switch; the password is prompted for unless given.
+    """Register a switch; the password is prompted for unless given. Its SSH host key is
+    the one given, else read from the switch now and shown (check it), else recorded at
+    the first connection.
 
     Example: metalnet switch add tor1 --driver junos --address 192.0.2.10:830 --username netconf
-    --password-env TOR1_PW
+    --password-env TOR1_PW --host-key "$(ssh-keyscan -p 830 192.0.2.10 | grep ed25519)"
     """
     from metalnet.service.models import SwitchIn
+    from metalnet.switches import hostkeys
 
+    if host_key is not None:
+        state(ctx).local_only("switch add --host-key")
+    given_key = hostkeys.normalize(host_key) if host_key is not None else None
     secret = read_password(f"password for switch {name}", password_env, password, prompt=True)
     body = SwitchIn.of(
         name=name,
@@ -79,7 +91,61 @@ def add(
         chassis_mac=chassis_mac,
     )
     view = state(ctx).service.add_switch(body)
-    print_json(view) if json_out else say(f"switch {name} added ({driver} at {address})")
+    note = None if state(ctx).url else _record_host_key(ctx, name, given_key)
+    if json_out:
+        print_json(view)
+        return
+    say(f"switch {name} added ({driver} at {address})")
+    if note:
+        say(note)
+
+
+def _record_host_key(ctx: typer.Context, name: str, given: str | None) -> str:
+    """Record the switch's host key: the given one, else the one it presents now (read
+    without logging in), else none yet (the first session records it). Says which."""
+    from metalnet import inventory
+    from metalnet.switches import hostkeys
+
+    db = state(ctx).database()
+    with db.session() as session:
+        switch = inventory.get_switch(session, name)
+        host, port = switch.host, switch.port
+    note = "given"
+    key = given
+    if key is None:
+        try:
+            key = hostkeys.scan(host, port, min(state(ctx).settings.switch_timeout, 10.0))
+            note = f"read from {host}:{port} now: check it against the switch's own"
+        except hostkeys.SwitchError as exc:
+            return f"host key - (not read now ({exc.reason}); recorded at the first connection)"
+    with db.session() as session:
+        inventory.get_switch(session, name).host_key = key
+    return f"host key {key} ({note})"
+
+
+@app.command("rekey")
+@audited("switch rekey", lambda kw: f"{kw['name']} {kw['host_key'] or '(read from the switch)'}")
+def rekey(ctx: typer.Context, name: str, host_key: str | None = HOST_KEY_OPTION) -> None:
+    """Accept a new SSH host key for a switch (after it was really re-keyed): the one given,
+    else the one it presents now.
+
+    Example: metalnet switch rekey tor1 --host-key "ssh-ed25519 AAAAC3Nza..."
+    """
+    from metalnet import inventory
+    from metalnet.switches import hostkeys
+
+    state(ctx).local_only("switch rekey")
+    new = hostkeys.normalize(host_key) if host_key is not None else None
+    db = state(ctx).database()
+    with db.session() as session:
+        switch = inventory.get_switch(session, name)
+        host, port = switch.host, switch.port
+    if new is None:
+        new = hostkeys.scan(host, port, min(state(ctx).settings.switch_timeout, 10.0))
+    with db.session() as session:
+        switch = inventory.get_switch(session, name)
+        old, switch.host_key = switch.host_key, new
+    say(f"switch {name} host key {old or '-'} -> {new}")
 
 
 @app.command("set")

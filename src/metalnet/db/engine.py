@@ -17,11 +17,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from metalnet import secrets
 from metalnet.config import Settings
 from metalnet.errors import ConfigError, DatabaseNotReady
 
@@ -120,13 +121,15 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
 
 
 def ensure_ready(engine: Engine, settings: Settings) -> None:
-    """Refuse an un-migrated database, or upgrade the embedded default in place."""
+    """Refuse an un-migrated database (or upgrade the embedded default in place), then
+    refuse unusable secret keys and settings that contradict what the database holds."""
+    secrets.keyring_of(engine.dialect).check()
     current = current_revision(engine)
     head = head_revision(engine)
-    if current == head:
-        return
-    if settings.embedded:
-        upgrade(engine)
+    if current == head or settings.embedded:
+        if current != head:
+            upgrade(engine)
+        check_settings(engine, settings)
         return
     state = "has no metalnet schema" if current is None else f"is at revision {current}"
     raise DatabaseNotReady(
@@ -135,12 +138,39 @@ def ensure_ready(engine: Engine, settings: Settings) -> None:
     )
 
 
+def check_settings(engine: Engine, settings: Settings) -> None:
+    """The VLAN settings must agree with the networks already stored: the service and
+    parking VLANs belong to no network, and every network's VLAN lies in the project
+    range. A setting changed after networks exist would otherwise put a tenant on the
+    provisioning network, or make `network create` hand out a VLAN it cannot police."""
+    from metalnet.db.models import Network, Project
+
+    query = select(Network.vlan, Network.name, Project.name).join(Project)
+    with engine.connect() as connection:
+        networks = connection.execute(query).all()
+    rng = settings.project_vlan_range
+    for vlan, network, project in networks:
+        where = f"network {network!r} of project {project!r}"
+        for key in ("service_vlan", "parking_vlan"):
+            if getattr(settings, key) == vlan:
+                raise ConfigError(
+                    f"config key {key}: {vlan} is the VLAN of {where} "
+                    f"(settings from {settings.source})"
+                )
+        if vlan not in rng:
+            raise ConfigError(
+                f"config key project_vlan_range: {rng} excludes VLAN {vlan} of {where} "
+                f"(settings from {settings.source})"
+            )
+
+
 class Database:
     """An engine plus a session factory; one per process."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = make_engine(settings.database_url)
+        secrets.attach(self.engine, secrets.Keyring(settings.secret_key_file or None))
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

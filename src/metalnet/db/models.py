@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from metalnet.lifecycle.states import LIVE, InstanceState, NodeState, TaskState
+from metalnet.secrets import EncryptedText
 
 LIVE_SQL = "state IN (" + ", ".join(f"'{state}'" for state in LIVE) + ")"
 """The live instance states as a partial index's condition."""
@@ -42,7 +43,8 @@ class Base(DeclarativeBase):
 
 
 class Switch(Base):
-    """A top-of-rack switch metalnet manages. `password` is a secret: never printed."""
+    """A top-of-rack switch metalnet manages. `password` is a secret: never printed, and
+    stored encrypted. `host_key` is the SSH host key fingerprint every session must meet."""
 
     __tablename__ = "switches"
     __table_args__ = (UniqueConstraint("host", "port", name="uq_switches_host_port"),)
@@ -53,7 +55,8 @@ class Switch(Base):
     host: Mapped[str] = mapped_column(String(253))
     port: Mapped[int] = mapped_column(Integer)
     username: Mapped[str] = mapped_column(String(64))
-    password: Mapped[str] = mapped_column(String(256))
+    password: Mapped[str] = mapped_column(EncryptedText)
+    host_key: Mapped[str | None] = mapped_column(String(80), nullable=True)
     # The MAC the switch announces as its LLDP chassis ID: how Ironic's
     # local_link_information (`switch_id`) names it.
     chassis_mac: Mapped[str | None] = mapped_column(String(17), unique=True, nullable=True)
@@ -108,7 +111,7 @@ class Node(Base):
     name: Mapped[str] = mapped_column(String(63), unique=True)
     bmc_url: Mapped[str] = mapped_column(String(512))
     bmc_username: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    bmc_password: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    bmc_password: Mapped[str | None] = mapped_column(EncryptedText, nullable=True)
     state: Mapped[str] = mapped_column(String(20), default=NodeState.AVAILABLE)
     state_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     agent_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -137,12 +140,14 @@ class Nic(Base):
 
 
 class Project(Base):
-    """A tenant."""
+    """A tenant. Its quotas, when NULL, are the configuration's defaults."""
 
     __tablename__ = "projects"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(63), unique=True)
+    quota_networks: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    quota_instances: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     networks: Mapped[list[Network]] = relationship(back_populates="project")

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from metalnet import inventory
+from metalnet import inventory, quotas
 from metalnet.config import Settings
 from metalnet.db.models import Instance, InstanceEvent, Node, Project
 from metalnet.dhcp.reservations import reserve
@@ -73,7 +73,8 @@ def create_instance(
 ) -> Instance:
     """Record a spawn of `image_url` on `node` (or any available node) for `project`.
 
-    The image URL must pass the configured image policy (`settings.image_policy`).
+    The image URL must pass the configured image policy (`settings.image_policy`), and
+    the project must be within its instance quota (default `settings.quota_instances`).
     """
     check_name(name, "instance name")
     settings.image_policy.check(image_url)
@@ -84,6 +85,7 @@ def create_instance(
     )
     if session.scalar(live_name) is not None:
         raise Conflict(f"instance {name!r} already exists in project {project!r}")
+    quotas.reserve(session, settings, net.project, "instances")
     fields = {
         "name": name,
         "project_id": net.project_id,

@@ -7,13 +7,14 @@ server's one-line message with the exit code the local command would use.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from metalnet.errors import MetalnetError
+from metalnet.errors import InputError, MetalnetError
 from metalnet.service.models import (
     AuditView,
     ChangeView,
@@ -36,6 +37,16 @@ M = TypeVar("M", bound=BaseModel)
 USER_ERRORS = {400, 401, 403, 404, 409, 413, 422}
 
 
+def tls_verify(ca_file: str | None) -> ssl.SSLContext | bool:
+    """What an https:// connection is verified against: `ca_file`, else the system CAs."""
+    if ca_file is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise InputError(f"CA file {ca_file}: {exc}") from None
+
+
 class RemoteError(MetalnetError):
     """The server refused the request or could not be reached."""
 
@@ -51,12 +62,17 @@ def _q(name: str) -> str:
 class HttpService:
     """A bearer-token client of the /v1 API implementing metalnet.service.Service."""
 
-    def __init__(self, url: str, token: str | None) -> None:
+    def __init__(self, url: str, token: str | None, ca_file: str | None = None) -> None:
+        """`ca_file`: the CA (or self-signed certificate) an https:// server is checked
+        against, instead of the system's trusted CAs."""
         if not token:
             raise RemoteError(f"--url {url} needs a token: set METALNET_TOKEN", 401)
         self.url = url.rstrip("/")
         self.client = httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+            verify=tls_verify(ca_file),
         )
 
     def _call(

@@ -354,6 +354,7 @@ def switch_view(switch: Switch) -> SwitchView:
         driver=switch.driver,
         address=f"{switch.host}:{switch.port}",
         username=switch.username,
+        host_key=switch.host_key,
         ports=[port_view(p) for p in sorted(switch.ports, key=lambda p: p.interface)],
         created_at=switch.created_at,
     )

@@ -130,6 +130,7 @@ class SwitchView(View):
     driver: str
     address: str
     username: str
+    host_key: str | None = None
     ports: list[PortView]
     created_at: Time | None
 

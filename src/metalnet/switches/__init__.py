@@ -34,8 +34,10 @@ def check_interface(driver: str, interface: str) -> str:
         raise InputError(str(exc)) from None
 
 
-def open_driver(driver: str, target: SwitchTarget, timeout: float) -> SwitchDriver:
-    """An opened session to the switch."""
-    instance = driver_class(driver)(target, timeout=timeout)
+def open_driver(
+    driver: str, target: SwitchTarget, timeout: float, **options: object
+) -> SwitchDriver:
+    """An opened session to the switch; `options` go to the driver's constructor."""
+    instance = driver_class(driver)(target, timeout=timeout, **options)
     instance.open()
     return instance

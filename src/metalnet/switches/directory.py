@@ -6,11 +6,14 @@ needs nothing else from the database, so it never calls back into the service ab
 
 from __future__ import annotations
 
+import inspect
+
 from metalnet import inventory
 from metalnet.db.engine import Database
 from metalnet.db.models import Switch
 from metalnet.switches import driver_class, open_driver
-from metalnet.switches.base import SwitchDriver, SwitchTarget
+from metalnet.switches.base import SwitchDriver, SwitchError, SwitchTarget
+from metalnet.switches.hostkeys import HostKeyCheck
 
 
 def target_of(switch: Switch) -> SwitchTarget:
@@ -38,6 +41,18 @@ class SwitchDirectory:
         return self._drivers[name]
 
     def connect(self, name: str) -> SwitchDriver:
-        """An open session to the named switch."""
+        """An open session to the named switch; a driver that logs in over SSH does so only
+        after the switch presented the host key recorded for it (`hostkeys`)."""
         driver, target = self._lookup(name)
-        return open_driver(driver, target, self.timeout)
+        check = HostKeyCheck(self.db, name)
+        options = {"host_key": check} if _takes_host_key(driver_class(driver)) else {}
+        try:
+            return open_driver(driver, target, self.timeout, **options)
+        except SwitchError as exc:
+            if check.refusal is not None:
+                raise check.refusal from exc
+            raise
+
+
+def _takes_host_key(cls: type[SwitchDriver]) -> bool:
+    return "host_key" in inspect.signature(cls).parameters
