@@ -27,7 +27,7 @@ class BootWorld:
         """What the lifecycle's pxe_boot step records: an instance and its agent task."""
         with self.db.session() as s:
             instance = instances.create_instance(
-                s, f"i-{node}", "p", "net", node, "http://img/x", SHA
+                s, f"i-{node}", "p", "net", node, "http://img/x", SHA, settings=self.db.settings
             )
             s.flush()
             image = {"image_url": "http://img/x", "sha256": SHA} if kind == "deploy" else {}
@@ -53,6 +53,7 @@ def write_config(tmp_path: Path, port: int, **extra: str) -> Path:
         "service_cidr": "10.30.0.0/24",
         "boot_server": "10.30.0.1",
         "ramdisk_dir": str(tmp_path / "ramdisk"),
+        "image_server": "http://img",
         **extra,
     }
     path = tmp_path / "metalnet.toml"

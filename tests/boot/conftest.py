@@ -29,8 +29,9 @@ def world(tmp_path: Path) -> Iterator[BootWorld]:
         inventory.add_switch(s, "sw", "fake", "127.0.0.1:830", "u", "switch-secret")
         for i, (name, mac) in enumerate(MACS.items(), 1):
             inventory.add_node(
-                s, db.settings, name, mac, "sw", f"eth{i}", f"ipmi://127.0.0.1:{623 + i}"
-            )
+                s, db.settings, name, mac, "sw", f"eth{i}", f"ipmi://127.0.0.1:{623 + i}",
+                initial_erase=False,
+            )  # fmt: skip
     yield BootWorld(config, db)
     db.engine.dispose()
 
