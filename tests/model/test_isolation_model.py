@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 
-from hypothesis import HealthCheck, seed, settings
+from hypothesis import HealthCheck, event, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -53,7 +53,13 @@ class IsolationModel(RuleBasedStateMachine):
         self.lab.settle()
 
     def teardown(self) -> None:
-        self.lab.close()
+        """Every example ends settled and judged, so no lifecycle escapes the checks."""
+        try:
+            self.settle()
+            self.isolation_holds_on_the_switch()
+            self.no_node_offered_unerased()
+        finally:
+            self.lab.close()
 
     def vlan(self, kind: str) -> int:
         if kind in PROJECTS:
@@ -79,6 +85,7 @@ class IsolationModel(RuleBasedStateMachine):
         if node is not None:
             body["node"] = node
         reply = self.lab.tenant(project).post("/v1/instances", json=body)
+        event(f"create: HTTP {reply.status_code}")
         assert reply.status_code < 500, reply.text
 
     @rule(project=st.sampled_from(PROJECTS), name=st.sampled_from(INSTANCE_NAMES))
@@ -107,6 +114,7 @@ class IsolationModel(RuleBasedStateMachine):
 
         until(STEP_SECONDS, f"instance {name} to reach {step}", reached)
         reply = self.lab.tenant(project).delete(f"/v1/instances/{name}")
+        event(f"delete at {step}: HTTP {reply.status_code}")
         assert reply.status_code < 500, reply.text
 
     @rule()
@@ -146,6 +154,7 @@ class IsolationModel(RuleBasedStateMachine):
     ) -> None:
         """(c): a refused change wrote none of its VLANs (the lifecycle may move ports
         meanwhile, but only to a VLAN the guard admits for the port's owner now)."""
+        event(f"admin port change: {'refused' if 'refused' in result.output else 'made'}")
         if "refused" not in result.output:
             return
         assert result.code != 0, result.output
