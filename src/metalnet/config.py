@@ -11,10 +11,12 @@ import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import platformdirs
 
-from metalnet.errors import ConfigError
+from metalnet.errors import ConfigError, InputError
+from metalnet.validate import ImagePolicy, check_image_entry
 
 ENV_CONFIG = "METALNET_CONFIG"
 ENV_DATABASE_URL = "METALNET_DATABASE_URL"
@@ -57,6 +59,8 @@ class Settings:
     poll_interval: float = 0.5
     lease_seconds: float = 15.0
     reconcile_interval: float = 300.0
+    image_server: str = ""
+    image_allow: tuple[str, ...] = ()
     source: str = "built-in defaults"
 
     @property
@@ -65,9 +69,30 @@ class Settings:
         return self.agent_url or f"http://{self.controller_listen}"
 
     @property
+    def image_policy(self) -> ImagePolicy:
+        """Where images may come from: `image_server`'s host and `image_allow`; never
+        from the controller's own listeners (its listen address and `agent_url`)."""
+        allow = list(self.image_allow)
+        if self.image_server:
+            allow.append(_endpoint(self.image_server, with_default_port=False))
+        deny = [self.controller_listen]
+        if self.agent_url:
+            deny.append(_endpoint(self.agent_url))
+        return ImagePolicy(tuple(allow), tuple(deny))
+
+    @property
     def embedded(self) -> bool:
         """True when the database is the built-in SQLite default (may upgrade itself)."""
         return self.database_url == default_database_url()
+
+
+def _endpoint(url: str, with_default_port: bool = True) -> str:
+    """HOST:PORT of an http(s) URL (HOST alone for any port, unless it names one)."""
+    parts = urlsplit(url)
+    if parts.port is None and not with_default_port:
+        return parts.hostname or ""
+    default = 443 if parts.scheme == "https" else 80
+    return f"{parts.hostname}:{parts.port or default}"
 
 
 def _vlan(key: str, value: object) -> int:
@@ -99,6 +124,22 @@ def _text(key: str, value: object) -> str:
     return value
 
 
+def _url(key: str, value: object) -> str:
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"config key {key}: {value!r} is not an http(s) URL")
+    return value
+
+
+def _image_allow(key: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"config key {key}: {value!r} must be a list of strings")
+    try:
+        return tuple(check_image_entry(v) for v in value)
+    except InputError as exc:
+        raise ConfigError(f"config key {key}: {exc}") from None
+
+
 _PARSERS = {
     "database_url": _text,
     "service_vlan": _vlan,
@@ -113,6 +154,8 @@ _PARSERS = {
     "poll_interval": _positive,
     "lease_seconds": _positive,
     "reconcile_interval": _positive,
+    "image_server": _url,
+    "image_allow": _image_allow,
 }
 
 

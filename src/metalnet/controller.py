@@ -36,16 +36,19 @@ class Controller:
         on_step: StepHook | None = None,
         power: Callable[[BmcTarget, float], PowerDriver] = power_for,
         uds: str | None = None,
+        on_start: StepHook | None = None,
     ) -> None:
         """`uds`: also serve the agent endpoint on this Unix socket, which a relay in
-        another network namespace can reach (the root-mode lab's service network)."""
+        another network namespace can reach (the root-mode lab's service network).
+        `on_start`/`on_step`: called when a lifecycle step starts / is done."""
         self.db = db
         self.host, self.port = check_host_port(listen or db.settings.controller_listen, "listen")
         self.switching = SwitchService(db)
-        self.engine = Engine(db, self.switching, on_step=on_step, power=power)
+        self.engine = Engine(db, self.switching, on_step=on_step, power=power, on_start=on_start)
         self.worker = Worker(self.engine)
         self.reconciler = PeriodicReconciler(db, self.switching)
         app = create_app(db)
+        app.state.switching = self.switching  # attachments share the lifecycle's queue
         quiet: dict[str, Any] = {"log_level": "warning", "access_log": False}
         configs = [uvicorn.Config(app, host=self.host, port=self.port, **quiet)]
         if uds is not None:

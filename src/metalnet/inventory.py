@@ -26,11 +26,11 @@ from metalnet.db.models import (
     SwitchPort,
 )
 from metalnet.errors import Conflict, InputError, NotFound
+from metalnet.lifecycle import quarantine
+from metalnet.lifecycle.states import LIVE, NodeState
 from metalnet.power import check_bmc_url
 from metalnet.switches import check_interface, driver_class
 from metalnet.validate import check_cidr, check_host_port, check_name, check_vlan, normalize_mac
-
-LIVE_INSTANCE_STATES = ("building", "active", "deleting", "error")
 
 
 def _one(session: Session, model: type, what: str, name: str) -> object:
@@ -91,7 +91,7 @@ def delete_project(session: Session, name: str) -> None:
     live = session.scalar(
         select(func.count())
         .select_from(Instance)
-        .where(Instance.project_id == project.id, Instance.state.in_(LIVE_INSTANCE_STATES))
+        .where(Instance.project_id == project.id, Instance.state.in_(LIVE))
     )
     if live:
         raise Conflict(f"project {name!r} still has {live} instance(s); delete them first")
@@ -199,7 +199,7 @@ def delete_network(session: Session, project_name: str, name: str) -> None:
     used = session.scalar(
         select(func.count())
         .select_from(Instance)
-        .where(Instance.network_id == network.id, Instance.state.in_(LIVE_INSTANCE_STATES))
+        .where(Instance.network_id == network.id, Instance.state.in_(LIVE))
     )
     if used:
         raise Conflict(f"network {name!r} is used by {used} instance(s); delete them first")
@@ -220,11 +220,14 @@ def add_switch(
     host, port = check_host_port(address, "switch address")
     if not username or any(c.isspace() for c in username):
         raise InputError(f"invalid username {username!r}: must be non-empty without spaces")
+    same = session.scalar(select(Switch).where(Switch.host == host, Switch.port == port))
+    if same is not None:
+        raise Conflict(f"switch address {host}:{port} is already switch {same.name!r}")
     switch = Switch(
         name=name, driver=driver, host=host, port=port, username=username, password=password
     )
     session.add(switch)
-    _flush(session, f"switch {name!r} already exists")
+    _flush(session, f"switch {name!r} (or address {host}:{port}) already exists")
     return switch
 
 
@@ -252,8 +255,15 @@ def add_node(
     bmc_url: str,
     bmc_username: str | None = None,
     bmc_password: str | None = None,
+    *,
+    initial_erase: bool = True,
 ) -> Node:
-    """Enrol a node cabled to switch_name/interface; its port is wanted in the service VLAN."""
+    """Enrol a node cabled to switch_name/interface; its port is wanted in the service VLAN.
+
+    The node is `cleaning` until its disk was erased and verified (the lifecycle's CLEAN
+    plan), unless `initial_erase` is False (the admin vouches for the disk). A node
+    whose MAC or BMC is under a remembered quarantine comes back quarantined.
+    """
     check_name(name, "node name")
     normalized = normalize_mac(mac)
     check_bmc_url(bmc_url)
@@ -273,11 +283,18 @@ def add_node(
         raise Conflict(
             f"port {switch_name} {interface} is already bound to node {port.nic.node.name!r}"
         )
+    same_bmc = session.scalar(select(Node).where(Node.bmc_url == bmc_url))
+    if same_bmc is not None:
+        raise Conflict(f"BMC {bmc_url} already belongs to node {same_bmc.name!r}")
     port.desired_vlan = settings.service_vlan
     node = Node(name=name, bmc_url=bmc_url, bmc_username=bmc_username, bmc_password=bmc_password)
+    node.state = NodeState.CLEANING if initial_erase else NodeState.AVAILABLE
+    held = quarantine.remembered(session, [normalized], bmc_url)
+    if held is not None:
+        node.state, node.state_reason = NodeState.QUARANTINED, held.reason
     node.nics.append(Nic(mac=normalized, port=port))
     session.add(node)
-    _flush(session, f"node {name!r} already exists (or its MAC or port was just taken)")
+    _flush(session, f"node {name!r} already exists (or its MAC, BMC or port was just taken)")
     return node
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from metalnet.errors import InputError
 
@@ -107,3 +109,86 @@ def check_listen(value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise InputError(f"invalid listen address {value!r}: expected HOST:PORT, PORT 0-65535")
     return host, int(port)
+
+
+@dataclass(frozen=True)
+class ImagePolicy:
+    """Where images may be fetched from: the one rule against using image downloads to
+    reach anything else on the service network (server-side request forgery).
+
+    `allow` holds HOST, HOST:PORT or CIDR entries (config `image_allow`, plus the host
+    of `image_server`); `deny` holds HOST:PORT endpoints that are never fetched from,
+    whatever `allow` says: the controller's own listeners. The controller checks a URL
+    when it is given, and the agent checks it again, with every redirect, before it
+    connects. Refusals name the URL's host, never anything fetched.
+    """
+
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+    def check(self, url: str) -> str:
+        """`url` if it is an http(s) URL to an allowed host; else InputError."""
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.username is not None
+            or any(c.isspace() or not c.isprintable() for c in url)
+            or len(url) > 1024
+        ):
+            raise InputError(f"invalid image URL {url!r}: expected http(s)://HOST/PATH")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise InputError(f"invalid image URL {url!r}: bad port") from None
+        host = parts.hostname.lower()
+        if self.denies(host, port):
+            raise InputError(f"image URL {url!r} points at the controller itself")
+        if not any(_entry_matches(entry, host, port) for entry in self.allow):
+            raise InputError(
+                f"image URL {url!r}: {host}:{port} is not an allowed image server "
+                "(configuration keys image_server, image_allow)"
+            )
+        return url
+
+    def denies(self, host: str, port: int) -> bool:
+        """Whether HOST:PORT is one of the endpoints never fetched from."""
+        return any(_entry_matches(entry, host, port, wildcard=True) for entry in self.deny)
+
+
+def _entry_matches(entry: str, host: str, port: int, wildcard: bool = False) -> bool:
+    """Whether an allow/deny entry (HOST, HOST:PORT or CIDR) covers host:port.
+
+    With `wildcard`, an entry for 0.0.0.0 (a controller listening everywhere) covers
+    every host on its port.
+    """
+    try:
+        network = ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        network = None
+    if network is not None and "/" in entry:
+        try:
+            return ipaddress.ip_address(host) in network
+        except ValueError:
+            return False
+    name, sep, entry_port = entry.rpartition(":") if ":" in entry else (entry, "", "")
+    if sep and entry_port.isdigit() and int(entry_port) != port:
+        return False
+    name = name.lower().strip("[]")
+    return name == host or (wildcard and name in ("0.0.0.0", "::"))
+
+
+def check_image_entry(value: str) -> str:
+    """An `image_allow` entry: HOST, HOST:PORT or an IP network in CIDR form."""
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if "/" in text:
+        try:
+            ipaddress.ip_network(text, strict=True)
+        except ValueError:
+            raise InputError(f"invalid image_allow entry {value!r}: not a CIDR") from None
+        return text
+    host, sep, port = text.rpartition(":") if ":" in text else (text, "", "")
+    if not re.fullmatch(r"[a-z0-9.-]{1,253}", host) or (sep and not port.isdigit()):
+        raise InputError(f"invalid image_allow entry {value!r}: expected HOST, HOST:PORT or CIDR")
+    return text

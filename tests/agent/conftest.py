@@ -1,152 +1,225 @@
-"""Fixtures for the agent tests: file disks and a small protocol controller over real HTTP.
+"""Fixtures for the agent tests: file disks, an image server, and the real controller.
 
-The controller here is a stand-in that implements the agent protocol with an
-in-memory task table and token -> node map, so the agent is tested over a real
-socket with the real payload models. The real controller (FastAPI router backed
-by the database) is tested by the lifecycle tests.
+The controller is metalnet's own application (`api.app.create_app`, whose agent
+router is the one `metalnet serve` runs) over a migrated SQLite database, served by
+uvicorn on a free 127.0.0.1 port. In front of it sits a thin ASGI recorder that logs
+each request (so tests can see every progress report, not only the last one stored)
+and can answer 503 to the first requests, as a restarting controller's proxy would.
+Images come from a separate HTTP server, as in a real installation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
 
 import pytest
 import uvicorn
-from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException, Response
+from fastapi.responses import RedirectResponse
+from sqlalchemy import select
 
-from metalnet.agent.protocol import (
-    PROGRESS_ROUTE,
-    RESULT_ROUTE,
-    TASK_ROUTE,
-    Progress,
-    Task,
-    TaskResult,
-)
+from metalnet import inventory
+from metalnet.api.app import create_app
+from metalnet.config import load_settings
+from metalnet.db.engine import Database, upgrade
+from metalnet.db.models import AgentTask, Instance, Node
+from metalnet.lifecycle import tokens
 
 MIB = 1 << 20
+SHA = "ab" * 32
 
 
 @dataclass
-class ControllerState:
-    """What the stand-in controller holds and records; tests set it up and inspect it."""
+class Recorder:
+    """An ASGI wrapper around the controller: records requests, can fail the first ones."""
 
-    tokens: dict[str, str] = field(default_factory=dict)
-    tasks: dict[str, Task] = field(default_factory=dict)
-    empty_polls: int = 0
-    """Answer 204 this many times before handing out a node's task."""
+    app: object = None
     failures: int = 0
-    """Answer 503 to this many requests first, to exercise the agent's retries."""
-    images: dict[str, bytes] = field(default_factory=dict)
-    polls: int = 0
-    progress: list[tuple[str, int, Progress]] = field(default_factory=list)
-    results: list[tuple[str, int, TaskResult]] = field(default_factory=list)
+    requests: list[tuple[str, str, int, dict | None]] = field(default_factory=list)
 
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        if self.failures:
+            self.failures -= 1
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": b"restarting"})
+            return
+        status = []
 
-def _state(request: Request) -> ControllerState:
-    return request.app.state.controller
+        async def replay():
+            return {"type": "http.request", "body": body, "more_body": False}
 
+        async def record(message):
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
 
-State = Annotated[ControllerState, Depends(_state)]
-
-
-def _authorized_node(
-    node: str, st: State, authorization: Annotated[str | None, Header()] = None
-) -> str:
-    """401 for a missing/unknown token, 403 for another node's token, like the real one."""
-    scheme, _, token = (authorization or "").partition(" ")
-    owner = st.tokens.get(token) if scheme == "Bearer" else None
-    if owner is None:
-        raise HTTPException(401, "missing or unknown token")
-    if owner != node:
-        raise HTTPException(403, f"token belongs to node {owner}, not {node}")
-    if st.failures:
-        st.failures -= 1
-        raise HTTPException(503, "controller restarting")
-    return node
-
-
-Node = Annotated[str, Depends(_authorized_node)]
-
-
-def _current_task(st: ControllerState, node: str, task_id: int) -> None:
-    if node not in st.tasks or st.tasks[node].id != task_id:
-        raise HTTPException(404, f"no task {task_id} for node {node}")
-
-
-def _build_app() -> FastAPI:
-    app = FastAPI()
-
-    @app.get(TASK_ROUTE)
-    def get_task(node: Node, st: State) -> Response:
-        st.polls += 1
-        if st.polls <= st.empty_polls or node not in st.tasks:
-            return Response(status_code=204)
-        return Response(st.tasks[node].model_dump_json(), media_type="application/json")
-
-    @app.post(PROGRESS_ROUTE, status_code=204)
-    def post_progress(task_id: int, body: Progress, node: Node, st: State) -> None:
-        _current_task(st, node, task_id)
-        st.progress.append((node, task_id, body))
-
-    @app.post(RESULT_ROUTE, status_code=204)
-    def post_result(task_id: int, body: TaskResult, node: Node, st: State) -> None:
-        _current_task(st, node, task_id)
-        st.results.append((node, task_id, body))
-
-    @app.get("/images/{name}")
-    def get_image(name: str, st: State) -> Response:
-        if name not in st.images:
-            raise HTTPException(404, "no such image")
-        return Response(st.images[name], media_type="application/octet-stream")
-
-    return app
+        await self.app(scope, replay, record)
+        payload = json.loads(body) if body else None
+        self.requests.append((scope["method"], scope["path"], status[0], payload))
 
 
 @dataclass
 class Controller:
-    """A running stand-in controller: its base URL and its (fresh per test) state."""
+    """The running controller and image server of one test, with helpers to set up work."""
 
     url: str
-    state: ControllerState
+    images_url: str
+    db: Database
+    recorder: Recorder
+    images: dict[str, bytes]
+    redirects: dict[str, str]
+
+    def node(self, name: str) -> str:
+        """Enrol a node (without cabling: the agent API needs none) and issue its token."""
+        with self.db.session() as s:
+            node = s.scalar(select(Node).where(Node.name == name))
+            if node is None:
+                node = Node(name=name, bmc_url=f"redfish://bmc-{name}.invalid")
+                s.add(node)
+            return tokens.issue(node)
+
+    def give(self, node: str, kind: str, image_url: str | None = None, sha256: str | None = None):
+        """Queue an agent task for `node`, as the lifecycle's pxe_boot step does; its id."""
+        with self.db.session() as s:
+            db_node = s.scalar(select(Node).where(Node.name == node))
+            net = inventory.get_network(s, "p", "net")
+            inst = Instance(
+                name=f"i{db_node.id}",
+                project_id=net.project_id,
+                network_id=net.id,
+                node_id=db_node.id,
+                image_url=image_url or "http://unused/",
+                sha256=sha256 or SHA,
+            )
+            s.add(inst)
+            s.flush()
+            task = AgentTask(
+                node_id=db_node.id,
+                instance_id=inst.id,
+                kind=kind,
+                image_url=image_url,
+                sha256=sha256,
+            )
+            s.add(task)
+            s.flush()
+            return task.id
+
+    def task(self, task_id: int) -> AgentTask:
+        """The task as the controller stored it."""
+        with self.db.session() as s:
+            task = s.get(AgentTask, task_id)
+            s.expunge(task)
+            return task
 
     def add_image(self, name: str, data: bytes) -> tuple[str, str]:
-        """Serve `data` at /images/`name`; return its URL and sha256."""
-        self.state.images[name] = data
-        return f"{self.url}/images/{name}", hashlib.sha256(data).hexdigest()
+        """Serve `data` at /images/`name` of the image server; return its URL and sha256."""
+        self.images[name] = data
+        return f"{self.images_url}/images/{name}", hashlib.sha256(data).hexdigest()
+
+    def redirect(self, name: str, to: str) -> str:
+        """A URL on the image server that redirects to `to`."""
+        self.redirects[name] = to
+        return f"{self.images_url}/go/{name}"
+
+    def polls(self) -> int:
+        return sum(1 for method, *_ in self.recorder.requests if method == "GET")
+
+    def progress(self, task_id: int) -> list[dict]:
+        return [
+            body
+            for method, path, status, body in self.recorder.requests
+            if path.endswith(f"/tasks/{task_id}/progress") and status == 204
+        ]
 
 
-@pytest.fixture(scope="session")
-def _controller_server() -> Iterator[tuple[str, FastAPI]]:
-    app = _build_app()
+def _serve(app) -> tuple[str, uvicorn.Server, threading.Thread, socket.socket]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    while not server.started:
+    deadline = threading.Event()
+    for _ in range(500):
+        if server.started:
+            break
         if not thread.is_alive():
-            raise RuntimeError("test controller did not start")
-        threading.Event().wait(0.01)
-    yield f"http://127.0.0.1:{port}", app
-    server.should_exit = True
-    thread.join(timeout=5)
-    sock.close()
+            raise RuntimeError("test server did not start")
+        deadline.wait(0.01)
+    else:
+        raise RuntimeError("test server did not start within 5 s")
+    return f"http://127.0.0.1:{port}", server, thread, sock
+
+
+def _image_app(images: dict[str, bytes], redirects: dict[str, str]) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/images/{name}")
+    def get_image(name: str) -> Response:
+        if name not in images:
+            raise HTTPException(404, "no such image")
+        return Response(images[name], media_type="application/octet-stream")
+
+    @app.get("/go/{name}")
+    def go(name: str) -> RedirectResponse:
+        return RedirectResponse(redirects[name], status_code=302)
+
+    return app
+
+
+@pytest.fixture(scope="session")
+def _servers() -> Iterator[tuple[str, str, Recorder, dict, dict]]:
+    recorder = Recorder()
+    images: dict[str, bytes] = {}
+    redirects: dict[str, str] = {}
+    running = [_serve(recorder), _serve(_image_app(images, redirects))]
+    yield running[0][0], running[1][0], recorder, images, redirects
+    for _url, server, thread, sock in running:
+        server.should_exit = True
+        thread.join(timeout=5)
+        sock.close()
 
 
 @pytest.fixture
-def controller(_controller_server: tuple[str, FastAPI]) -> Controller:
-    """The stand-in controller with empty state for this test."""
-    url, app = _controller_server
-    app.state.controller = ControllerState()
-    return Controller(url, app.state.controller)
+def controller(request, _servers, tmp_path: Path) -> Iterator[Controller]:
+    """The real controller app over a fresh database (SQLite, or PostgreSQL when the
+    test parametrizes this fixture indirectly with "postgres")."""
+    url, images_url, recorder, images, redirects = _servers
+    if getattr(request, "param", "sqlite") == "postgres":
+        database_url = request.getfixturevalue("pg_cluster").new_database()
+    else:
+        database_url = f"sqlite:///{tmp_path / 'metalnet.db'}"
+    base = load_settings(None, database_url)
+    settings = dataclasses.replace(
+        base, controller_listen=url.removeprefix("http://"), image_server=images_url
+    )
+    db = Database(settings)
+    upgrade(db.engine)
+    with db.session() as s:
+        inventory.create_project(s, "p")
+        inventory.create_network(s, settings, "p", "net", "10.9.0.0/24")
+    recorder.app, recorder.failures, recorder.requests = create_app(db), 0, []
+    images.clear()
+    redirects.clear()
+    yield Controller(url, images_url, db, recorder, images, redirects)
+    db.engine.dispose()
 
 
 @pytest.fixture

@@ -1,9 +1,7 @@
-"""The agent protocol's models, and the agent loop against a controller over real HTTP.
+"""The agent protocol's models, and the agent loop against the real controller over HTTP.
 
-The controller used here is the stand-in from conftest.py: a FastAPI app in a
-uvicorn thread on a free 127.0.0.1 port that implements the protocol with an
-in-memory task table and token -> node map, and also serves the images. The real
-controller (the database-backed router) is tested by the lifecycle tests.
+The controller is metalnet's own app and agent router over a database (conftest.py);
+what the agent reported is read back from the database, as the lifecycle reads it.
 """
 
 from __future__ import annotations
@@ -12,17 +10,26 @@ import hashlib
 import logging
 import os
 import socket
+import threading
+import time
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
-from metalnet.agent import runner
-from metalnet.agent.protocol import Progress, Task, TaskResult, progress_path, task_path
+from metalnet.agent.protocol import (
+    Progress,
+    Task,
+    TaskResult,
+    bearer,
+    progress_path,
+    task_path,
+)
 from metalnet.agent.runner import ExitCode, Throttle, run_agent
+from metalnet.db.models import AgentTask
 
 MIB = 1 << 20
 SHA = "ab" * 32
-TOKENS = {"tok-n1": "n1", "tok-n2": "n2"}
 
 
 # --- payload models -------------------------------------------------------------
@@ -88,20 +95,28 @@ def test_throttle_sends_phase_changes_completions_and_four_a_second() -> None:
     assert throttle.should_send("verify", 0, 100), "a new phase is always sent"
 
 
-# --- the agent against the stand-in controller ------------------------------------
+# --- the agent against the real controller -----------------------------------------
 
 
 @pytest.fixture
 def lab(controller):
-    """The stand-in controller knowing nodes n1 and n2 and their tokens."""
-    controller.state.tokens.update(TOKENS)
+    """The controller knowing nodes n1 and n2; their tokens in `lab.tokens`."""
+    controller.tokens = {name: controller.node(name) for name in ("n1", "n2")}
     return controller
 
 
-def agent(lab, disk, *, node: str = "n1", token: str = "tok-n1", **kwargs) -> int:
+def agent(lab, disk, *, node: str = "n1", token: str | None = None, **kwargs) -> int:
     kwargs.setdefault("poll_interval", 0.05)
     kwargs.setdefault("wait_timeout", 5.0)
-    return run_agent(lab.url, node, token, disk, **kwargs)
+    return run_agent(lab.url, node, token or lab.tokens[node], disk, **kwargs)
+
+
+def wait_for(predicate, what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
 
 
 def test_agent_polls_then_deploys_and_reports(lab, make_disk, caplog) -> None:
@@ -109,125 +124,125 @@ def test_agent_polls_then_deploys_and_reports(lab, make_disk, caplog) -> None:
     disk = make_disk(16 * MIB)
     image = os.urandom(5 * MIB + 7)
     url, sha = lab.add_image("base.raw", image)
-    lab.state.tasks["n1"] = Task(id=11, kind="deploy", image_url=url, sha256=sha)
-    lab.state.empty_polls = 2
+    outcome: list[int] = []
+    running = threading.Thread(target=lambda: outcome.append(agent(lab, disk)))
+    running.start()
+    wait_for(lambda: lab.polls() >= 2, "two polls without a task")
+    task_id = lab.give("n1", "deploy", url, sha)
+    running.join(30)
 
-    assert agent(lab, disk) == ExitCode.OK
-
-    assert lab.state.polls == 3, "two 204 answers, then the task"
+    assert outcome == [ExitCode.OK]
     assert disk.read_bytes()[: len(image)] == image
-    progress = [p for node, task, p in lab.state.progress if (node, task) == ("n1", 11)]
-    assert len(progress) == len(lab.state.progress) >= 4
-    phases = [p.phase for p in progress]
+    progress = lab.progress(task_id)
+    assert len(progress) >= 4
+    phases = [p["phase"] for p in progress]
     assert phases == sorted(phases, key=["download", "verify"].index), "download, then verify"
     assert set(phases) == {"download", "verify"}
-    assert all(p.total_bytes == len(image) for p in progress), "Content-Length is the total"
-    assert progress[-1].done_bytes == len(image)
-    assert lab.state.results == [
-        (
-            "n1",
-            11,
-            TaskResult(
-                ok=True, message=f"deployed {len(image)} bytes", bytes=len(image), sha256=sha
-            ),
-        )
-    ]
-    assert "node=n1 task=11 phase=verify bytes=5242887/5242887" in caplog.text
+    assert all(p["total_bytes"] == len(image) for p in progress), "Content-Length is the total"
+    assert progress[-1]["done_bytes"] == len(image)
+    task = lab.task(task_id)
+    assert (task.state, task.message, task.done_bytes) == (
+        "done",
+        f"deployed {len(image)} bytes",
+        len(image),
+    )
+    assert f"node=n1 task={task_id} phase=verify bytes=5242887/5242887" in caplog.text
 
 
 def test_agent_erases_and_reports(lab, make_disk) -> None:
     disk = make_disk(8 * MIB)
-    lab.state.tasks["n1"] = Task(id=12, kind="erase")
+    task_id = lab.give("n1", "erase")
 
     assert agent(lab, disk) == ExitCode.OK
 
     assert disk.read_bytes() == bytes(8 * MIB)
-    assert lab.state.progress[0][2].phase == "erase"
-    assert lab.state.progress[-1][2] == Progress(
-        phase="verify", done_bytes=8 * MIB, total_bytes=8 * MIB
-    )
-    [(_, _, result)] = lab.state.results
-    assert (result.ok, result.bytes, result.sha256) == (True, 8 * MIB, None)
+    progress = lab.progress(task_id)
+    assert progress[0]["phase"] == "erase"
+    assert progress[-1] == {"phase": "verify", "done_bytes": 8 * MIB, "total_bytes": 8 * MIB}
+    task = lab.task(task_id)
+    assert (task.state, task.done_bytes, task.phase) == ("done", 8 * MIB, "verify")
 
 
-def test_agent_reports_a_wrong_checksum_and_exits_non_zero(lab, make_disk) -> None:
+def test_agent_reports_a_wrong_checksum_without_what_it_read(lab, make_disk) -> None:
+    """The tenant learns that the checksum differs, not the digest of what was fetched."""
     disk = make_disk(8 * MIB, fill=0)
     image = os.urandom(MIB)
     url, actual = lab.add_image("evil.raw", image)
-    lab.state.tasks["n1"] = Task(id=13, kind="deploy", image_url=url, sha256=SHA)
+    task_id = lab.give("n1", "deploy", url, SHA)
 
     assert agent(lab, disk) == ExitCode.TASK_FAILED
 
-    [(_, _, result)] = lab.state.results
-    assert not result.ok
-    assert result.message == f"checksum mismatch: expected {SHA}, got {actual}"
-    assert result.sha256 == actual
+    task = lab.task(task_id)
+    assert task.state == "failed"
+    assert task.message == "checksum mismatch: the sha256 is not the one requested"
+    assert actual not in task.message
     assert disk.read_bytes() == bytes(8 * MIB), "the wrong image did not stay on the disk"
 
 
 @pytest.mark.parametrize(
     ("image", "expected"),
     [
-        (b"x" * (MIB + 1), "image larger than disk: 1048577 bytes announced"),
-        (None, "image download failed: HTTP 404 from "),
+        (b"x" * (MIB + 1), "image larger than disk"),
+        (None, "image download failed: the image server answered with an error"),
     ],
 )
 def test_agent_reports_an_image_it_cannot_deploy(lab, make_disk, image, expected) -> None:
     disk = make_disk(MIB)
-    url, sha = lab.add_image("img.raw", image) if image else (f"{lab.url}/images/gone", SHA)
-    lab.state.tasks["n1"] = Task(id=14, kind="deploy", image_url=url, sha256=sha)
+    if image:
+        url, sha = lab.add_image("img.raw", image)
+    else:
+        url, sha = f"{lab.images_url}/images/gone", SHA
+    task_id = lab.give("n1", "deploy", url, sha)
 
     assert agent(lab, disk) == ExitCode.TASK_FAILED
 
-    [(_, _, result)] = lab.state.results
-    assert (result.ok, result.bytes) == (False, 0)
-    assert result.message.startswith(expected)
+    task = lab.task(task_id)
+    assert (task.state, task.message, task.done_bytes) == ("failed", expected, 0)
 
 
 def test_agent_reports_a_missing_disk(lab, tmp_path) -> None:
-    lab.state.tasks["n1"] = Task(id=15, kind="erase")
+    task_id = lab.give("n1", "erase")
 
     assert agent(lab, tmp_path / "sdz") == ExitCode.TASK_FAILED
 
-    [(_, _, result)] = lab.state.results
-    assert result.message == f"disk {tmp_path / 'sdz'}: No such file or directory"
+    assert lab.task(task_id).message == f"disk {tmp_path / 'sdz'}: No such file or directory"
 
 
 def test_token_of_another_node_is_refused_and_the_agent_stops(lab, make_disk, caplog) -> None:
     disk = make_disk(MIB)
     before = disk.read_bytes()
-    lab.state.tasks["n1"] = Task(id=16, kind="erase")
+    task_id = lab.give("n1", "erase")
 
-    assert agent(lab, disk, node="n1", token="tok-n2") == ExitCode.AUTH
+    assert agent(lab, disk, node="n1", token=lab.tokens["n2"]) == ExitCode.AUTH
 
     [record] = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert record.getMessage() == (
         "node n1: controller refused the token on GET /agent/v1/nodes/n1/task "
         "(HTTP 403: token belongs to node n2, not n1)"
     )
-    assert (lab.state.polls, lab.state.results, disk.read_bytes()) == (0, [], before)
+    assert (lab.task(task_id).state, disk.read_bytes()) == ("pending", before)
 
 
 def test_unknown_token_is_refused(lab, make_disk, caplog) -> None:
     assert agent(lab, make_disk(MIB), token="guess") == ExitCode.AUTH
-    assert "HTTP 401: missing or unknown token" in caplog.text
+    assert "HTTP 401: unknown or revoked token" in caplog.text
 
 
 def test_agent_gives_up_when_no_task_arrives(lab, make_disk) -> None:
     assert agent(lab, make_disk(MIB), wait_timeout=0.3) == ExitCode.NO_TASK
-    assert 2 <= lab.state.polls <= 7
+    assert 2 <= lab.polls() <= 7
 
 
-def test_agent_retries_a_restarting_controller(lab, make_disk) -> None:
-    lab.state.tasks["n1"] = Task(id=17, kind="erase")
-    lab.state.failures = 2  # the first two requests get 503
+def test_agent_retries_a_restarting_controller(lab, make_disk, virtual_clock) -> None:
+    task_id = lab.give("n1", "erase")
+    lab.recorder.failures = 2  # the first two requests get 503
 
     assert agent(lab, make_disk(MIB)) == ExitCode.OK
-    assert [r.ok for _, _, r in lab.state.results] == [True]
+    assert lab.task(task_id).state == "done"
+    assert virtual_clock == [0.2, 0.4], "one back-off per 503, from the one retry policy"
 
 
-def test_agent_without_controller_polls_until_the_deadline(make_disk, monkeypatch) -> None:
-    monkeypatch.setattr(runner, "BACKOFF", 0.01)
+def test_agent_without_controller_polls_until_the_deadline(make_disk, virtual_clock) -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -237,11 +252,103 @@ def test_agent_without_controller_polls_until_the_deadline(make_disk, monkeypatc
     )
 
 
-def test_result_digest_matches_the_disk(lab, make_disk) -> None:
-    """The sha256 reported is of what the disk holds, not just of what was received."""
+def test_result_digest_matches_the_disk(lab, make_disk, caplog) -> None:
+    """The sha256 the agent logs is of what the disk holds, not just of what was received."""
+    caplog.set_level(logging.INFO, logger="metalnet.agent")
     disk = make_disk(2 * MIB)
     url, sha = lab.add_image("small.raw", b"hello metal")
-    lab.state.tasks["n1"] = Task(id=18, kind="deploy", image_url=url, sha256=sha)
+    task_id = lab.give("n1", "deploy", url, sha)
     assert agent(lab, disk) == ExitCode.OK
-    [(_, _, result)] = lab.state.results
-    assert result.sha256 == hashlib.sha256(disk.read_bytes()[: result.bytes]).hexdigest()
+    written = hashlib.sha256(disk.read_bytes()[: lab.task(task_id).done_bytes]).hexdigest()
+    assert f"result=ok bytes=11 sha256={written}" in caplog.text
+
+
+def test_task_is_stored_before_the_agent_is_answered(lab, make_disk) -> None:
+    """A report the controller cannot commit is not acknowledged: the agent is told to
+    retry (a 5xx), never 204 for a report that was then lost."""
+    from sqlalchemy import event
+
+    task_id = lab.give("n1", "erase")
+    refused = []
+
+    def refuse(session):
+        if any(isinstance(o, AgentTask) and o.state == "done" for o in session.dirty):
+            refused.append(True)
+            raise RuntimeError("database gone")
+
+    event.listen(lab.db.sessions, "before_commit", refuse)
+    try:
+        with httpx.Client(base_url=lab.url, headers=bearer(lab.tokens["n1"])) as http:
+            assert http.get("/agent/v1/nodes/n1/task").status_code == 200
+            answer = http.post(
+                f"/agent/v1/nodes/n1/tasks/{task_id}/result",
+                json={"ok": True, "message": "erased", "bytes": 5, "sha256": None},
+            )
+    finally:
+        event.remove(lab.db.sessions, "before_commit", refuse)
+    assert refused and answer.status_code >= 500
+    assert lab.task(task_id).state == "running"
+
+
+@pytest.mark.parametrize(
+    "controller", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_byte_counters_hold_more_than_32_bits(lab) -> None:
+    """A 5 GiB erase's byte count is stored exactly (a 32-bit column would lose it)."""
+    task_id = lab.give("n1", "erase")
+    five_gib = 5 << 30
+    path = f"/agent/v1/nodes/n1/tasks/{task_id}"
+    progress = {"phase": "erase", "done_bytes": five_gib - 1, "total_bytes": five_gib}
+    result = {"ok": True, "message": "erased", "bytes": five_gib, "sha256": None}
+    with httpx.Client(base_url=lab.url, headers=bearer(lab.tokens["n1"])) as http:
+        assert http.get("/agent/v1/nodes/n1/task").status_code == 200
+        assert http.post(f"{path}/progress", json=progress).status_code == 204
+        assert http.post(f"{path}/result", json=result).status_code == 204
+    task = lab.task(task_id)
+    assert (task.done_bytes, task.total_bytes) == (five_gib, five_gib)
+
+
+# --- where images may come from -----------------------------------------------------
+
+
+def test_image_from_a_host_outside_the_policy_is_refused_before_connecting(lab, make_disk) -> None:
+    """The task names a URL the controller's policy does not allow (the controller would
+    refuse it at input; the agent checks again): nothing is fetched, nothing written."""
+    disk = make_disk(MIB, fill=7)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.2", 0))
+        sock.listen()
+        elsewhere = f"http://127.0.0.2:{sock.getsockname()[1]}/secret"
+        task_id = lab.give("n1", "deploy", elsewhere, SHA)
+        assert agent(lab, disk) == ExitCode.TASK_FAILED
+        sock.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            sock.accept()  # nobody connected
+    message = lab.task(task_id).message
+    assert message.startswith("image refused: ") and "127.0.0.2" in message
+    assert disk.read_bytes() == bytes([7]) * MIB
+
+
+@pytest.mark.parametrize("target", ["controller", "outside"])
+def test_redirect_out_of_the_policy_is_refused(lab, make_disk, target) -> None:
+    disk = make_disk(MIB, fill=7)
+    to = f"{lab.url}/metrics" if target == "controller" else "http://127.0.0.2:9/x"
+    task_id = lab.give("n1", "deploy", lab.redirect("hop", to), SHA)
+
+    assert agent(lab, disk) == ExitCode.TASK_FAILED
+
+    task = lab.task(task_id)
+    assert (
+        task.message == "image refused: the image server redirected to a host that is not allowed"
+    )
+    assert disk.read_bytes() == bytes([7]) * MIB
+    assert not any(path == "/metrics" for _, path, _, _ in lab.recorder.requests)
+
+
+def test_redirect_within_the_policy_is_followed(lab, make_disk) -> None:
+    disk = make_disk(2 * MIB)
+    url, sha = lab.add_image("moved.raw", b"moved image")
+    task_id = lab.give("n1", "deploy", lab.redirect("old", url), sha)
+    assert agent(lab, disk) == ExitCode.OK
+    assert lab.task(task_id).state == "done"
+    assert disk.read_bytes()[:11] == b"moved image"

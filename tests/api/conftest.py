@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import socket
 import threading
@@ -16,7 +17,7 @@ import uvicorn
 
 from metalnet import apitokens, inventory
 from metalnet.api.app import create_app
-from metalnet.config import load_settings
+from metalnet.config import Settings, load_settings
 from metalnet.db.engine import Database, upgrade
 from metalnet.lifecycle import instances
 
@@ -45,6 +46,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def api_settings(database_url: str) -> Settings:
+    """Defaults, with the image hosts the tests' instances name allowed."""
+    return dataclasses.replace(load_settings(None, database_url), image_allow=("img", "i"))
+
+
 def _seed(db: Database) -> tuple[dict[str, str], dict[str, int]]:
     tokens, ids = {}, {}
     with db.session() as s:
@@ -60,12 +66,16 @@ def _seed(db: Database) -> tuple[dict[str, str], dict[str, int]]:
                 f"52:54:00:00:00:0{i}",
                 "sw",
                 f"eth{i}",
-                "ipmi://127.0.0.1:623",
+                f"ipmi://127.0.1.{i}:623",
                 "admin",
                 "bmc-secret",
+                initial_erase=False,
             )
-        instances.create_instance(s, "ia", "a", "net", "n1", "http://img/a", SHA)
-        instances.create_instance(s, "ib", "b", "net", "n2", "http://img/b", SHA)
+        for name, project, node in (("ia", "a", "n1"), ("ib", "b", "n2")):
+            image = f"http://img/{project}"
+            instances.create_instance(
+                s, name, project, "net", node, image, SHA, settings=db.settings
+            )
         for role, project in (("admin", None), ("a", "a"), ("b", "b")):
             row, tokens[role] = apitokens.create(s, f"t-{role}", project)
             s.flush()
@@ -77,7 +87,7 @@ def _seed(db: Database) -> tuple[dict[str, str], dict[str, int]]:
 def template(tmp_path_factory) -> tuple[Path, dict[str, str], dict[str, int]]:
     """A migrated, seeded SQLite file made once; each test serves a copy of it."""
     path = tmp_path_factory.mktemp("api") / "template.db"
-    db = Database(load_settings(None, f"sqlite:///{path}"))
+    db = Database(api_settings(f"sqlite:///{path}"))
     upgrade(db.engine)
     tokens, ids = _seed(db)
     db.engine.dispose()
@@ -88,7 +98,7 @@ def template(tmp_path_factory) -> tuple[Path, dict[str, str], dict[str, int]]:
 def api(tmp_path, template) -> Iterator[Api]:
     source, tokens, ids = template
     shutil.copy(source, tmp_path / "api.db")
-    db = Database(load_settings(None, f"sqlite:///{tmp_path / 'api.db'}"))
+    db = Database(api_settings(f"sqlite:///{tmp_path / 'api.db'}"))
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(db), host="127.0.0.1", port=port, log_level="warning")

@@ -216,12 +216,16 @@ def test_network_dhcp_command_renders_reservations_from_the_database(cli, sqlite
             "eth1",
             "--bmc",
             "ipmi://127.0.0.1:623",
+            "--skip-initial-erase",
         ).exit_code
         == 0
     )
-    db = Database(load_settings(None, sqlite_url))
+    settings = dataclasses.replace(load_settings(None, sqlite_url), image_allow=("i",))
+    db = Database(settings)
     with db.session() as s:
-        instances.create_instance(s, "i1", "acme", "web", "n1", "http://i/x", "a" * 64)
+        instances.create_instance(
+            s, "i1", "acme", "web", "n1", "http://i/x", "a" * 64, settings=settings
+        )
     result = run("network", "dhcp", "web", "-p", "acme", "--interface", "br100")
     assert result.exit_code == 0, result.output
     assert "52:54:00:00:00:01" in result.stdout and "10.20.0.2" in result.stdout

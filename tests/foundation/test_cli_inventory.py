@@ -94,7 +94,8 @@ def test_password_from_env_and_prompt(run, monkeypatch) -> None:
     monkeypatch.setenv("SW_PW", "from-env")
     args = ("--driver", "fake", "--address", "127.0.0.1:830", "--username", "u")
     assert run("switch", "add", "s1", *args, "--password-env", "SW_PW").exit_code == 0
-    assert run("switch", "add", "s2", *args, input="typed\n").exit_code == 0
+    other = ("--driver", "fake", "--address", "127.0.0.1:831", "--username", "u")
+    assert run("switch", "add", "s2", *other, input="typed\n").exit_code == 0
     missing = run("switch", "add", "s3", *args, "--password-env", "NOPE_PW")
     assert missing.exit_code == 2 and "NOPE_PW" in missing.stderr
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from labworld import World, world_with
 
 from metalnet.lifecycle import instances
-from metalnet.lifecycle.engine import SPAWN, TERMINATE
 from metalnet.lifecycle.invariants import port_violation
+from metalnet.lifecycle.states import SPAWN, TERMINATE
 from metalnet.power import PowerState
 
 
@@ -29,6 +29,7 @@ def write_config(world: World, path: Path) -> Path:
         f'database_url = "{s.database_url}"\n'
         f'boot_dir = "{s.boot_dir}"\n'
         f'controller_listen = "{s.controller_listen}"\n'
+        f'image_server = "{s.image_server}"\n'
         "step_timeout = 30\npoll_interval = 0.2\nswitch_timeout = 30\nbmc_timeout = 10\n"
     )
     return path
@@ -91,16 +92,23 @@ def test_kill9_at_every_step_resumes_and_never_leaks(tmp_path: Path) -> None:
         kills: list[str] = []
         with world.db.session() as s:
             instances.create_instance(
-                s, "web", "alpha", "net", "n1", world.lab.image_url, world.lab.image_sha256
+                s,
+                "web",
+                "alpha",
+                "net",
+                "n1",
+                world.lab.image_url,
+                world.lab.image_sha256,
+                settings=world.settings,
             )
-        kill_at_each(world, "web", SPAWN, ("active", "error"), config, log, kills)
+        kill_at_each(world, "web", SPAWN.steps, ("active", "error"), config, log, kills)
         assert current(world, "web") == ("active", "active"), log.read_text()[-3000:]
         assert node.port_vlan() == world.vlans["alpha"]
         assert node.running == "tenant image"
 
         with world.db.session() as s:
             instances.delete_instance(s, "web")
-        kill_at_each(world, "web", TERMINATE, ("deleted", "error"), config, log, kills)
+        kill_at_each(world, "web", TERMINATE.steps, ("deleted", "error"), config, log, kills)
         assert current(world, "web") == ("deleted", "deleted"), log.read_text()[-3000:]
         assert node.port_vlan() == world.settings.service_vlan
         assert world.lab.disk_is_zero(node)

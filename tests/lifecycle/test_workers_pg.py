@@ -66,6 +66,7 @@ def test_three_workers_one_killed_every_instance_active_once(tmp_path, pg_cluste
             config.write_text(
                 f'database_url = "{url}"\nboot_dir = "{world.settings.boot_dir}"\n'
                 f'controller_listen = "127.0.0.1:{port}"\nagent_url = "{agent_url}"\n'
+                f'image_server = "{world.settings.image_server}"\n'
                 "step_timeout = 60\npoll_interval = 0.2\nlease_seconds = 3\n"
             )
             workers.append(serve(config, tmp_path / f"w{i}.log"))
@@ -81,6 +82,7 @@ def test_three_workers_one_killed_every_instance_active_once(tmp_path, pg_cluste
                         node.name,
                         world.lab.image_url,
                         world.lab.image_sha256,
+                        settings=world.settings,
                     )
             victim = _kill_a_busy_worker(world, workers)
             deadline = time.monotonic() + 120

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from netns_env import leftovers, netns_marks
 
+from metalnet.lifecycle.states import SPAWN, TERMINATE
 from metalnet.sim.lab.demo import Demo, run_demo
 from metalnet.sim.lab.netns.cleanup import workdir_for
 
@@ -73,7 +74,8 @@ def test_demo_netns_matches_the_design_after_every_step(
 
     assert result.exit_code == 0, report["violations"]
     assert report["violations"] == []
-    assert (isolation["steps_passed"], isolation["steps_failed"]) == (40, 0)  # 4 x 10 steps
+    steps = 4 * (len(SPAWN.steps) + len(TERMINATE.steps))  # every step of 4 instances
+    assert (isolation["steps_passed"], isolation["steps_failed"]) == (steps, 0)
     spawned, terminated = isolation["final"]["after spawn"], isolation["final"]["after terminate"]
     assert spawned["ok"] and terminated["ok"]
     # alpha = n1, n3 (10.20.0.0/24); beta = n2, n4 (10.30.0.0/24): each reaches its peer only.

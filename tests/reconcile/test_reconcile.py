@@ -20,9 +20,12 @@ def sw():
 
 
 @pytest.fixture
-def run(cli, sqlite_url, sw):
+def run(cli, sqlite_url, sw, tmp_path):
+    config = tmp_path / "metalnet.toml"
+    config.write_text('image_allow = ["127.0.0.1"]\n')
+
     def invoke(*args: str):
-        return cli("--db", sqlite_url, *args)
+        return cli("--config", str(config), "--db", sqlite_url, *args)
 
     assert invoke("db", "upgrade").exit_code == 0
     assert (
@@ -54,7 +57,8 @@ def run(cli, sqlite_url, sw):
                 "--port",
                 f"ge-0/0/{i}",
                 "--bmc",
-                "ipmi://127.0.0.1:623",
+                f"ipmi://127.0.0.1:62{i}",
+                "--skip-initial-erase",
             ).exit_code
             == 0
         )

@@ -64,3 +64,45 @@ def test_option_values_are_checked() -> None:
             check_listen(bad)
     with pytest.raises(InputError, match="RPC=SECONDS"):
         parse_stall("commit")
+
+
+def test_dialect_framing_and_warning_flags() -> None:
+    from ncclient import manager
+    from ncclient.operations import RaiseMode
+    from ncclient.transport.session import NetconfBase
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUN_SIM, "switch", "--listen", "127.0.0.1:0", "--ports", "2",
+         "--dialect", "legacy", "--netconf-1-1", "--commit-warning", "mgd: deprecated"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        banner = proc.stdout.readline()
+        assert "legacy dialect" in banner
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", banner).group(1))
+        with manager.connect(
+            host="127.0.0.1", port=port, username="admin", password="admin",
+            device_params={"name": "junos"}, hostkey_verify=False,
+            look_for_keys=False, allow_agent=False, timeout=10,
+        ) as nc:  # fmt: skip
+            nc.raise_mode = RaiseMode.ERRORS
+            assert nc._session._base == NetconfBase.BASE_11
+            info = nc.rpc("<get-software-information/>")
+            assert info.xpath("//product-model")[0].text == "ex4200-48t"
+            reply = nc.rpc("<commit-configuration/>")
+            assert reply.xpath("//rpc-error/error-message")[0].text.strip() == "mgd: deprecated"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+
+
+def test_bad_dialect_is_one_line_and_exit_2() -> None:
+    from typer.testing import CliRunner
+
+    from metalnet.cli.main import app
+
+    result = CliRunner().invoke(app, ["sim", "switch", "--dialect", "nxos"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: invalid --dialect 'nxos': expected els or legacy"
+    ]

@@ -116,7 +116,7 @@ def test_errors_are_junos_rpc_errors(switch: SimSwitch, connect) -> None:
     nc = connect(switch)
     with pytest.raises(RPCError) as unknown:
         nc.rpc("<get-frobnicator-information/>")
-    assert unknown.value.message == "syntax error"
+    assert unknown.value.message == "\nsyntax error\n"  # framed by newlines, as Junos sends it
     assert unknown.value.tag == "operation-failed"
     with pytest.raises(RPCError, match="syntax error"):
         nc.load_configuration(format="text", config="vlans { v1 { vlan-id 1 }")

@@ -40,15 +40,17 @@ def test_load_text_set_xml_and_commit(device) -> None:
         "</ethernet-switching></family></unit></interface></interfaces></configuration>"
     )
     cu.load(xml, format="xml")
-    # the set line added v10 next to `default`: an access port with two VLANs fails the check
+    assert cu.commit_check() is True  # a factory port names no VLAN: merging one is enough
+    cu.load(
+        "set interfaces ge-0/0/1 unit 0 family ethernet-switching vlan members v20", format="set"
+    )
     with pytest.raises(CommitError, match="more than one vlan"):
-        cu.commit_check()
+        cu.commit_check()  # members is a list: the merge added v20 next to v10
     cu.load(
         "interfaces { ge-0/0/1 { unit 0 { family ethernet-switching {"
         " replace: vlan { members v10; } } } } }",
         format="text",
     )
-    assert cu.commit_check() is True
     assert cu.commit(comment="move two ports") is True
     cu.unlock()
     assert sw.port_vlans()["ge-0/0/1"] == 10
@@ -109,3 +111,52 @@ def test_diff_and_rollback(device) -> None:
     assert "-        vlan-id 8;" in cu.diff()
     cu.commit()
     assert "v8" not in sw.committed_text()
+
+
+@pytest.mark.parametrize("fmt", ["text", "set"])
+def test_operator_merges_a_vlan_onto_a_factory_port(device, fmt: str) -> None:
+    """What operators do every day: merge, check, look at the diff, commit with a comment."""
+    sw, dev = device
+    cu = Config(dev)
+    change = {
+        "text": "vlans { v30 { vlan-id 30; } } interfaces { ge-0/0/3 { unit 0 {"
+        " family ethernet-switching { vlan { members v30; } } } } }",
+        "set": "set vlans v30 vlan-id 30\n"
+        "set interfaces ge-0/0/3 unit 0 family ethernet-switching vlan members v30",
+    }[fmt]
+    cu.lock()
+    cu.load(change, format=fmt)
+    diff = cu.diff()
+    assert "+                    members v30;" in diff and "+        vlan-id 30;" in diff
+    assert cu.commit_check() is True
+    assert cu.commit(comment="ge-0/0/3 to v30") is True
+    cu.unlock()
+    assert sw.port_vlans()["ge-0/0/3"] == 30
+    cu.rollback(1)
+    assert "-                    members v30;" in cu.diff()
+    cu.commit(comment="undo")
+    assert sw.port_vlans()["ge-0/0/3"] == 1
+
+
+def test_commit_warning_is_ignored_only_when_asked(device) -> None:
+    sw, dev = device
+    sw.faults.warn_on_commit("mgd: licence for feature l2-learning is missing")
+    cu = Config(dev)
+    cu.load("set vlans v40 vlan-id 40", format="set")
+    with pytest.raises(CommitError, match="licence"):
+        cu.commit()  # PyEZ raises on a warning by default …
+    assert "v40" in sw.committed_text()  # … though the switch committed
+    cu.load("set vlans v41 vlan-id 41", format="set")
+    assert cu.commit(ignore_warning=True) is True
+
+
+@pytest.mark.parametrize("dialect", ["els", "legacy"])
+def test_private_mode_on_both_dialects(dialect: str) -> None:
+    """PyEZ's Config(mode="private") tolerates the open warning older releases send."""
+    with SimSwitch.running(ports=4, dialect=dialect) as sw:
+        with Device(host=sw.host, port=sw.port, user="admin", passwd="admin") as dev:
+            assert dev.facts["model"] == ("EX4300-48T" if dialect == "els" else "EX4200-48T")
+            with Config(dev, mode="private") as cu:
+                cu.load("set vlans v50 vlan-id 50", format="set")
+                assert cu.commit() is True
+        assert "v50" in sw.committed_text()

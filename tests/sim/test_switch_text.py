@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from metalnet.sim.switch import text, tree
@@ -122,3 +124,61 @@ def test_subtree_filter_selects_one_interface() -> None:
         "<configuration><interfaces><interface><name>ge-0/0/7</name></interface></interfaces></configuration>"
     )
     assert tree.subtree_filter(config, none) is None
+
+
+# ------------------------------------------------------------------ round trips, as a property
+
+NAMES = st.sampled_from(["ge-0/0/1", "ge-0/0/2", "xe-0/0/3", "ae0", "<ge-*>", "ge-0/0/[1-4]"])
+VLANS = st.sampled_from(["v10", "v20", "default", "30"])
+VLAN_IDS = st.integers(min_value=1, max_value=4094)
+
+
+@st.composite
+def configs(draw: st.DrawFn) -> tree.Element:
+    """Configurations with the statements metalnet meets: access/trunk ports, native
+    VLANs, deactivated statements, groups with wildcards, interface ranges."""
+
+    def inactive() -> str:
+        return "inactive: " if draw(st.booleans()) else ""
+
+    def port_body() -> str:
+        mode = draw(st.sampled_from(["", "interface-mode access; ", "interface-mode trunk; "]))
+        members = draw(st.lists(VLANS, max_size=3, unique=True))
+        vlan = f"{inactive()}vlan {{ members [ {' '.join(members)} ]; }} " if members else ""
+        native = f"{inactive()}native-vlan-id 5; " if draw(st.booleans()) else ""
+        return f"{native}unit 0 {{ family ethernet-switching {{ {mode}{vlan}}} }}"
+
+    ports = draw(st.lists(NAMES, max_size=3, unique=True))
+    interfaces = "".join(f'{inactive()}"{p}" {{ {port_body()} }} ' for p in ports)
+    if draw(st.booleans()):
+        interfaces += (
+            "interface-range r { member ge-0/0/5; member-range ge-0/0/6 to ge-0/0/9; "
+            f"{port_body()} }} "
+        )
+    groups = f'groups {{ g {{ interfaces {{ "<ge-*>" {{ {port_body()} }} }} }} }} apply-groups g; '
+    vlans = "".join(f"{inactive()}v{n} {{ vlan-id {n}; }} " for n in draw(st.sets(VLAN_IDS)))
+    text_ = (groups if draw(st.booleans()) else "") + f"interfaces {{ {interfaces}}} "
+    return text.parse_text(text_ + (f"vlans {{ {vlans}}}" if vlans else ""))
+
+
+@settings(max_examples=150, deadline=None)
+@given(config=configs())
+def test_text_and_set_formats_round_trip(config) -> None:
+    assert tree.same(text.parse_text(text.render_text(config)), config)
+    rebuilt = tree.new_config()
+    for fragment in text.parse_set(text.render_set(config)):
+        only_activation = fragment.get("activation") == "activation"
+        tree.edit(rebuilt, fragment, default_op="none" if only_activation else "merge")
+    assert tree.same(rebuilt, config)
+
+
+@settings(max_examples=100, deadline=None)
+@given(config=configs(), victim=NAMES)
+def test_delete_of_one_entry_leaves_the_others(config, victim: str) -> None:
+    before = [i.findtext("name") for i in config.iterfind("interfaces/interface")]
+    for fragment in text.parse_set(f'delete interfaces "{victim}"\ndelete vlans v10'):
+        tree.edit(config, fragment)
+    assert [i.findtext("name") for i in config.iterfind("interfaces/interface")] == [
+        n for n in before if n != victim
+    ]
+    assert "v10" not in [v.findtext("name") for v in config.iterfind("vlans/vlan")]

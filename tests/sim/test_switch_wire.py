@@ -17,21 +17,37 @@ CLIENT_HELLO = (
 )
 
 
-async def _exchange(sw: SimSwitch, rpc: bytes) -> tuple[bytes, bytes]:
+async def _exchange(sw: SimSwitch, rpc: bytes, *, chunked: bool = True) -> tuple[bytes, bytes]:
     async with asyncssh.connect(
         sw.host, sw.port, username="admin", password="admin", known_hosts=None
     ) as conn:
         writer, reader, _ = await conn.open_session(subsystem="netconf", encoding=None)
-        hello = await reader.readuntil(b"]]>]]>")
+        hello = await asyncio.wait_for(reader.readuntil(b"]]>]]>"), 10)
         writer.write(CLIENT_HELLO)
-        writer.write(b"\n#%d\n%s\n##\n" % (len(rpc), rpc))
-        reply = await reader.readuntil(b"\n##\n")
+        if chunked:
+            writer.write(b"\n#%d\n%s\n##\n" % (len(rpc), rpc))
+            reply = await asyncio.wait_for(reader.readuntil(b"\n##\n"), 10)
+        else:
+            writer.write(rpc + b"]]>]]>")
+            reply = await asyncio.wait_for(reader.readuntil(b"]]>]]>"), 10)
         return hello, reply
 
 
-def test_hello_then_chunked_reply_echoing_message_id(switch: SimSwitch) -> None:
-    rpc = b'<rpc message-id="42" xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><lock/></rpc>'
-    hello, reply = asyncio.run(_exchange(switch, rpc))
+RPC = b'<rpc message-id="42" xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><lock/></rpc>'
+
+
+def test_hello_offers_base_1_0_only_by_default(switch: SimSwitch) -> None:
+    """Published Junos hellos (Junos XML/NETCONF guides' session examples) list
+    base:1.0 alone; a client offering 1.1 too gets end-of-message framing."""
+    hello, reply = asyncio.run(_exchange(switch, RPC, chunked=False))
+    assert b"urn:ietf:params:netconf:base:1.0</capability>" in hello
+    assert b"base:1.1" not in hello
+    assert reply.rstrip(b"\n]>").endswith(b"</rpc-reply") and b'message-id="42"' in reply
+
+
+def test_hello_then_chunked_reply_echoing_message_id() -> None:
+    with SimSwitch.running(ports=4, netconf_11=True) as sw:
+        hello, reply = asyncio.run(_exchange(sw, RPC))
     assert b"<capability>urn:ietf:params:netconf:base:1.1</capability>" in hello
     assert b"candidate:1.0" in hello and b"<session-id>" in hello
     assert reply.startswith(b"\n#")
@@ -54,4 +70,4 @@ def test_only_netconf_subsystem_is_served(switch: SimSwitch) -> None:
 def test_refused_login(switch: SimSwitch) -> None:
     switch.faults.refuse_login = True
     with pytest.raises(asyncssh.PermissionDenied):
-        asyncio.run(_exchange(switch, b"<rpc/>"))
+        asyncio.run(_exchange(switch, b"<rpc/>", chunked=False))

@@ -50,10 +50,19 @@ class DiskError(Exception):
     controller's record of a failed task is as precise as a successful one.
     """
 
-    def __init__(self, message: str, *, bytes_done: int = 0, sha256: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        bytes_done: int = 0,
+        sha256: str | None = None,
+        public: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.bytes_done = bytes_done
         self.sha256 = sha256
+        self.public = public or message
+        """What failed, for the tenant: never what was read (digests, sizes of content)."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,7 @@ class _SequentialWriter:
                 f"image larger than disk: more than {self.disk.size} bytes "
                 f"(disk {self.disk.path} holds {self.disk.size} bytes)",
                 bytes_done=self.offset,
+                public="image larger than disk",
             )
         self.disk.write_at(self.offset, data)
         self.offset += len(data)
@@ -196,7 +206,8 @@ def deploy(
     if total_bytes is not None and total_bytes > disk.size:
         raise DiskError(
             f"image larger than disk: {total_bytes} bytes announced, "
-            f"disk {disk.path} holds {disk.size} bytes"
+            f"disk {disk.path} holds {disk.size} bytes",
+            public="image larger than disk",
         )
     writer = _SequentialWriter(disk, "download", progress, total_bytes or 0)
     try:
@@ -219,7 +230,12 @@ def deploy(
 
 def _expect(expected: str, got: str, what: str, length: int) -> None:
     if got != expected:
-        raise DiskError(f"{what}: expected {expected}, got {got}", bytes_done=length, sha256=got)
+        raise DiskError(
+            f"{what}: expected {expected}, got {got}",
+            bytes_done=length,
+            sha256=got,
+            public=f"{what}: the sha256 is not the one requested",
+        )
 
 
 def erase(disk: Disk, progress: ProgressFn) -> DiskReport:

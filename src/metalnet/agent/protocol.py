@@ -49,6 +49,10 @@ class Task(_Message):
     kind: TaskKind
     image_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
     sha256: Sha256 | None = None
+    image_allow: tuple[str, ...] = ()
+    """Where the image and its redirects may come from (`validate.ImagePolicy.allow`)."""
+    image_deny: tuple[str, ...] = ()
+    """Endpoints never fetched from: the controller's own (`validate.ImagePolicy.deny`)."""
 
     @model_validator(mode="after")
     def _image_matches_kind(self) -> Task:

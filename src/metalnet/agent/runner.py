@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,12 +41,15 @@ from metalnet.agent.protocol import (
     result_path,
     task_path,
 )
+from metalnet.errors import InputError
+from metalnet.retry import Retry
+from metalnet.validate import ImagePolicy
 
 log = logging.getLogger(__name__)
 
-RETRIES = 4
-BACKOFF = 0.2
-BACKOFF_MAX = 2.0
+CONTROLLER_RETRY = Retry(attempts=5, first=0.2, cap=2.0)
+"""Each call to the controller: a restart of the controller is outlasted, a dead one not."""
+MAX_REDIRECTS = 5
 PROGRESS_INTERVAL = 0.25
 """Seconds between progress reports within one phase (at most ~4 a second)."""
 
@@ -119,17 +123,17 @@ class _Controller:
         self, method: str, path: str, body: pydantic.BaseModel | None = None
     ) -> httpx.Response:
         """Send one call, retrying transient failures with exponential back-off."""
-        delay, failure = BACKOFF, ""
-        for attempt in range(RETRIES + 1):
-            try:
-                return self._attempt(method, path, body)
-            except _Transient as exc:
-                failure = f"{method} {path} failed ({exc})"
-                if attempt < RETRIES:
-                    log.warning("node=%s %s; retrying in %.2fs", self.node, failure, delay)
-                    time.sleep(delay)
-                    delay = min(delay * 2, BACKOFF_MAX)
-        raise ControllerUnreachable(f"controller unreachable: {failure} {RETRIES + 1} times")
+        try:
+            return CONTROLLER_RETRY.call(
+                lambda: self._attempt(method, path, body),
+                retry_on=(_Transient,),
+                what=f"node={self.node} {method} {path}",
+            )
+        except _Transient as exc:
+            raise ControllerUnreachable(
+                f"controller unreachable: {method} {path} failed ({exc}) "
+                f"{CONTROLLER_RETRY.attempts} times"
+            ) from exc
 
     def _attempt(self, method: str, path: str, body: pydantic.BaseModel | None) -> httpx.Response:
         content = body.model_dump_json() if body is not None else None
@@ -202,16 +206,64 @@ def _reporter(api: _Controller, task_id: int) -> Callable[[Phase, int, int], Non
     return report
 
 
+class ImageRefused(Exception):
+    """The image URL, or a redirect, leads outside the controller's image policy."""
+
+
+def _check_target(policy: ImagePolicy, url: str) -> None:
+    """The policy's check, then again on every address the host resolves to, so a name
+    cannot lead to one of the controller's own endpoints."""
+    try:
+        policy.check(url)
+    except InputError as exc:
+        raise ImageRefused(str(exc)) from None
+    parts = httpx.URL(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(parts.host, port)}
+    except OSError:
+        return  # unresolvable: the connection fails and is reported as such
+    if any(policy.denies(address, port) for address in addresses):
+        raise ImageRefused(f"image URL {url!r} points at the controller itself")
+
+
 @contextmanager
-def _image(http: httpx.Client, url: str) -> Iterator[tuple[Iterator[bytes], int | None]]:
+def _image(
+    http: httpx.Client, url: str, policy: ImagePolicy
+) -> Iterator[tuple[Iterator[bytes], int | None]]:
     """Open the image download: its byte stream and its announced size, if any.
 
-    `identity` encoding keeps Content-Length equal to the image's size."""
-    with http.stream("GET", url, headers={"Accept-Encoding": "identity"}) as response:
+    Redirects are followed by hand, each checked against the policy before it is
+    requested. `identity` encoding keeps Content-Length equal to the image's size."""
+    _check_target(policy, url)
+    for _ in range(MAX_REDIRECTS + 1):
+        request = http.build_request("GET", url, headers={"Accept-Encoding": "identity"})
+        response = http.send(request, stream=True)
+        if not response.is_redirect:
+            break
+        location = response.headers.get("Location", "")
+        response.close()
+        url = str(response.url.join(location))
+        try:
+            _check_target(policy, url)
+        except ImageRefused:
+            log.error("image redirect to %s refused by the image policy", url)
+            raise ImageRefused(
+                "the image server redirected to a host that is not allowed"
+            ) from None
+    else:
+        response.close()
+        raise ImageRefused(f"more than {MAX_REDIRECTS} redirects")
+    try:
         if response.status_code != 200:
-            raise DiskError(f"image download failed: HTTP {response.status_code} from {url}")
+            raise DiskError(
+                f"image download failed: HTTP {response.status_code} from {url}",
+                public="image download failed: the image server answered with an error",
+            )
         length = response.headers.get("Content-Length")
         yield response.iter_bytes(CHUNK), int(length) if length is not None else None
+    finally:
+        response.close()
 
 
 def _execute(
@@ -222,25 +274,43 @@ def _execute(
         if task.kind == "erase":
             return erase(disk, progress)
         assert task.image_url is not None and task.sha256 is not None  # Task validates this
-        with _image(images, task.image_url) as (chunks, length):
+        policy = ImagePolicy(task.image_allow, task.image_deny)
+        with _image(images, task.image_url, policy) as (chunks, length):
             return deploy(disk, chunks, task.sha256, progress, total_bytes=length)
 
 
 def _run_task(task: Task, disk_path: Path, images: httpx.Client, api: _Controller) -> TaskResult:
-    """Run the task and turn its outcome, good or bad, into the result to report."""
+    """Run the task and turn its outcome, good or bad, into the result to report.
+
+    The report reaches the tenant: it says what failed, never what was read (digests,
+    sizes, status codes, connection errors of whatever the URL reached). The details
+    go to this node's log for the operator.
+    """
     try:
         report = _execute(task, disk_path, images, _reporter(api, task.id))
+    except ImageRefused as exc:
+        return TaskResult(ok=False, message=f"image refused: {exc}", bytes=0)
     except DiskError as exc:
-        return TaskResult(ok=False, message=str(exc), bytes=exc.bytes_done, sha256=exc.sha256)
+        log.error("node=%s task=%d failed: %s", api.node, task.id, exc)
+        return TaskResult(ok=False, message=exc.public, bytes=exc.bytes_done)
     except httpx.HTTPError as exc:
-        message = f"image download failed: {type(exc).__name__}: {exc}"
-        return TaskResult(ok=False, message=message, bytes=0)
+        log.error("node=%s task=%d image download failed: %r", api.node, task.id, exc)
+        return TaskResult(ok=False, message=_download_failure(exc), bytes=0)
     except OSError as exc:
         return TaskResult(ok=False, message=f"disk {disk_path}: {exc.strerror or exc}", bytes=0)
     done = "deployed" if task.kind == "deploy" else "erased and verified"
     return TaskResult(
         ok=True, message=f"{done} {report.bytes} bytes", bytes=report.bytes, sha256=report.sha256
     )
+
+
+def _download_failure(exc: httpx.HTTPError) -> str:
+    """What failed in an image download, in words that reveal nothing fetched."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "image download failed: the image server did not answer in time"
+    if isinstance(exc, httpx.ConnectError):
+        return "image download failed: could not connect to the image server"
+    return "image download failed: the transfer broke off"
 
 
 def run_agent(
@@ -261,7 +331,7 @@ def run_agent(
     """
     with (
         httpx.Client(base_url=controller_url, headers=bearer(token), timeout=http_timeout) as http,
-        httpx.Client(timeout=http_timeout, follow_redirects=True) as images,
+        httpx.Client(timeout=http_timeout, follow_redirects=False) as images,
     ):
         api = _Controller(http, node)
         try:

@@ -6,7 +6,7 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from metalnet import metrics, ui
-from metalnet.api import agent, errors, fabric, v1
+from metalnet.api import agent, attachments, errors, fabric, v1
 from metalnet.db.engine import Database
 
 
@@ -18,6 +18,7 @@ def create_app(db: Database) -> FastAPI:
     app.include_router(agent.router)
     app.include_router(v1.router)
     app.include_router(fabric.router)
+    app.include_router(attachments.router)
     ui.mount(app)
     app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
     return app

@@ -69,6 +69,7 @@ class NodeIn(Body):
     bmc_url: Text
     bmc_username: Text | None = None
     bmc_password: Text | None = None
+    skip_initial_erase: bool = False
 
 
 class InstanceIn(Body):
@@ -218,7 +219,8 @@ def list_nodes(db: Db, who: Caller) -> list[dict]:
 @router.post("/nodes", status_code=201)
 def add_node(body: NodeIn, db: Db, who: Caller) -> dict:
     who.require_admin()
-    with change(db, who, "node add", body.name), db.session() as s:
+    target = body.name + (" (--skip-initial-erase)" if body.skip_initial_erase else "")
+    with change(db, who, "node add", target), db.session() as s:
         node = inventory.add_node(
             s,
             db.settings,
@@ -229,6 +231,7 @@ def add_node(body: NodeIn, db: Db, who: Caller) -> dict:
             body.bmc_url,
             body.bmc_username,
             body.bmc_password,
+            initial_erase=not body.skip_initial_erase,
         )
         return node_view(node)
 
@@ -259,7 +262,7 @@ def clear_node(name: str, db: Db, who: Caller) -> dict:
 
 
 def _instance(s, who: Principal, name: str) -> Instance:
-    inst = instances.get_instance(s, name)
+    inst = instances.get_instance(s, name, who.project)
     if not who.may_see(inst.project.name):
         raise NotFound(f"unknown instance {name!r}")
     return inst
@@ -285,7 +288,14 @@ def create_instance(body: InstanceIn, db: Db, who: Caller) -> dict:
     _visible_project(who, project)
     with change(db, who, "instance create", body.name), db.session() as s:
         inst = instances.create_instance(
-            s, body.name, project, body.network, body.node, body.image_url, body.sha256
+            s,
+            body.name,
+            project,
+            body.network,
+            body.node,
+            body.image_url,
+            body.sha256,
+            settings=db.settings,
         )
         s.flush()
         return instance_view(inst)
@@ -300,8 +310,8 @@ def show_instance(name: str, db: Db, who: Caller) -> dict:
 @router.delete("/instances/{name}", status_code=202)
 def delete_instance(name: str, db: Db, who: Caller) -> dict:
     with change(db, who, "instance delete", name), db.session() as s:
-        _instance(s, who, name)
-        return instance_view(instances.delete_instance(s, name))
+        inst = _instance(s, who, name)
+        return instance_view(instances.delete_instance(s, name, inst.project.name))
 
 
 @router.get("/audit")

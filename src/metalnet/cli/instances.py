@@ -95,8 +95,11 @@ def create(
         }
         view = api.call("POST", "/v1/instances", body)
     else:
-        with state(ctx).database().session() as session:
-            inst = instances.create_instance(session, name, project, network, node, image, sha256)
+        db = state(ctx).database()
+        with db.session() as session:
+            inst = instances.create_instance(
+                session, name, project, network, node, image, sha256, settings=db.settings
+            )
             session.flush()
             view = instance_view(inst)
     if wait:

@@ -17,8 +17,14 @@ from metalnet.views import node_view
 app = typer.Typer(help="Enrol, list, show and delete bare-metal nodes.", no_args_is_help=True)
 
 
+def _add_target(kwargs: dict) -> str:
+    """The audit target of `node add`: the node, and whether its erase was skipped."""
+    skipped = " (--skip-initial-erase)" if kwargs.get("skip_initial_erase") else ""
+    return f"{kwargs.get('name', '')}{skipped}"
+
+
 @app.command("add")
-@audited("node add")
+@audited("node add", target=_add_target)
 def add(
     ctx: typer.Context,
     name: str,
@@ -34,9 +40,15 @@ def add(
         None, help="Name of an environment variable holding the BMC password."
     ),
     bmc_password: str | None = typer.Option(None, help="BMC password (prefer --bmc-password-env)."),
+    skip_initial_erase: bool = typer.Option(
+        False,
+        "--skip-initial-erase",
+        help="Offer the node at once, without erasing its disk first (audited).",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
-    """Enrol a node; its port is wanted in the service VLAN.
+    """Enrol a node; its port is wanted in the service VLAN. The node is erased and the
+    erase verified (state cleaning) before it is first offered.
 
     Example: metalnet node add n1 --mac aa:bb:cc:00:00:01 --switch tor1 --port ge-0/0/1
     --bmc ipmi://10.0.0.5:623 --bmc-username admin --bmc-password-env BMC_PW
@@ -52,12 +64,22 @@ def add(
             "bmc_url": bmc,
             "bmc_username": bmc_username,
             "bmc_password": password,
+            "skip_initial_erase": skip_initial_erase,
         }
         view = api.call("POST", "/v1/nodes", body)
     else:
         with app_state.database().session() as session:
             node = inventory.add_node(
-                session, app_state.settings, name, mac, switch, port, bmc, bmc_username, password
+                session,
+                app_state.settings,
+                name,
+                mac,
+                switch,
+                port,
+                bmc,
+                bmc_username,
+                password,
+                initial_erase=not skip_initial_erase,
             )
             view = node_view(node)
     if json_out:

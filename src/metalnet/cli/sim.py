@@ -58,6 +58,9 @@ def switch(
     listen: str = typer.Option("127.0.0.1:8300", help="HOST:PORT to listen on (port 0: any)."),
     name: str = typer.Option("sw1", help="Switch name (its host-name and log prefix)."),
     ports: int = typer.Option(48, min=1, max=96, help="Number of ports ge-0/0/0 … ge-0/0/N-1."),
+    members: int = typer.Option(
+        1, min=1, max=10, help="Virtual Chassis members (FPCs), each with --ports ports."
+    ),
     username: str = typer.Option("admin", help="Login accepted over SSH."),
     password: str = typer.Option("admin", help="Password accepted over SSH."),
     commit_latency: float = typer.Option(0.0, min=0.0, help="Seconds every commit takes."),
@@ -68,8 +71,16 @@ def switch(
         None, help="Keep the committed configuration here (Junos text) across restarts."
     ),
     host_key: Path | None = typer.Option(None, help="SSH host key file (created if missing)."),
-    netconf_1_0_only: bool = typer.Option(
-        False, "--netconf-1-0-only", help="Advertise base:1.0 only (end-of-message framing)."
+    netconf_1_1: bool = typer.Option(
+        False,
+        "--netconf-1-1",
+        help="Also advertise base:1.1 (chunked framing); Junos hellos offer base:1.0 only.",
+    ),
+    dialect: str = typer.Option(
+        "els", help="Layer 2 dialect: els (reported as an EX4300) or legacy (an EX4200)."
+    ),
+    commit_warning: list[str] = typer.Option(
+        [], help="Answer every successful commit with this warning too (repeatable)."
     ),
     fail_next_commit: str | None = typer.Option(
         None, help="Fail the first commit with this error message."
@@ -86,7 +97,11 @@ def switch(
 
     Example: metalnet sim switch --listen 127.0.0.1:8300 --ports 48 --commit-latency 2
     """
+    from metalnet.sim.switch.dialect import DIALECTS
+
     host, port = check_listen(listen)
+    if dialect not in DIALECTS:
+        raise InputError(f"invalid --dialect {dialect!r}: expected {' or '.join(DIALECTS)}")
     sw = SimSwitch(
         name,
         ports=ports,
@@ -96,13 +111,16 @@ def switch(
         port=port,
         commit_latency=commit_latency,
         confirm_unit_seconds=confirm_unit_seconds,
-        netconf_11=not netconf_1_0_only,
+        netconf_11=netconf_1_1,
+        dialect=dialect,
+        members=members,
         state_file=state_file,
         host_key=load_host_key(host_key),
     )
     if fail_next_commit:
         sw.faults.fail_next_commit(fail_next_commit)
     sw.faults.refuse_login = refuse_login
+    sw.faults.warn_on_commit(*commit_warning)
     if drop_next:
         sw.faults.drop_next(drop_next)
     if stall_next:
@@ -124,7 +142,7 @@ async def _serve(sw: SimSwitch) -> None:
     await sw.start()
     print(
         f"switch {sw.name}: NETCONF over SSH at {sw.host}:{sw.port}, "
-        f"{len(sw.ports)} ports (Ctrl-C to stop)",
+        f"{len(sw.ports)} ports, {sw.dialect.name} dialect (Ctrl-C to stop)",
         flush=True,
     )
     try:

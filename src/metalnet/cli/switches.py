@@ -40,6 +40,11 @@ FORCE_OPTION = typer.Option(
 REASON_OPTION = typer.Option(
     None, "--reason", help="Why the guard is overridden; recorded in the audit log."
 )
+CHASSIS_MAC_OPTION = typer.Option(
+    None,
+    "--chassis-mac",
+    help="The switch's LLDP chassis MAC: how Ironic's local_link_information switch_id names it.",
+)
 
 
 @app.command("add")
@@ -56,6 +61,7 @@ def add(
     password: str | None = typer.Option(
         None, help="Password (for scripts; prefer --password-env)."
     ),
+    chassis_mac: str | None = CHASSIS_MAC_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Register a switch; the password is prompted for unless given.
@@ -63,6 +69,8 @@ def add(
     Example: metalnet switch add tor1 --driver junos --address 192.0.2.10:830 --username netconf
     --password-env TOR1_PW
     """
+    if chassis_mac is not None and state(ctx).remote:
+        raise InputError("--chassis-mac is set on the controller's database, not with --remote")
     secret = read_password(f"password for switch {name}", password_env, password, prompt=True)
     if api := state(ctx).remote:
         body = {
@@ -78,10 +86,42 @@ def add(
         from metalnet.views import switch_view
 
         with state(ctx).database().session() as session:
-            view = switch_view(
-                inventory.add_switch(session, name, driver, address, username, secret)
-            )
+            switch = inventory.add_switch(session, name, driver, address, username, secret)
+            if chassis_mac is not None:
+                _set_chassis_mac(session, switch, chassis_mac)
+            view = switch_view(switch)
     print_json(view) if json_out else typer.echo(f"switch {name} added ({driver} at {address})")
+
+
+@app.command("set")
+@audited("switch set")
+def set_(ctx: typer.Context, name: str, chassis_mac: str = CHASSIS_MAC_OPTION) -> None:
+    """Change a switch's recorded facts.
+
+    Example: metalnet switch set tor1 --chassis-mac 3c:fd:fe:00:00:01
+    """
+    if state(ctx).remote:
+        raise InputError("--chassis-mac is set on the controller's database, not with --remote")
+    from metalnet import inventory
+
+    with state(ctx).database().session() as session:
+        _set_chassis_mac(session, inventory.get_switch(session, name), chassis_mac)
+    typer.echo(f"switch {name}: chassis MAC {chassis_mac}")
+
+
+def _set_chassis_mac(session, switch, mac: str) -> None:
+    """Record the switch's LLDP chassis MAC (unique: it names one switch)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from metalnet.errors import Conflict
+    from metalnet.validate import normalize_mac
+
+    switch.chassis_mac = normalize_mac(mac)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"chassis MAC {mac!r} is already recorded on another switch") from exc
 
 
 @app.command("list")

@@ -12,16 +12,24 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from metalnet.lifecycle.states import LIVE, InstanceState, NodeState, TaskState
+
+LIVE_SQL = "state IN (" + ", ".join(f"'{state}'" for state in LIVE) + ")"
+"""The live instance states as a partial index's condition."""
 
 
 def utcnow() -> datetime:
@@ -37,6 +45,7 @@ class Switch(Base):
     """A top-of-rack switch metalnet manages. `password` is a secret: never printed."""
 
     __tablename__ = "switches"
+    __table_args__ = (UniqueConstraint("host", "port", name="uq_switches_host_port"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(63), unique=True)
@@ -45,6 +54,9 @@ class Switch(Base):
     port: Mapped[int] = mapped_column(Integer)
     username: Mapped[str] = mapped_column(String(64))
     password: Mapped[str] = mapped_column(String(256))
+    # The MAC the switch announces as its LLDP chassis ID: how Ironic's
+    # local_link_information (`switch_id`) names it.
+    chassis_mac: Mapped[str | None] = mapped_column(String(17), unique=True, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     ports: Mapped[list[SwitchPort]] = relationship(back_populates="switch")
@@ -63,21 +75,46 @@ class SwitchPort(Base):
 
     switch: Mapped[Switch] = relationship(back_populates="ports")
     nic: Mapped[Nic | None] = relationship(back_populates="port")
+    attachment: Mapped[PortAttachment | None] = relationship(back_populates="port")
+
+
+class PortAttachment(Base):
+    """A port owned by a system outside metalnet (e.g. `neutron:<port id>`), in one VLAN.
+
+    One owner per port is a database constraint; while the attachment exists the port's
+    desired VLAN is the attachment's, and removing it parks the port.
+    """
+
+    __tablename__ = "port_attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    port_id: Mapped[int] = mapped_column(
+        ForeignKey("switch_ports.id", ondelete="CASCADE"), unique=True
+    )
+    owner: Mapped[str] = mapped_column(String(255))
+    vlan: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    port: Mapped[SwitchPort] = relationship(back_populates="attachment")
 
 
 class Node(Base):
     """A physical server: its BMC and its lifecycle state."""
 
     __tablename__ = "nodes"
+    __table_args__ = (UniqueConstraint("bmc_url", name="uq_nodes_bmc_url"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(63), unique=True)
     bmc_url: Mapped[str] = mapped_column(String(512))
     bmc_username: Mapped[str | None] = mapped_column(String(64), nullable=True)
     bmc_password: Mapped[str | None] = mapped_column(String(256), nullable=True)
-    state: Mapped[str] = mapped_column(String(20), default="available")
+    state: Mapped[str] = mapped_column(String(20), default=NodeState.AVAILABLE)
     state_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     agent_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The worker erasing a newly enrolled node (state cleaning), as for instances.
+    lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_expires: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     nics: Mapped[list[Nic]] = relationship(back_populates="node", cascade="all, delete-orphan")
@@ -150,6 +187,17 @@ class Instance(Base):
     """A project's use of a node, from spawn to terminate, with its current lifecycle step."""
 
     __tablename__ = "instances"
+    # One live instance per (project, name); deleted ones keep their name for history.
+    __table_args__ = (
+        Index(
+            "uq_instances_live_name",
+            "project_id",
+            "name",
+            unique=True,
+            sqlite_where=text(LIVE_SQL),
+            postgresql_where=text(LIVE_SQL),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(63))
@@ -163,7 +211,7 @@ class Instance(Base):
     )
     image_url: Mapped[str] = mapped_column(String(1024))
     sha256: Mapped[str] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(20), default="building")
+    state: Mapped[str] = mapped_column(String(20), default=InstanceState.BUILDING)
     step: Mapped[str] = mapped_column(String(32), default="queued")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     # The worker carrying the lifecycle out, and until when; an expired lease (a dead
@@ -206,17 +254,34 @@ class AgentTask(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
-    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"))
+    # NULL for the erase of a newly enrolled node, which has no instance
+    instance_id: Mapped[int | None] = mapped_column(
+        ForeignKey("instances.id", ondelete="CASCADE"), nullable=True
+    )
     kind: Mapped[str] = mapped_column(String(10))
     image_url: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    state: Mapped[str] = mapped_column(String(10), default="pending")
+    state: Mapped[str] = mapped_column(String(10), default=TaskState.PENDING)
     phase: Mapped[str | None] = mapped_column(String(10), nullable=True)
-    done_bytes: Mapped[int] = mapped_column(Integer, default=0)
-    total_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    # 64-bit: images and disks are larger than 2 GiB
+    done_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class QuarantineMark(Base):
+    """A quarantine remembered by the node's MAC and BMC, so that deleting the node and
+    adding it again (under any name) brings it back quarantined. `node clear` drops it."""
+
+    __tablename__ = "quarantine_marks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mac: Mapped[str] = mapped_column(String(17), index=True)
+    bmc_url: Mapped[str] = mapped_column(String(512), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class SwitchChange(Base):

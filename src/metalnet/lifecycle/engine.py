@@ -1,20 +1,24 @@
-"""The lifecycle engine: spawn and terminate as ordered, durable, resumable steps.
+"""The lifecycle engine: runs the plans of `lifecycle.states` as durable, resumable steps.
 
 Each step is recorded in the database *before* it acts, and every step is idempotent,
-so a controller killed at any moment resumes by re-running the recorded step. The
-order is the safety argument (see DESIGN.md, "The lifecycle"):
+so a controller killed at any moment resumes by re-running the recorded step. Steps
+are dispatched through one table keyed by step name; the plans themselves are data
+(`states.SPAWN`, `states.TERMINATE`).
 
-spawn:     port_to_service -> pxe_boot -> deploy -> disk_boot -> port_to_project
-terminate: port_to_service -> pxe_boot -> erase -> power_off -> release
-
-The port is in the service VLAN before the node powers on into the ramdisk, reaches
-the project VLAN only after the node rebooted from its disk, and goes back to the
-service VLAN before anything else happens on terminate. A failed erase quarantines
-the node. A failed spawn step leaves the port in the service VLAN.
+Three rules hold whatever the timing:
+- a terminate requested at any moment of a spawn ends in a full terminate: the state
+  is only ever changed by compare-and-set on the state the plan runs for, a step that
+  waits on the agent gives up as soon as the plan changed, and the engine then runs
+  the new plan at once;
+- the ramdisk's token, boot entry and open agent task end with the step that waits on
+  the agent, however it ends (done, failed, timed out, interrupted);
+- a failed spawn powers the node off before its port goes back to the service VLAN,
+  so a tenant's image never runs on the provisioning network.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -24,35 +28,53 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError
 
 from metalnet import inventory, metrics
 from metalnet.db.engine import Database
 from metalnet.db.models import AgentTask, Instance, InstanceEvent, Node
-from metalnet.lifecycle import boot, tokens
+from metalnet.lifecycle import boot, quarantine, tokens
+from metalnet.lifecycle.states import (
+    NODE_PLANS,
+    OPEN_TASK,
+    PLANS,
+    SPAWN,
+    InstanceState,
+    NodeState,
+    Plan,
+    Step,
+    TaskState,
+)
 from metalnet.power import BmcTarget, BootDevice, PowerDriver, PowerState, driver_for
+from metalnet.retry import Retry
+from metalnet.switches import drift
 from metalnet.switches.base import SwitchError
 from metalnet.switches.service import SwitchService
 
 log = logging.getLogger(__name__)
-
-SPAWN = ("port_to_service", "pxe_boot", "deploy", "disk_boot", "port_to_project")
-TERMINATE = ("port_to_service", "pxe_boot", "erase", "power_off", "release")
-PLANS = {"building": SPAWN, "deleting": TERMINATE}
 
 
 class StepFailed(Exception):
     """A step could not complete; the message says why."""
 
 
+class Interrupted(Exception):
+    """The instance's plan changed while a step waited (a terminate arrived)."""
+
+
 @dataclass(frozen=True)
 class Job:
-    """What the steps of one instance need, read once per step from the database."""
+    """What the steps of one plan need, read once per plan from the database.
 
-    instance_id: int
+    An instance's plan has its `instance_id`; a node's own plan (the erase of a newly
+    enrolled node) has None there and is recorded on the node instead.
+    """
+
+    instance_id: int | None
     instance: str
     state: str
+    node_id: int
     node: str
     mac: str
     bmc: BmcTarget
@@ -60,13 +82,39 @@ class Job:
     image_url: str
     sha256: str
 
+    @property
+    def table(self) -> type[Instance] | type[Node]:
+        """Where this plan's state and lease live."""
+        return Node if self.instance_id is None else Instance
+
+    @property
+    def subject_id(self) -> int:
+        return self.node_id if self.instance_id is None else self.instance_id
+
 
 StepHook = Callable[[Job, str], None]
+"""Called with the job and the step name; tests and the demo observe steps with it."""
 
 
 def worker_name() -> str:
     """Who runs lifecycles in this process: host, pid and a random suffix."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _node_job(node: Node, instance_id: int | None = None, instance: str = "", state: str = ""):
+    """A job for `node`: its own plan's, or the base of an instance's (see Engine._job)."""
+    return Job(
+        instance_id=instance_id,
+        instance=instance,
+        state=state or node.state,
+        node_id=node.id,
+        node=node.name,
+        mac=node.nics[0].mac,
+        bmc=BmcTarget(node.name, node.bmc_url, node.bmc_username or "", node.bmc_password or ""),
+        project_vlan=0,
+        image_url="",
+        sha256="",
+    )
 
 
 def power_for(bmc: BmcTarget, timeout: float) -> PowerDriver:
@@ -75,7 +123,11 @@ def power_for(bmc: BmcTarget, timeout: float) -> PowerDriver:
 
 
 class Engine:
-    """Runs the remaining steps of one instance at a time; safe to call again after a crash."""
+    """Runs the remaining steps of one instance at a time; safe to call again after a crash.
+
+    `on_start(job, step)` is called once a step is recorded and before it acts;
+    `on_step(job, step)` once it is done.
+    """
 
     def __init__(
         self,
@@ -84,49 +136,71 @@ class Engine:
         on_step: StepHook | None = None,
         power: Callable[[BmcTarget, float], PowerDriver] = power_for,
         worker: str | None = None,
+        on_start: StepHook | None = None,
     ) -> None:
         self.db = db
         self.settings = db.settings
         self.switching = switching
         self.on_step = on_step
+        self.on_start = on_start
         self.power = power
         self.worker = worker or worker_name()
+        self.actions: dict[Step, Callable[[Job, Plan], None]] = {
+            Step.PORT_TO_SERVICE: self._port_to_service,
+            Step.PXE_BOOT: self._pxe_boot,
+            Step.DEPLOY: self._deploy,
+            Step.ERASE: self._erase,
+            Step.POWER_OFF: self._power_off,
+            Step.DISK_BOOT: self._disk_boot,
+            Step.PORT_TO_PROJECT: self._port_to_project,
+            Step.POWER_ON: self._power_on,
+            Step.RELEASE: self._release,
+        }
 
     # Bookkeeping ---------------------------------------------------------------
 
-    def _job(self, instance_id: int) -> Job:
+    def _job(self, instance_id: int) -> tuple[Job, str]:
+        """The instance's job and the step recorded for it."""
         with self.db.session() as session:
             inst = session.get(Instance, instance_id)
-            node = inst.node
-            return Job(
-                instance_id=inst.id,
-                instance=inst.name,
-                state=inst.state,
-                node=node.name,
-                mac=node.nics[0].mac,
-                bmc=BmcTarget(
-                    node.name, node.bmc_url, node.bmc_username or "", node.bmc_password or ""
-                ),
+            job = _node_job(inst.node, instance_id=inst.id, instance=inst.name, state=inst.state)
+            job = dataclasses.replace(
+                job,
                 project_vlan=inst.network.vlan,
                 image_url=inst.image_url,
                 sha256=inst.sha256,
             )
+            return job, inst.step
 
-    def _begin(self, job: Job, step: str) -> bool:
-        """Record the step before acting; False when the plan changed or the lease was lost."""
+    def _mine(self, job: Job):
+        """The WHERE clause of every state change: still this plan, and our lease."""
+        table = job.table
+        return (
+            table.id == job.subject_id,
+            table.state == job.state,
+            or_(table.lease_owner.is_(None), table.lease_owner == self.worker),
+        )
+
+    def _begin(self, job: Job, step: Step) -> bool:
+        """Record the step before acting; False when the plan changed or the lease was lost.
+
+        An instance records the step and its history; a node shows it in its state reason.
+        """
         with self.db.session() as session:
-            inst = session.get(Instance, job.instance_id, with_for_update=True)
-            if inst.state != job.state or inst.lease_owner not in (None, self.worker):
+            if job.instance_id is None:
+                values = {"state_reason": f"erase before first use: {step}"}
+            else:
+                values = {"step": step}
+            moved = session.execute(update(job.table).where(*self._mine(job)).values(**values))
+            if moved.rowcount != 1:
                 return False
-            if inst.step != step:
-                inst.step = step
-            session.add(
-                InstanceEvent(instance_id=inst.id, step=step, message="started", worker=self.worker)
-            )
-        log.info("instance %s node %s: %s started", job.instance, job.node, step)
+        self._event(job, step, "started")
         return True
 
     def _event(self, job: Job, step: str, message: str, seconds: float | None = None) -> None:
+        log.info("instance %s node %s: %s %s", job.instance or "-", job.node, step, message)
+        if job.instance_id is None:
+            return
         with self.db.session() as session:
             session.add(
                 InstanceEvent(
@@ -138,67 +212,135 @@ class Engine:
                 )
             )
 
+    def _plan_changed(self, job: Job) -> bool:
+        with self.db.session() as session:
+            state = session.scalar(select(job.table.state).where(job.table.id == job.subject_id))
+            return state != job.state
+
     # Running ---------------------------------------------------------------------
 
     def run(self, instance_id: int) -> str:
-        """Carry the instance through its remaining steps; returns its final state."""
-        job = self._job(instance_id)
-        plan = PLANS.get(job.state)
-        if plan is None:
-            return job.state
+        """Carry the instance through its plans until none is left; returns its final state.
+
+        A terminate recorded during a spawn changes the instance's state; the spawn's
+        next state change then fails its compare-and-set and the terminate plan runs.
+        """
+        while True:
+            job, recorded = self._job(instance_id)
+            plan = PLANS.get(job.state)
+            if plan is None or not self._run_plan(job, plan, recorded):
+                return self._job(instance_id)[0].state
+
+    def run_node(self, node_id: int) -> str:
+        """Carry a node through its own plan (a newly enrolled node's erase); its state.
+
+        The plan restarts from its first step after a crash: every step is idempotent.
+        """
         with self.db.session() as session:
-            current = session.get(Instance, instance_id).step
-        start = plan.index(current) if current in plan else 0
-        for step in plan[start:]:
+            job = _node_job(session.get(Node, node_id))
+        plan = NODE_PLANS.get(job.state)
+        if plan is not None:
+            self._run_plan(job, plan, Step.QUEUED)
+        with self.db.session() as session:
+            return session.get(Node, node_id).state
+
+    def _run_plan(self, job: Job, plan: Plan, recorded: str) -> bool:
+        """Run the plan's remaining steps; True when another plan may be due now."""
+        for step in plan.after(recorded):
             if not self._begin(job, step):
-                return self._job(instance_id).state
+                if not self._plan_changed(job):
+                    return False  # the lease is lost: its new holder goes on
+                self._end_ramdisk(job)
+                return True
+            if self.on_start is not None:
+                self.on_start(job, step)
             started = time.monotonic()
             try:
-                getattr(self, f"_{'spawn' if plan is SPAWN else 'terminate'}_{step}")(job)
+                self.actions[step](job, plan)
             except DBAPIError:
                 raise  # the database, not the step, failed: the worker resumes the step later
+            except Interrupted:
+                self._event(job, step, "interrupted: terminate requested")
+                self._end_ramdisk(job)
+                return True
             except Exception as exc:
                 log.warning("instance %s node %s: %s failed: %s", job.instance, job.node, step, exc)
-                self._fail(job, step, exc)
-                return "error"
-            seconds = time.monotonic() - started
-            self._event(job, step, "done", seconds)
-            log.info("instance %s node %s: %s done in %.2fs", job.instance, job.node, step, seconds)
+                self._fail(job, plan, step, exc)
+                return True
+            self._event(job, step, "done", time.monotonic() - started)
             if self.on_step is not None:
                 self.on_step(job, step)
-        return self._finish(job)
+        self._finish(job, plan)
+        return True
 
-    def _finish(self, job: Job) -> str:
+    def _finish(self, job: Job, plan: Plan) -> None:
+        """The plan's end state, unless another plan was requested meanwhile."""
+        if job.instance_id is None:
+            with self.db.session() as session:
+                session.execute(
+                    update(Node)
+                    .where(*self._mine(job))
+                    .values(state=plan.done, state_reason=None, lease_owner=None)
+                )
+            return
         with self.db.session() as session:
+            done = session.execute(
+                update(Instance).where(*self._mine(job)).values(state=plan.done, step=plan.done)
+            )
+            if done.rowcount != 1:
+                return
             inst = session.get(Instance, job.instance_id)
-            if inst.state == "building":
-                inst.state, inst.step = "active", "active"
-                inst.node.state = "active"
-            elif inst.state == "deleting":
-                inst.state, inst.step = "deleted", "deleted"
-            session.add(InstanceEvent(instance_id=inst.id, step=inst.step, message=inst.state))
-            return inst.state
+            if plan is SPAWN:
+                inst.node.state = NodeState.ACTIVE
+            session.add(InstanceEvent(instance_id=inst.id, step=plan.done, message=plan.done))
 
-    def _fail(self, job: Job, step: str, exc: Exception) -> None:
-        """Record why, then make the node safe: never in a project VLAN unless active."""
+    def _fail(self, job: Job, plan: Plan, step: Step, exc: Exception) -> None:
+        """Record why, then make the node safe: never in a project VLAN unless active.
+
+        A terminate that arrived meanwhile keeps the instance: its own plan erases.
+        """
         message = f"step {step} failed: {exc}"
         metrics.STEP_FAILURES.labels(step).inc()
+        if job.instance_id is None:
+            if not self._plan_changed(job):  # an erase that failed has quarantined it already
+                self._quarantine(job, f"erase before first use failed: {message}")
+                self._end_ramdisk(job)
+            return
         with self.db.session() as session:
+            session.add(InstanceEvent(instance_id=job.instance_id, step=step, message=message))
+            failed = (
+                session.execute(
+                    update(Instance)
+                    .where(*self._mine(job))
+                    .values(state=InstanceState.ERROR, error=message)
+                ).rowcount
+                == 1
+            )
             inst = session.get(Instance, job.instance_id)
-            inst.state, inst.error = "error", message
-            session.add(InstanceEvent(instance_id=inst.id, step=step, message=message))
-            if job.state == "building":
+            if failed and plan is SPAWN:
                 inventory.node_port(inst.node).desired_vlan = self.settings.service_vlan
-                inst.node.state = "error"
-            elif inst.node.state == "quarantined":
-                inst.state = "deleted"  # the tenant's instance is gone; the node is held back
-        if job.state == "building" and step == "port_to_project":
+                inst.node.state = NodeState.ERROR
+            elif failed and inst.node.state == NodeState.QUARANTINED:
+                inst.state = InstanceState.DELETED  # the tenant's instance is gone; node held
+        if failed or self._plan_changed(job):  # else the lease is lost: its holder goes on
+            self._end_ramdisk(job)
+        if failed and plan is SPAWN:
+            self._safe_after_failed_spawn(job, step)
+
+    def _safe_after_failed_spawn(self, job: Job, step: Step) -> None:
+        """Power off first, then take the port back if it may have left the service VLAN."""
+        try:
+            with self.power(job.bmc, self.settings.bmc_timeout) as bmc:
+                bmc.power_off()
+        except Exception as exc:
+            log.error("node %s: spawn failed, could not power off: %s", job.node, exc)
+        if SPAWN.steps.index(step) >= SPAWN.steps.index(Step.PORT_TO_PROJECT):
             try:
                 self.switching.move_node(job.node, self.settings.service_vlan)
             except Exception as undo:
                 log.error("node %s: could not return port to the service VLAN: %s", job.node, undo)
 
-    # Steps shared by both plans -----------------------------------------------------
+    # Ports -------------------------------------------------------------------------
 
     def _move(self, job: Job, vlan: int) -> None:
         """Move the node's port, retrying a switch that fails until the step times out.
@@ -206,33 +348,40 @@ class Engine:
         A terminate must not give up on taking a tenant's port back because a switch
         hiccupped; the desired VLAN is already recorded, so every retry is the same change.
         """
-        deadline = time.monotonic() + self.settings.step_timeout
-        delay = 1.0
-        while True:
-            try:
-                self.switching.move_node(job.node, vlan)
-                return
-            except SwitchError as exc:
-                if time.monotonic() + delay > deadline:
-                    raise
-                log.warning(
-                    "node %s: port move to VLAN %d failed, retrying in %.0fs: %s",
-                    job.node,
-                    vlan,
-                    delay,
-                    exc,
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        Retry(seconds=self.settings.step_timeout, first=1.0, cap=30.0).call(
+            lambda: self.switching.move_node(job.node, vlan),
+            retry_on=(SwitchError,),
+            what=f"node {job.node}: port move to VLAN {vlan}",
+        )
 
-    def _port_to_service(self, job: Job) -> None:
+    def _port_to_service(self, job: Job, plan: Plan) -> None:
         self._move(job, self.settings.service_vlan)
 
-    def _pxe_boot(self, job: Job, kind: str) -> None:
+    def _port_to_project(self, job: Job, plan: Plan) -> None:
+        """Move the port, then read it back from the switch: the tenant's image is only
+        powered on when the device itself says the port is in the project VLAN."""
+        self._move(job, job.project_vlan)
+        with self.db.session() as session:
+            port = inventory.node_port(inventory.get_node(session, job.node))
+            switch, interface = port.switch.name, port.interface
+        actual = self.switching.read_ports(switch, [interface]).get(interface)
+        if not drift.in_sync(job.project_vlan, actual):
+            raise StepFailed(
+                f"port {switch} {interface} reads back as {drift.describe(actual)}, "
+                f"not VLAN {job.project_vlan}"
+            )
+
+    # Power ---------------------------------------------------------------------------
+
+    def _pxe_boot(self, job: Job, plan: Plan) -> None:
         """Issue a token, queue the agent's task, and boot the node into the ramdisk."""
+        kind = plan.agent_task
+        if kind == "deploy":
+            self.settings.image_policy.check(job.image_url)  # the policy may have changed
         with self.db.session() as session:
             node = session.scalar(select(Node).where(Node.name == job.node))
             token = tokens.issue(node)
+            self._close_tasks(session, node, keep=(job.instance_id, kind))
             if self._open_task(session, job, kind) is None:
                 session.add(
                     AgentTask(
@@ -255,29 +404,79 @@ class Engine:
             else:
                 bmc.power_on()
 
+    def _power_off(self, job: Job, plan: Plan) -> None:
+        with self.power(job.bmc, self.settings.bmc_timeout) as bmc:
+            bmc.power_off()
+
+    def _disk_boot(self, job: Job, plan: Plan) -> None:
+        """The node is off: make its disk the boot device for when it is powered on."""
+        with self.power(job.bmc, self.settings.bmc_timeout) as bmc:
+            bmc.set_boot_device(BootDevice.DISK, persistent=True)
+
+    def _power_on(self, job: Job, plan: Plan) -> None:
+        with self.power(job.bmc, self.settings.bmc_timeout) as bmc:
+            bmc.power_on()
+
+    # The agent's work ------------------------------------------------------------------
+
+    def _deploy(self, job: Job, plan: Plan) -> None:
+        task = self._await_agent(job, plan)
+        if task.state != TaskState.DONE:
+            raise StepFailed(f"agent on node {job.node} reported: {task.message}")
+
+    def _erase(self, job: Job, plan: Plan) -> None:
+        task = self._await_agent(job, plan)
+        if task.state != TaskState.DONE:
+            self._quarantine(job, f"erase failed: {task.message}")
+            raise StepFailed(f"node {job.node} quarantined, erase failed: {task.message}")
+
+    def _await_agent(self, job: Job, plan: Plan) -> AgentTask:
+        """Wait for the agent's report; the ramdisk ends with this step however it ends."""
+        try:
+            return self._wait_task(job, plan.agent_task)
+        finally:
+            self._end_ramdisk(job)
+
     @staticmethod
     def _open_task(session, job: Job, kind: str) -> AgentTask | None:
         return session.scalar(
             select(AgentTask).where(
+                AgentTask.node_id == job.node_id,
                 AgentTask.instance_id == job.instance_id,
                 AgentTask.kind == kind,
-                AgentTask.state.in_(("pending", "running")),
+                AgentTask.state.in_(OPEN_TASK),
             )
         )
+
+    @staticmethod
+    def _close_tasks(session, node: Node, keep: tuple[int, str] | None = None) -> None:
+        """Cancel the node's open tasks (but `keep`, an (instance, kind) still wanted)."""
+        for task in session.scalars(
+            select(AgentTask).where(AgentTask.node_id == node.id, AgentTask.state.in_(OPEN_TASK))
+        ):
+            if (task.instance_id, task.kind) != keep:
+                task.state, task.finished_at = TaskState.CANCELLED, datetime.now(UTC)
 
     def _wait_task(self, job: Job, kind: str) -> AgentTask:
         """Wait for the agent's report on the newest `kind` task of this instance."""
         deadline = time.monotonic() + self.settings.step_timeout
         while True:
             with self.db.session() as session:
+                if session.get(job.table, job.subject_id).state != job.state:
+                    raise Interrupted()
                 task = session.scalar(
                     select(AgentTask)
-                    .where(AgentTask.instance_id == job.instance_id, AgentTask.kind == kind)
+                    .where(
+                        AgentTask.node_id == job.node_id,
+                        AgentTask.instance_id == job.instance_id,
+                        AgentTask.kind == kind,
+                    )
                     .order_by(AgentTask.id.desc())
                 )
                 if task is None:
                     raise StepFailed(f"no {kind} task was queued for node {job.node}")
-                if task.state in ("done", "failed"):
+                if task.state not in OPEN_TASK:
+                    session.expunge(task)
                     return task
                 progress = f"{task.phase or 'waiting'} {task.done_bytes}/{task.total_bytes} bytes"
             if time.monotonic() > deadline:
@@ -288,67 +487,31 @@ class Engine:
             time.sleep(self.settings.poll_interval / 2)
 
     def _end_ramdisk(self, job: Job) -> None:
-        """The token dies and the boot entry goes once the agent's work is over."""
+        """The token dies, open tasks are cancelled and the boot entry goes."""
         with self.db.session() as session:
-            tokens.revoke(session.scalar(select(Node).where(Node.name == job.node)))
+            node = session.scalar(select(Node).where(Node.name == job.node))
+            tokens.revoke(node)
+            self._close_tasks(session, node)
         boot.remove(self.settings.boot_dir, job.mac)
 
-    # Spawn -------------------------------------------------------------------------
+    # Terminate's end -----------------------------------------------------------------
 
-    def _spawn_port_to_service(self, job: Job) -> None:
-        self._port_to_service(job)
-
-    def _spawn_pxe_boot(self, job: Job) -> None:
-        self._pxe_boot(job, "deploy")
-
-    def _spawn_deploy(self, job: Job) -> None:
-        task = self._wait_task(job, "deploy")
-        if task.state != "done":
-            raise StepFailed(f"agent on node {job.node} reported: {task.message}")
-
-    def _spawn_disk_boot(self, job: Job) -> None:
-        self._end_ramdisk(job)
-        with self.power(job.bmc, self.settings.bmc_timeout) as bmc:
-            bmc.set_boot_device(BootDevice.DISK, persistent=True)
-            bmc.reboot()
-
-    def _spawn_port_to_project(self, job: Job) -> None:
-        self._move(job, job.project_vlan)
-
-    # Terminate -----------------------------------------------------------------------
-
-    def _terminate_port_to_service(self, job: Job) -> None:
-        self._port_to_service(job)
-
-    def _terminate_pxe_boot(self, job: Job) -> None:
-        self._pxe_boot(job, "erase")
-
-    def _terminate_erase(self, job: Job) -> None:
-        task = self._wait_task(job, "erase")
-        if task.state != "done":
-            self._quarantine(job, f"erase failed: {task.message}")
-            raise StepFailed(f"node {job.node} quarantined, erase failed: {task.message}")
-
-    def _terminate_power_off(self, job: Job) -> None:
-        self._end_ramdisk(job)
-        with self.power(job.bmc, self.settings.bmc_timeout) as bmc:
-            bmc.power_off()
-
-    def _terminate_release(self, job: Job) -> None:
+    def _release(self, job: Job, plan: Plan) -> None:
         with self.db.session() as session:
             inst = session.get(Instance, job.instance_id)
             inst.holds_node_id = None
-            if inst.node.state != "quarantined":
-                inst.node.state = "available"
+            if inst.node.state != NodeState.QUARANTINED:
+                inst.node.state = NodeState.AVAILABLE
 
     def _quarantine(self, job: Job, reason: str) -> None:
-        """Never hand the node out again until `metalnet node clear`; power it off."""
+        """Never hand the node out again until `metalnet node clear`, even if it is deleted
+        and enrolled again (remembered by MAC and BMC); power it off."""
         with self.db.session() as session:
-            inst = session.get(Instance, job.instance_id)
-            inst.node.state, inst.node.state_reason = "quarantined", reason
-            inst.node.state_reason += f" (at {datetime.now(UTC).isoformat(timespec='seconds')})"
-            inst.holds_node_id = None
-        self._end_ramdisk(job)
+            node = session.get(Node, job.node_id)
+            quarantine.mark(session, node, reason)
+            if job.instance_id is not None:
+                session.get(Instance, job.instance_id).holds_node_id = None
+            node.lease_owner = None
         try:
             with self.power(job.bmc, self.settings.bmc_timeout) as bmc:
                 bmc.power_off()

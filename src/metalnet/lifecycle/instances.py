@@ -7,57 +7,57 @@ Nothing here touches a device; it records intent (an instance in `building` or
 from __future__ import annotations
 
 import ipaddress
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from metalnet import inventory
-from metalnet.db.models import Instance, InstanceEvent, IpAllocation, Network, Node
-from metalnet.errors import Conflict, InputError, NotFound
+from metalnet.config import Settings
+from metalnet.db.models import Instance, InstanceEvent, IpAllocation, Network, Node, Project
+from metalnet.errors import Conflict, NotFound
+from metalnet.lifecycle import quarantine
+from metalnet.lifecycle.states import LIVE, TERMINATE, InstanceState, NodeState, Step
 from metalnet.validate import check_name, check_sha256
 
-LIVE = inventory.LIVE_INSTANCE_STATES
 
-
-def check_image_url(url: str) -> str:
-    """An http(s) URL without spaces or control characters."""
-    parts = urlsplit(url) if isinstance(url, str) else None
-    if (
-        parts is None
-        or parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or any(c.isspace() or not c.isprintable() for c in url)
-        or len(url) > 1024
-    ):
-        raise InputError(f"invalid image URL {url!r}: expected http(s)://HOST/PATH")
-    return url
-
-
-def get_instance(session: Session, name: str) -> Instance:
-    """The live instance called `name`, else the newest one of that name, else NotFound."""
-    rows = session.scalars(
-        select(Instance).where(Instance.name == name).order_by(Instance.id.desc())
-    ).all()
+def get_instance(session: Session, name: str, project: str | None = None) -> Instance:
+    """The live instance called `name` (in `project`, when given), else the newest one of
+    that name, else NotFound. Names are unique per project: without a project, a name
+    live in two projects is ambiguous rather than whichever comes first."""
+    query = select(Instance).where(Instance.name == name).order_by(Instance.id.desc())
+    if project is not None:
+        query = query.join(Project, Instance.project_id == Project.id).where(
+            Project.name == project
+        )
+    rows = session.scalars(query).all()
     if not rows:
         raise NotFound(f"unknown instance {name!r}")
     live = [r for r in rows if r.state in LIVE]
+    if len({r.project_id for r in live}) > 1:
+        raise Conflict(f"instance name {name!r} is used in several projects; name the project")
     return live[0] if live else rows[0]
 
 
 def _claim(session: Session, node: Node, **fields: object) -> Instance:
     """An instance holding `node`; the unique holds_node_id makes a double claim fail."""
-    if node.state != "available":
+    if node.state != NodeState.AVAILABLE:
         reason = f" ({node.state_reason})" if node.state_reason else ""
         raise Conflict(f"node {node.name!r} is {node.state}{reason}, not available")
+    for nic in node.nics:
+        if nic.port is not None and nic.port.attachment is not None:
+            owner = nic.port.attachment.owner
+            raise Conflict(f"node {node.name!r} has its port attached to {owner}, not available")
     try:
         with session.begin_nested():
             instance = Instance(node_id=node.id, holds_node_id=node.id, **fields)
             session.add(instance)
     except IntegrityError:
-        raise Conflict(f"node {node.name!r} is already in use") from None
-    node.state = "deploying"
+        # the node was claimed, or the name taken in the project, by a concurrent create
+        raise Conflict(
+            f"node {node.name!r} or instance name {fields['name']!r} was just taken"
+        ) from None
+    node.state = NodeState.DEPLOYING
     return instance
 
 
@@ -89,14 +89,22 @@ def create_instance(
     node: str | None,
     image_url: str,
     sha256: str,
+    *,
+    settings: Settings,
 ) -> Instance:
-    """Record a spawn of `image_url` on `node` (or any available node) for `project`."""
+    """Record a spawn of `image_url` on `node` (or any available node) for `project`.
+
+    The image URL must pass the configured image policy (`settings.image_policy`).
+    """
     check_name(name, "instance name")
-    check_image_url(image_url)
+    settings.image_policy.check(image_url)
     digest = check_sha256(sha256)
     net = inventory.get_network(session, project, network)
-    if session.scalar(select(Instance).where(Instance.name == name, Instance.state.in_(LIVE))):
-        raise Conflict(f"instance {name!r} already exists")
+    live_name = select(Instance).where(
+        Instance.project_id == net.project_id, Instance.name == name, Instance.state.in_(LIVE)
+    )
+    if session.scalar(live_name) is not None:
+        raise Conflict(f"instance {name!r} already exists in project {project!r}")
     fields = {
         "name": name,
         "project_id": net.project_id,
@@ -109,7 +117,7 @@ def create_instance(
         instance = _claim(session, chosen, **fields)
     else:
         available = session.scalars(
-            select(Node).where(Node.state == "available").order_by(Node.id)
+            select(Node).where(Node.state == NodeState.AVAILABLE).order_by(Node.id)
         ).all()
         for chosen in available:
             try:
@@ -120,26 +128,28 @@ def create_instance(
         else:
             raise Conflict("no available node left (all are in use or quarantined)")
     _allocate_address(session, net, chosen)
-    session.add(InstanceEvent(instance=instance, step="queued", message="spawn requested"))
+    session.add(InstanceEvent(instance=instance, step=Step.QUEUED, message="spawn requested"))
     return instance
 
 
-def delete_instance(session: Session, name: str) -> Instance:
+def delete_instance(session: Session, name: str, project: str | None = None) -> Instance:
     """Record a terminate; the worker interrupts a spawn in progress and tears down."""
-    instance = get_instance(session, name)
+    instance = get_instance(session, name, project)
     if instance.state not in LIVE:
         raise Conflict(f"instance {name!r} is already {instance.state}")
-    if instance.state == "deleting":
+    if instance.state == InstanceState.DELETING:
         return instance
-    instance.state, instance.step, instance.error = "deleting", "port_to_service", None
-    session.add(InstanceEvent(instance=instance, step="queued", message="terminate requested"))
+    instance.state, instance.step = InstanceState.DELETING, TERMINATE.steps[0]
+    instance.error = None
+    session.add(InstanceEvent(instance=instance, step=Step.QUEUED, message="terminate requested"))
     return instance
 
 
 def clear_node(session: Session, name: str) -> Node:
     """An operator returns a quarantined node to service (after fixing its disk)."""
     node = inventory.get_node(session, name)
-    if node.state != "quarantined":
+    if node.state != NodeState.QUARANTINED:
         raise Conflict(f"node {name!r} is {node.state}, not quarantined")
-    node.state, node.state_reason = "available", None
+    node.state, node.state_reason = NodeState.AVAILABLE, None
+    quarantine.forget(session, node)
     return node

@@ -15,9 +15,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from metalnet.db.models import Network, Node
+from metalnet.lifecycle.states import INTO_PROJECT, InstanceState, Step
 from metalnet.switches.base import PortState
 from metalnet.switches.drift import describe, in_sync
-from metalnet.switches.guard import Owner, node_owner
+from metalnet.switches.guard import node_owner
+
+# (state, step) pairs that may find the port in the project VLAN: a spawn from its move
+# into the project VLAN on, a terminate until its move back to the service VLAN is done.
+MOVING = {(InstanceState.BUILDING, s) for s in INTO_PROJECT} | {
+    (InstanceState.DELETING, Step.PORT_TO_SERVICE)
+}
 
 
 def port_violation(session: Session, node_name: str, vlan: int | None) -> str | None:
@@ -46,7 +53,7 @@ def state_violation(session: Session, node_name: str, actual: PortState | None) 
         return (
             f"node {node_name} is {device}, not exactly its instance {owner.instance}'s VLAN {vlan}"
         )
-    if owner.state != "active" and not _moving(owner):
+    if owner.state != InstanceState.ACTIVE and (owner.state, owner.step) not in MOVING:
         where = f"{owner.state}/{owner.step}"
         return f"node {node_name} is in project VLAN {vlan} while {owner.instance} is {where}"
     return None
@@ -58,10 +65,3 @@ def _carried(actual: PortState | None) -> set[int]:
         return set()
     native = {actual.native_vlan} if actual.native_vlan is not None else set()
     return set(actual.vlans) | native
-
-
-def _moving(owner: Owner) -> bool:
-    """At the step that moves the port into (spawn) or out of (terminate) the project."""
-    return owner.step == "port_to_project" or (
-        owner.state == "deleting" and owner.step == "port_to_service"
-    )

@@ -14,8 +14,9 @@ The rule, from DESIGN.md's safety invariants and the lifecycle (lifecycle/engine
   service VLAN only: an idle node is erased or waiting, and never in a project VLAN.
 - A port whose node an instance holds follows that instance's lifecycle:
   building, steps before `port_to_project`: the service VLAN only (ramdisk and agent
-  traffic never touch a project VLAN); building at `port_to_project`: the service VLAN
-  or the instance's project VLAN (the step's move, or the undo of a failed one);
+  traffic never touch a project VLAN); building at `port_to_project` or later
+  (`lifecycle.states.INTO_PROJECT`): the service VLAN or the instance's project VLAN
+  (the step's move, or the undo of a failed one);
   active: the instance's project VLAN only (the tenant's OS never runs on the service
   VLAN); deleting or error: the service VLAN only (a terminate takes the port back
   before anything else happens to the node).
@@ -25,6 +26,16 @@ before the step acts, so the step the guard reads is the one making the move. A
 terminate that lands while a spawn moves a port into the project VLAN changes the
 instance to `deleting` first, so the spawn's stale move is refused.
 
+A port may instead be owned by a system outside metalnet (an attachment, e.g. a
+Neutron port bound through the ML2 driver). An attachment is an owner kind of its own
+and wins over the rules above: an attached port carries its attachment's VLAN only.
+Making an attachment has rules of its own (`attachment_refusal`): one owner per port,
+never a port of a node a metalnet instance holds, never the service or parking VLAN
+(those belong to metalnet's lifecycle), never a VLAN of metalnet's project range (a
+metalnet tenant's network is, or may later be, there: sharing it would join the two).
+Removing an attachment returns the port to the VLAN its remaining owner allows
+(`resting_vlan`): parked when no node is bound.
+
 An administrator may override a refusal with an explicit reason (`--force --reason`);
 the service writes every override to the audit log.
 """
@@ -32,14 +43,15 @@ the service writes every override to the audit log.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from metalnet.config import Settings
-from metalnet.db.models import Instance, Nic, Node, SwitchPort
+from metalnet.db.models import Instance, Nic, Node, PortAttachment, SwitchPort
 from metalnet.errors import Conflict
+from metalnet.lifecycle.states import INTO_PROJECT, InstanceState
 
 
 @dataclass(frozen=True)
@@ -60,8 +72,12 @@ class Owner:
     state: str | None = None
     step: str | None = None
     project_vlan: int | None = None
+    attachment: str | None = None
+    attachment_vlan: int | None = None
 
     def __str__(self) -> str:
+        if self.attachment is not None:
+            return f"attached to {self.attachment} in VLAN {self.attachment_vlan}"
         if self.node is None:
             return "no node bound"
         if self.instance is None:
@@ -132,6 +148,13 @@ def owners(session: Session, ports: Sequence[SwitchPort]) -> dict[int, Owner]:
     }
     for port_id, node_id, node_name in rows:
         found[port_id] = _owner(node_name, holders.get(node_id))
+    for port_id, owner, vlan in session.execute(
+        select(PortAttachment.port_id, PortAttachment.owner, PortAttachment.vlan).where(
+            PortAttachment.port_id.in_(ids)
+        )
+    ):
+        held = found.get(port_id, Owner())
+        found[port_id] = replace(held, attachment=owner, attachment_vlan=vlan)
     return found
 
 
@@ -150,6 +173,11 @@ def _owner(node: str, inst: Instance | None) -> Owner:
 def allowed(owner: Owner, settings: Settings) -> Allowed:
     """The rule of the module docstring, for one port's owner."""
     service, parking = settings.service_vlan, settings.parking_vlan
+    if owner.attachment is not None:
+        vlan = owner.attachment_vlan
+        return Allowed(
+            frozenset({vlan}), f"a port attached to {owner.attachment} carries only VLAN {vlan}"
+        )
     if owner.node is None:
         return Allowed(frozenset({parking}), f"an unbound port is only parked (VLAN {parking})")
     if owner.instance is None:
@@ -157,11 +185,11 @@ def allowed(owner: Owner, settings: Settings) -> Allowed:
             frozenset({service}), f"a node no instance holds stays in the service VLAN {service}"
         )
     project = owner.project_vlan
-    if owner.state == "active":
+    if owner.state == InstanceState.ACTIVE:
         return Allowed(
             frozenset({project}), f"an active instance's port is only in its project VLAN {project}"
         )
-    if owner.state == "building" and owner.step == "port_to_project":
+    if owner.state == InstanceState.BUILDING and owner.step in INTO_PROJECT:
         return Allowed(
             frozenset({service, project}),
             f"moving to its project, only the service VLAN {service} or project VLAN {project}",
@@ -190,3 +218,39 @@ def check(session: Session, settings: Settings, port: SwitchPort, vlan: int) -> 
     """Why `port` may not go to `vlan` now, or None when it may."""
     refused = check_all(session, settings, [(port, vlan)])
     return refused[0] if refused else None
+
+
+def port_owner(session: Session, port: SwitchPort) -> Owner:
+    """The owner of one port (unbound when not stored yet)."""
+    return owners(session, [port]).get(port.id, Owner()) if port.id is not None else Owner()
+
+
+def attachment_refusal(
+    session: Session, settings: Settings, port: SwitchPort, owner: str, vlan: int
+) -> Refusal | None:
+    """Why `owner` may not attach `port` in `vlan` now, or None when it may."""
+    current = port_owner(session, port)
+
+    def refuse(rule: str) -> Refusal:
+        return Refusal(port.switch.name, port.interface, vlan, current, rule)
+
+    if vlan in (settings.service_vlan, settings.parking_vlan):
+        return refuse(
+            f"the service VLAN {settings.service_vlan} and the parking VLAN "
+            f"{settings.parking_vlan} are metalnet's, never an attachment's"
+        )
+    if vlan in settings.project_vlan_range:
+        return refuse(
+            f"metalnet's project VLANs {settings.project_vlan_range} are never an attachment's"
+        )
+    if current.attachment is not None and current.attachment != owner:
+        return refuse(f"one owner per port: it is attached to {current.attachment}")
+    if current.instance is not None:
+        return refuse(f"its node {current.node} is held by metalnet instance {current.instance}")
+    return None
+
+
+def resting_vlan(owner: Owner, settings: Settings) -> int:
+    """Where a port goes when its attachment ends: parked, or the service VLAN of its node."""
+    rule = allowed(replace(owner, attachment=None, attachment_vlan=None), settings)
+    return settings.service_vlan if settings.service_vlan in rule.vlans else min(rule.vlans)

@@ -26,13 +26,14 @@ from metalnet import metrics
 from metalnet.config import Settings
 from metalnet.db.engine import Database
 from metalnet.db.models import Instance, Switch, SwitchPort
+from metalnet.lifecycle.states import PLANS
 from metalnet.switches.base import SwitchError
 from metalnet.switches.drift import describe, in_sync
 from metalnet.switches.service import Correction, SwitchService, desired_vlan
 
 log = logging.getLogger(__name__)
 
-TRANSITIONAL = ("building", "deleting")
+TRANSITIONAL = tuple(PLANS)
 
 
 @dataclass(frozen=True)

@@ -9,17 +9,20 @@ log, the advisory lock) and never calls back into this service.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from metalnet import audit, inventory
 from metalnet.config import Settings
 from metalnet.db.engine import Database
-from metalnet.db.models import Switch, SwitchPort
+from metalnet.db.models import PortAttachment, Switch, SwitchPort
+from metalnet.errors import Conflict, InputError, NotFound
 from metalnet.switches import guard
 from metalnet.switches.advisory import AdvisoryLock
 from metalnet.switches.base import PortChange, PortState, SwitchError
@@ -34,7 +37,10 @@ Enforceable = Callable[[Session, Settings, SwitchPort], int | None]
 
 
 def desired_vlan(port: SwitchPort, settings: Settings) -> int | None:
-    """The VLAN the database wants `port` in: its desired VLAN, or parked when unbound."""
+    """The VLAN the database wants `port` in: its attachment's, its desired VLAN, or
+    parked when unbound."""
+    if port.attachment is not None:
+        return port.attachment.vlan
     return port.desired_vlan if port.nic is not None else settings.parking_vlan
 
 
@@ -45,6 +51,18 @@ class Correction:
     switch: str
     interface: str
     vlan: int
+
+
+@contextmanager
+def _one_writer(switch: str, interface: str) -> Iterator[None]:
+    """Two writers of one port at once: the database constraints let one win; the loser
+    gets a Conflict naming the port instead of a raw integrity error."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise Conflict(
+            f"switch {switch} port {interface} was changed concurrently; try again"
+        ) from exc
 
 
 class SwitchService:
@@ -165,6 +183,65 @@ class SwitchService:
             raise SwitchError(switch, outcome.message, [interface])
         return outcome
 
+    def attach(
+        self, switch_name: str, interface: str, vlan: int, owner: str
+    ) -> Future[ChangeOutcome]:
+        """Record `owner`'s attachment of a port in `vlan` (guarded), then queue the move.
+
+        Raises `guard.PortRefused` when the attachment or the move breaks isolation;
+        nothing is recorded then. Re-attaching by the same owner moves the port.
+        """
+        check_vlan(vlan)
+        with _one_writer(switch_name, interface), self.db.session() as session:
+            port = self._port(session, switch_name, interface)
+            if refusal := guard.attachment_refusal(session, self.db.settings, port, owner, vlan):
+                raise guard.PortRefused([refusal])
+            if port.attachment is None:
+                port.attachment = PortAttachment(owner=owner, vlan=vlan)
+            port.attachment.vlan = vlan
+            session.flush()
+            if refusal := guard.check(session, self.db.settings, port, vlan):
+                raise guard.PortRefused([refusal])
+            port.desired_vlan = vlan
+        return self.queue.submit(switch_name, PortChange(interface, vlan))
+
+    def detach(self, switch_name: str, interface: str, owner: str) -> Future[ChangeOutcome]:
+        """End `owner`'s attachment of a port and queue the port back to its resting VLAN."""
+        with _one_writer(switch_name, interface), self.db.session() as session:
+            port = self._port(session, switch_name, interface)
+            attachment = port.attachment
+            if attachment is None or attachment.owner != owner:
+                held = f"attached to {attachment.owner}" if attachment else "not attached"
+                raise NotFound(
+                    f"switch {switch_name} port {interface} has no attachment of {owner} ({held})"
+                )
+            session.delete(attachment)
+            session.flush()
+            session.expire(port, ["attachment"])
+            vlan = guard.resting_vlan(guard.port_owner(session, port), self.db.settings)
+            if refusal := guard.check(session, self.db.settings, port, vlan):
+                raise guard.PortRefused([refusal])
+            port.desired_vlan = vlan
+        return self.queue.submit(switch_name, PortChange(interface, vlan))
+
+    def _port(self, session: Session, switch_name: str, interface: str) -> SwitchPort:
+        """The stored port (added to the inventory when new), its name checked first."""
+        switch = inventory.get_switch(session, switch_name)
+        try:
+            self.directory.driver_class(switch.name).check_interface(interface)
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+        port = session.scalar(
+            select(SwitchPort).where(
+                SwitchPort.switch_id == switch.id, SwitchPort.interface == interface
+            )
+        )
+        if port is None:
+            port = SwitchPort(switch=switch, interface=interface)
+            session.add(port)
+            session.flush()
+        return port
+
     def correct(
         self, corrections: Sequence[Correction], enforceable: Enforceable
     ) -> list[ChangeOutcome]:
@@ -173,16 +250,22 @@ class SwitchService:
         A correction is queued only if `enforceable(port)`, evaluated now, still gives
         the VLAN the caller read; a change of owner in between (a terminate, a new
         spawn) wins and the correction is dropped. Desired state is never written here.
+        The corrections of a switch are queued together, so they make one transaction
+        however long the checks take.
         """
         pending: list[ChangeOutcome | Future[ChangeOutcome]] = []
+        queued: dict[str, list[tuple[int, PortChange]]] = {}
         with self.db.session() as session:
             for c in corrections:
+                change = PortChange(c.interface, c.vlan)
                 why_not = self._why_not(session, c, enforceable)
-                if why_not:
-                    change = PortChange(c.interface, c.vlan)
-                    pending.append(ChangeOutcome(c.switch, change, ok=False, message=why_not))
-                else:
-                    pending.append(self.queue.submit(c.switch, PortChange(c.interface, c.vlan)))
+                pending.append(ChangeOutcome(c.switch, change, ok=False, message=why_not))
+                if not why_not:
+                    queued.setdefault(c.switch, []).append((len(pending) - 1, change))
+            for switch, items in queued.items():
+                futures = self.queue.submit_many(switch, [change for _i, change in items])
+                for (index, _change), future in zip(items, futures, strict=True):
+                    pending[index] = future
         timeout = self.timeout * 4
         return [o if isinstance(o, ChangeOutcome) else o.result(timeout) for o in pending]
 

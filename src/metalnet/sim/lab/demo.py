@@ -32,8 +32,9 @@ from metalnet.controller import Controller
 from metalnet.db.engine import Database, upgrade
 from metalnet.db.models import Instance, InstanceEvent, Network, Node
 from metalnet.lifecycle import instances
-from metalnet.lifecycle.engine import SPAWN, TERMINATE, Job
+from metalnet.lifecycle.engine import Job
 from metalnet.lifecycle.invariants import port_violation
+from metalnet.lifecycle.states import SPAWN, TERMINATE, InstanceState, NodeState, Step
 from metalnet.power import PowerState
 from metalnet.sim.lab.dataplane import DataPlane
 from metalnet.sim.lab.isolation import IsolationProof, Measurement
@@ -82,7 +83,11 @@ class Demo:
         self.workdir = workdir
         self.progress = progress
         self.plane = DataPlane(SERVICE_CIDR) if netns else None
-        self.settings = lab_settings(workdir, self.plane.agent_url if self.plane else None)
+        self.settings = lab_settings(
+            workdir,
+            self.plane.agent_url if self.plane else None,
+            self.plane.image_base_url if self.plane else "http://127.0.0.1",
+        )
         self.db = Database(self.settings)
         switches = 2 if nodes > 2 else 1
         self.lab = Lab(
@@ -117,8 +122,8 @@ class Demo:
     def after_step(self, job: Job, step: str) -> None:
         """Engine hook: the port must already be where this step leaves it."""
         node = next(n for n in self.lab.nodes if n.name == job.node)
-        spawn_done = job.state == "building" and step == "port_to_project"
-        expected = job.project_vlan if spawn_done else self.settings.service_vlan
+        in_project = job.state == SPAWN.state and step in (Step.PORT_TO_PROJECT, Step.POWER_ON)
+        expected = job.project_vlan if in_project else self.settings.service_vlan
         actual = self.netconf_vlan(node)
         self.step_reads += 1
         if actual != expected:
@@ -206,16 +211,17 @@ class Demo:
                     node.name,
                     self.lab.image_url,
                     self.lab.image_sha256,
+                    settings=self.settings,
                 )
                 names.append(name)
         self.progress(f"spawning {len(names)} instances at once")
         started = time.monotonic()
-        states = self.wait(names, ("active", "error"), 150)
+        states = self.wait(names, (InstanceState.ACTIVE, InstanceState.ERROR), 150)
         self.spawn_seconds = time.monotonic() - started
         self.checks.check(
             "every instance active",
-            all(s == "active" for s in states.values()),
-            ", ".join(f"{n}={s}" for n, s in states.items() if s != "active"),
+            all(s == InstanceState.ACTIVE for s in states.values()),
+            ", ".join(f"{n}={s}" for n, s in states.items() if s != InstanceState.ACTIVE),
         )
         return names
 
@@ -239,12 +245,12 @@ class Demo:
                 instances.delete_instance(session, name)
         self.progress(f"terminating {len(names)} instances")
         started = time.monotonic()
-        states = self.wait(names, ("deleted", "error"), 150)
+        states = self.wait(names, (InstanceState.DELETED, InstanceState.ERROR), 150)
         self.terminate_seconds = time.monotonic() - started
         self.checks.check(
             "every instance deleted",
-            all(s == "deleted" for s in states.values()),
-            ", ".join(f"{n}={s}" for n, s in states.items() if s != "deleted"),
+            all(s == InstanceState.DELETED for s in states.values()),
+            ", ".join(f"{n}={s}" for n, s in states.items() if s != InstanceState.DELETED),
         )
 
     def verify_terminated(self) -> None:
@@ -261,7 +267,7 @@ class Demo:
             self.checks.check(f"{node.name} powered off", node.power.state == PowerState.OFF)
             self.checks.check(
                 f"{node.name} available again",
-                node_states[node.name] == "available",
+                node_states[node.name] == NodeState.AVAILABLE,
                 node_states[node.name],
             )
         self.prove_isolation("after terminate")
@@ -282,7 +288,7 @@ class Demo:
                 phase = "spawn"
                 for event in events:
                     per_step[f"{phase}:{event.step}"].append(event.seconds or 0.0)
-                    if event.step == SPAWN[-1]:
+                    if event.step == SPAWN.steps[-1]:
                         phase = "terminate"
                 port = inventory.node_port(inst.node)
                 rows.append(
@@ -296,7 +302,7 @@ class Demo:
                         "final_state": inst.state,
                     }
                 )
-        order = [f"spawn:{s}" for s in SPAWN] + [f"terminate:{s}" for s in TERMINATE]
+        order = [f"spawn:{s}" for s in SPAWN.steps] + [f"terminate:{s}" for s in TERMINATE.steps]
         steps = {k: round(statistics.mean(per_step[k]), 3) for k in order if per_step[k]}
         commits = sum(s.commit_count() for s in self.lab.fleet.switches)
         isolation = {"isolation": self.proof.report(self.finals)} if self.proof else {}

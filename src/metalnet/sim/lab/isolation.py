@@ -30,29 +30,13 @@ from sqlalchemy.orm import Session
 
 from metalnet.db.engine import Database
 from metalnet.db.models import Instance, InstanceEvent, Node
+from metalnet.lifecycle.states import PLANS, STILL_STEPS, InstanceState, Plane
 from metalnet.sim.lab.dataplane import SERVICE_ENDPOINT, DataPlane
 from metalnet.sim.lab.netns import Matrix
 
 OFF = None
 Planes = frozenset[int | None]
 PROBE_TIMEOUT = 0.5
-# Where each step leaves the node when done ("service" or "project"; None: off).
-SPAWN_LEAVES = {
-    "queued": OFF,
-    "port_to_service": OFF,
-    "pxe_boot": "service",
-    "deploy": "service",
-    "disk_boot": "service",
-    "port_to_project": "project",
-}
-TERMINATE_LEAVES = {
-    "port_to_service": "service",
-    "pxe_boot": "service",
-    "erase": "service",
-    "power_off": OFF,
-    "release": OFF,
-}
-STILL_STEPS = ("deploy", "erase")  # they move neither the port nor the power
 
 
 @dataclass(frozen=True)
@@ -82,7 +66,7 @@ def _view(session: Session, inst: Instance | None, service_vlan: int) -> NodeVie
     if inst is None:
         off = frozenset({OFF})
         return NodeView(off, off, None)  # free (or quarantined) nodes are powered off
-    where = {OFF: OFF, "service": service_vlan, "project": inst.network.vlan}
+    where = {Plane.OFF: OFF, Plane.SERVICE: service_vlan, Plane.PROJECT: inst.network.vlan}
     anywhere = frozenset(where.values())
     last = session.scalar(
         select(InstanceEvent)
@@ -90,9 +74,10 @@ def _view(session: Session, inst: Instance | None, service_vlan: int) -> NodeVie
         .order_by(InstanceEvent.id.desc())
     )
     marker = (inst.id, last.id)
-    if inst.state == "active":
+    if inst.state == InstanceState.ACTIVE:
         return NodeView(frozenset({inst.network.vlan}), anywhere, marker)
-    leaves = {"building": SPAWN_LEAVES, "deleting": TERMINATE_LEAVES}.get(inst.state, {})
+    plan = PLANS.get(inst.state)
+    leaves = plan.leaves if plan is not None else {}
     if inst.step not in leaves:
         return NodeView(anywhere, anywhere, marker)  # error: the port goes back, power unknown
     if (last.step, last.message) == (inst.step, "done") or inst.step in STILL_STEPS:

@@ -139,8 +139,9 @@ class Lab:
         node.bmc = bmc_class(node.power, username=BMC_USER, password=BMC_PASSWORD).start()
         return node
 
-    def register(self, db: Database) -> None:
-        """Enrol the lab's switches and nodes into the inventory, as an operator would."""
+    def register(self, db: Database, initial_erase: bool = False) -> None:
+        """Enrol the lab's switches and nodes into the inventory, as an operator would
+        (by default vouching for their disks, so they are offered at once)."""
         with db.session() as session:
             for switch in self.fleet.switches:
                 inventory.add_switch(
@@ -162,6 +163,7 @@ class Lab:
                     node.bmc.url,
                     BMC_USER,
                     BMC_PASSWORD,
+                    initial_erase=initial_erase,
                 )
 
     # The physical world ------------------------------------------------------------

@@ -206,6 +206,7 @@ def _start_controller(directory: Path, settings: Settings) -> subprocess.Popen[b
         database_url=settings.database_url,
         boot_dir=settings.boot_dir,
         controller_listen=settings.controller_listen,
+        image_server=settings.image_server,
         step_timeout=settings.step_timeout,
         poll_interval=settings.poll_interval,
         switch_timeout=settings.switch_timeout,

@@ -30,15 +30,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def lab_settings(workdir: Path, agent_url: str | None = None) -> Settings:
+def lab_settings(
+    workdir: Path, agent_url: str | None = None, image_server: str = "http://127.0.0.1"
+) -> Settings:
     """Embedded defaults in a throwaway directory, with lab-sized timeouts.
 
-    `agent_url`: where agents reach the controller, when not at its listen address.
+    `agent_url`: where agents reach the controller, when not at its listen address;
+    `image_server`: the lab's image server (a host without a port: any of its ports).
     """
     base = load_settings(None, f"sqlite:///{workdir / DATABASE_FILE}")
     return dataclasses.replace(
         base,
         agent_url=agent_url or base.agent_url,
+        image_server=image_server,
         boot_dir=str(workdir / "boot"),
         controller_listen=f"127.0.0.1:{free_port()}",
         step_timeout=90.0,

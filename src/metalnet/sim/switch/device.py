@@ -1,5 +1,8 @@
 """`SimSwitch`: one simulated Junos EX switch — its configuration, server and test API.
 
+It plays one of two Layer 2 dialects (`dialect.py`): ELS (the default, reported as
+an EX4300) or the older software (reported as an EX4200).
+
 A switch runs on an asyncio event loop: either the caller's (`await sw.start()`,
 as `metalnet sim switch` does) or a `SimFleet`'s background thread. The API
 methods (`port_vlans`, `set_port_vlan_out_of_band`, …) may be called from any
@@ -20,6 +23,7 @@ import asyncssh
 
 from metalnet.sim.switch import text, tree, validate
 from metalnet.sim.switch.datastore import ConfigDatabase
+from metalnet.sim.switch.dialect import ELS, Dialect, dialect_named
 from metalnet.sim.switch.faults import Faults
 from metalnet.sim.switch.rpcs import DeviceInfo
 from metalnet.sim.switch.server import NetconfServer
@@ -32,26 +36,25 @@ T = TypeVar("T")
 CommitCallback = Callable[["SimSwitch", dict[str, int | None]], None]
 
 
-def port_names(count: int) -> tuple[str, ...]:
-    """The switch's physical ports: ge-0/0/0 … ge-0/0/<count-1>."""
-    return tuple(f"ge-0/0/{i}" for i in range(count))
+def port_names(count: int, members: int = 1) -> tuple[str, ...]:
+    """The physical ports: ge-<fpc>/0/0 … ge-<fpc>/0/<count-1> for each Virtual
+    Chassis member (FPC) 0 … members-1."""
+    return tuple(f"ge-{fpc}/0/{i}" for fpc in range(members) for i in range(count))
 
 
-def factory_config(name: str, ports: tuple[str, ...]) -> Element:
-    """The initial configuration: every port an access port in VLAN `default` (id 1).
+def factory_config(name: str, ports: tuple[str, ...], dialect: Dialect = ELS) -> Element:
+    """The factory-default configuration: every port `family ethernet-switching` with
+    no VLAN named, which puts it in VLAN `default` (id 1) implicitly.
 
-    This is what an EX switch with ELS ships with, written out explicitly so
-    reading a port's VLAN never depends on implicit defaults.
+    Juniper's "EX4300 Switch Default Configuration" lists `unit 0 { family
+    ethernet-switching; }` (with storm control, not modelled) for every ELS port and
+    `vlans { default { vlan-id 1; } }`; the EX4200 default has the same port stanza
+    and a built-in `default` VLAN that is not written in the configuration.
     """
-    port_text = "".join(
-        f"{p} {{ unit 0 {{ family ethernet-switching {{ interface-mode access; "
-        f"vlan {{ members default; }} }} }} }}\n"
-        for p in ports
-    )
+    port_text = "".join(f"{p} {{ unit 0 {{ family ethernet-switching; }} }}\n" for p in ports)
     return text.parse_text(
         f"system {{ host-name {text.quote(name)}; }}\n"
-        f"interfaces {{\n{port_text}}}\n"
-        "vlans { default { vlan-id 1; } }\n"
+        f"interfaces {{\n{port_text}}}\n" + dialect.factory_vlans
     )
 
 
@@ -69,18 +72,25 @@ class SimSwitch:
         port: int = 0,
         commit_latency: float = 0.0,
         confirm_unit_seconds: float = 60.0,
-        netconf_11: bool = True,
+        netconf_11: bool = False,
         state_file: str | Path | None = None,
-        model: str = "ex4300-48t",
-        version: str = "21.4R3-S5.4",
+        model: str | None = None,
+        version: str | None = None,
         host_key: asyncssh.SSHKey | None = None,
+        dialect: str = "els",
+        members: int = 1,
     ) -> None:
+        """`netconf_11` adds base:1.1 to the hello (published Junos hellos offer
+        base:1.0 only); `dialect` is `els` or `legacy`, and `model`/`version` default
+        to that dialect's (ex4300-48t 21.4R3-S5.4, ex4200-48t 12.3R12.4); `members`
+        Virtual Chassis members of `ports` ports each (ge-0/0/…, ge-1/0/…)."""
         self.name = name
         self.host = host
         self.port = port
         self.username = username
         self.password = password
-        self.ports = port_names(ports)
+        self.ports = port_names(ports, members)
+        self.dialect = dialect_named(dialect)
         self.faults = Faults()
         self.state_file = Path(state_file) if state_file else None
         self._callbacks: list[CommitCallback] = []
@@ -91,10 +101,15 @@ class SimSwitch:
             commit_latency=commit_latency,
             confirm_unit_seconds=confirm_unit_seconds,
             on_change=self._committed,
+            dialect=self.dialect,
         )
         self._server = NetconfServer(
             db=self._db,
-            device=DeviceInfo(name=name, model=model, version=version),
+            device=DeviceInfo(
+                name=name,
+                model=model or self.dialect.model,
+                version=version or self.dialect.version,
+            ),
             faults=self.faults,
             username=username,
             password=password,
@@ -105,7 +120,7 @@ class SimSwitch:
     def _initial_config(self) -> Element:
         if self.state_file is not None and self.state_file.exists():
             return text.parse_text(self.state_file.read_text())
-        return factory_config(self.name, self.ports)
+        return factory_config(self.name, self.ports, self.dialect)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -146,8 +161,14 @@ class SimSwitch:
         self._callbacks.append(callback)
 
     def port_vlans(self) -> dict[str, int | None]:
-        """Each port's committed access VLAN id (None: disabled, trunk or no VLAN)."""
-        return self._call(lambda: validate.port_vlans(self._db.committed, self.ports))
+        """Each port's committed VLAN for untagged traffic (see `validate.port_vlans`):
+        1 for a factory port, a trunk's native VLAN, None when the port switches no
+        untagged traffic (disabled, not Ethernet switching, trunk without native VLAN)."""
+        return self._call(self._port_vlans)
+
+    def _port_vlans(self, config: Element | None = None) -> dict[str, int | None]:
+        effective = self._db.effective(self._db.committed if config is None else config)
+        return validate.port_vlans(effective, self.ports, self.dialect)
 
     def committed_text(self) -> str:
         """The committed configuration in Junos curly-brace text."""
@@ -191,8 +212,9 @@ class SimSwitch:
     def set_port_vlan_out_of_band(self, interface: str, vlan: int | None) -> None:
         """Move a port behind metalnet's back, as an operator at the console would.
 
-        `vlan` None removes the port's VLAN membership. The VLAN is defined as
-        `vlan<N>` if no VLAN has that id yet.
+        The port becomes an access port in `vlan` (trunk leftovers removed); `vlan`
+        None takes it out of Ethernet switching. The VLAN is defined as `vlan<N>` if
+        no VLAN has that id yet.
         """
         if interface not in self.ports:
             raise ValueError(f"{self.name} has no port {interface!r}")
@@ -200,7 +222,7 @@ class SimSwitch:
             raise ValueError(f"VLAN {vlan!r} is not within 1-4094")
         self._call(
             lambda: self._db.commit_out_of_band(
-                lambda config: _move_port(config, interface, vlan), "console"
+                lambda config: _move_port(config, interface, vlan, self.dialect), "console"
             )
         )
 
@@ -209,7 +231,7 @@ class SimSwitch:
     def _committed(self, config: Element) -> None:
         if self.state_file is not None:
             _write_atomically(self.state_file, text.render_text(config))
-        vlans = validate.port_vlans(config, self.ports)
+        vlans = self._port_vlans(config)
         for callback in self._callbacks:
             try:
                 callback(self, vlans)
@@ -235,16 +257,28 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
-def _move_port(config: Element, interface: str, vlan: int | None) -> None:
+def _move_port(config: Element, interface: str, vlan: int | None, dialect: Dialect) -> None:
     """Make `interface` an access port in `vlan` (validated by the caller), or none."""
     if vlan is None:
-        membership, definition = "delete: vlan;", ""
+        body, definition = "delete: family ethernet-switching;", ""
     else:
         ids = validate.vlan_ids(config)
         name = next((n for n, i in ids.items() if i == vlan), f"vlan{vlan}")
-        membership = f"interface-mode access; replace: vlan {{ members {text.quote(name)}; }}"
-        definition = f"vlans {{ {text.quote(name)} {{ vlan-id {vlan}; }} }}"
-    port = f"{interface} {{ unit 0 {{ family ethernet-switching {{ {membership} }} }} }}"
+        defined = any(
+            v.findtext("name") == name for v in tree.walk_entries(config, "vlans", "vlan")
+        )
+        definition = (
+            ""
+            if defined or name == "default"
+            else (f"vlans {{ {text.quote(name)} {{ vlan-id {vlan}; }} }}")
+        )
+        native = "" if dialect.native_on_interface else "delete: native-vlan-id;"
+        body = (
+            f"family ethernet-switching {{ {dialect.mode_statement} access; {native} "
+            f"replace: vlan {{ members {text.quote(name)}; }} }}"
+        )
+    leftover = "delete: native-vlan-id;" if dialect.native_on_interface else ""
+    port = f"{interface} {{ {leftover} unit 0 {{ {body} }} }}"
     fragment = text.parse_text(f"interfaces {{ {port} }} {definition}")
     tree.edit(config, fragment, honour_replace=True)
 

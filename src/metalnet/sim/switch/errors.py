@@ -2,6 +2,12 @@
 
 Handlers raise `RpcFailure`; the session turns it into `<rpc-error>` elements so
 clients (ncclient, PyEZ) see the same tags and messages a Junos switch sends.
+
+Junos frames the text of `<error-message>` with newlines on the wire
+(`<error-message>\nconfiguration database modified\n</error-message>`: the
+captured replies in Ansible junipernetworks.junos issue 404, Juniper
+ansible-junos-stdlib issue 578 and PyEZ's tests/unit/test_exception.py), and
+ncclient passes a single error's message on unstripped: clients must strip.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ class ErrorSpec:
         etree.SubElement(err, "error-severity").text = self.severity
         if self.path:
             etree.SubElement(err, "error-path").text = self.path
-        etree.SubElement(err, "error-message").text = self.message
+        etree.SubElement(err, "error-message").text = f"\n{self.message}\n"
         if self.bad_element is not None or self.session_id is not None:
             info = etree.SubElement(err, "error-info")
             if self.bad_element is not None:

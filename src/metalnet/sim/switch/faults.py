@@ -1,13 +1,14 @@
 """Faults a test (or `metalnet sim switch` flags) can inject into a simulated switch.
 
 Each one-shot fault applies to the next RPC it matches and is then cleared, so a
-test states exactly which request misbehaves. `"commit"` matches both Junos
-`<commit-configuration>` and RFC 6241 `<commit>`; `"*"` matches any RPC.
+test states exactly which request misbehaves; commit warnings stay until changed.
+`"commit"` matches both Junos `<commit-configuration>` and RFC 6241 `<commit>`;
+`"*"` matches any RPC.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 COMMIT_RPCS = frozenset({"commit", "commit-configuration"})
 
@@ -27,10 +28,22 @@ class Faults:
     drop_after: bool = False
     stall_rpc: str | None = None
     stall_seconds: float = 0.0
+    commit_warnings: list[str] = field(default_factory=list)
 
     def fail_next_commit(self, message: str) -> None:
         """The next commit (or commit check) fails with `message`; nothing is applied."""
         self.commit_error = message
+
+    def warn_on_commit(self, *messages: str) -> None:
+        """Every successful commit (and commit check) also answers these warnings.
+
+        Real switches do this for licence and deprecation notices: `<rpc-error>`s of
+        severity warning inside `<commit-results>`, next to `<commit-success/>` (the
+        same place as load warnings in PyEZ's unit-test replies, and "Junos XML
+        Protocol: commit-configuration": warnings do not fail the commit). Setting
+        it again replaces the list; no messages clears it.
+        """
+        self.commit_warnings = list(messages)
 
     def drop_next(self, rpc: str = "commit", *, after: bool = False) -> None:
         """Close the SSH connection on the next `rpc`, before executing it or (`after`)

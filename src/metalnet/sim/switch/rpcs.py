@@ -8,19 +8,25 @@ already stripped) and returns the reply payload (`None` means `<ok/>`), or raise
 from __future__ import annotations
 
 import difflib
+import itertools
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from lxml import etree
 
-from metalnet.sim.switch import text, tree, validate
-from metalnet.sim.switch.datastore import ConfigDatabase, SessionInfo
+from metalnet.sim.switch import inherit, text, tree
+from metalnet.sim.switch.datastore import CommitOutcome, ConfigDatabase, SessionInfo
 from metalnet.sim.switch.errors import CHECKOUT_FAILED, ErrorSpec, RpcFailure, syntax_error
 from metalnet.sim.switch.faults import Faults
 from metalnet.sim.switch.tree import Element
 
 DEFAULT_CONFIRM_MINUTES = 10
+JUNOS_NS = "http://xml.juniper.net/junos/{release}/junos"
+INTERFACE_NS = "http://xml.juniper.net/junos/{release}/junos-interface"
+BUILTIN_INTERFACES = ("me0", "vme", "lo0")
+PRIVATE_WARNING_UNTIL = (18, 2)
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ class RpcContext:
     kill_session: Callable[[int], bool]
 
 
-Payload = list[Element] | None
+Payload = list[Element | ErrorSpec] | None
 Handler = Callable[[RpcContext, Element], Awaitable[Payload]]
 HANDLERS: dict[str, Handler] = {}
 
@@ -129,10 +135,17 @@ async def get_configuration(ctx: RpcContext, op: Element) -> Payload:
     database = op.get("database", "candidate")
     if database not in ("candidate", "committed"):
         raise RpcFailure(ErrorSpec(f"invalid database {database}", bad_element=database))
-    source = ctx.db.committed if database == "committed" else ctx.db.candidate
+    source = ctx.db.committed if database == "committed" else ctx.db.candidate_of(ctx.session)
     if op.get("compare") == "rollback":
         return [_compare(ctx.db, source, _int(op.get("rollback") or "0"))]
-    config = _filtered(source, op.find("configuration"))
+    if op.get("inherit") in ("inherit", "defaults"):
+        source = inherit.inherited(source, ctx.db.ports)
+    config = _show_origins(
+        _filtered(source, op.find("configuration")),
+        JUNOS_NS.format(release=junos_release(ctx.device.version)),
+        groups=op.get("groups") == "groups",
+        ranges=op.get("interface-ranges") == "interface-ranges",
+    )
     fmt = op.get("format", "xml")
     if fmt == "xml":
         return [tree.copy(config)]
@@ -141,6 +154,20 @@ async def get_configuration(ctx: RpcContext, op: Element) -> Payload:
     if fmt == "set":
         return [_element("configuration-set", text.render_set(config))]
     raise RpcFailure(ErrorSpec(f"invalid format {fmt}", bad_element=fmt))
+
+
+def _show_origins(config: Element, junos: str, *, groups: bool, ranges: bool) -> Element:
+    """A copy of `config` whose inherited statements carry `junos:group` /
+    `junos:interface-range` when asked for, and no origin mark otherwise."""
+    out = etree.Element(config.tag, nsmap={"junos": junos})
+    out.extend(tree.copy(child) for child in config)
+    shown = {inherit.GROUP: groups, inherit.INTERFACE_RANGE: ranges}
+    for element in out.iter():
+        for mark, show in shown.items():
+            origin = element.attrib.pop(mark, None)
+            if origin is not None and show:
+                element.set(f"{{{junos}}}{mark.removeprefix('junos-')}", origin)
+    return out
 
 
 def _compare(db: ConfigDatabase, config: Element, index: int) -> Element:
@@ -167,7 +194,7 @@ def _last_commit(db: ConfigDatabase) -> str:
 @rpc("get-config")
 async def get_config(ctx: RpcContext, op: Element) -> Payload:
     source = _datastore(op, "source", ("running", "candidate"))
-    config = ctx.db.committed if source == "running" else ctx.db.candidate
+    config = ctx.db.committed if source == "running" else ctx.db.candidate_of(ctx.session)
     flt = op.find("filter")
     data = _element("data")
     data.append(
@@ -207,6 +234,60 @@ async def get_chassis_inventory(ctx: RpcContext, op: Element) -> Payload:
     return [inventory]
 
 
+@rpc("get-interface-information")
+async def get_interface_information(ctx: RpcContext, op: Element) -> Payload:
+    """Which physical interfaces exist, with their state, as `show interfaces terse`.
+
+    The shape follows real replies (an `interface-information` in the
+    junos-interface namespace, `physical-interface` entries with `logical-interface`
+    children, values framed by newlines as Junos prints them) — see
+    tests/data/junos/get-interface-information-terse.xml. An unknown name answers
+    "device … not found" like Junos.
+    """
+    wanted = (op.findtext("interface-name") or "").strip()
+    names = [*ctx.db.ports, *BUILTIN_INTERFACES]
+    if wanted:
+        names = [n for n in names if inherit.pattern_matches(wanted, n)]
+        if not names:
+            raise RpcFailure(ErrorSpec(f"device {wanted} not found", bad_element=wanted))
+    config = ctx.db.effective(ctx.db.committed)
+    release = junos_release(ctx.device.version)
+    junos = JUNOS_NS.format(release=release)
+    info = etree.Element(
+        "interface-information",
+        nsmap={None: INTERFACE_NS.format(release=release), "junos": junos},
+    )
+    info.set(f"{{{junos}}}style", "terse" if op.find("terse") is not None else "normal")
+    for name in names:
+        info.append(_physical_interface(name, config))
+    return [info]
+
+
+def _physical_interface(name: str, config: Element) -> Element:
+    iface = next(
+        (
+            i
+            for i in tree.walk_entries(config, "interfaces", "interface")
+            if i.findtext("name") == name
+        ),
+        None,
+    )
+    up = "down" if iface is not None and iface.find("disable") is not None else "up"
+    physical = etree.Element("physical-interface")
+    for tag, value in (("name", name), ("admin-status", up), ("oper-status", up)):
+        physical.append(_element(tag, f"\n{value}\n"))
+    for unit in iface.iterfind("unit") if iface is not None else ():
+        logical = etree.SubElement(physical, "logical-interface")
+        logical.append(_element("name", f"\n{name}.{unit.findtext('name')}\n"))
+        logical.append(_element("admin-status", f"\n{up}\n"))
+        logical.append(_element("oper-status", f"\n{up}\n"))
+        for family in unit.iterfind("family/*"):
+            af = etree.SubElement(logical, "address-family")
+            short = "eth-switch" if family.tag == "ethernet-switching" else family.tag
+            af.append(_element("address-family-name", f"\n{short}\n"))
+    return physical
+
+
 @rpc("command")
 async def command(ctx: RpcContext, op: Element) -> Payload:
     words = (op.text or "").split()
@@ -221,16 +302,21 @@ async def command(ctx: RpcContext, op: Element) -> Payload:
 @rpc("load-configuration")
 async def load_configuration(ctx: RpcContext, op: Element) -> Payload:
     action = op.get("action", "merge")
+    missing: list[str] = []
     if op.get("rollback") is not None:
         config = ctx.db.rollback_config(_int(op.get("rollback") or ""))
-        ctx.db.edit(ctx.session, lambda _: config)
+        ctx.db.edit(ctx.session, lambda _: tree.copy(config))
     elif action == "set" or op.find("configuration-set") is not None:
         fragments = text.parse_set(op.findtext("configuration-set") or "")
-        ctx.db.edit(ctx.session, lambda c: _apply_set(c, fragments))
+        for fragment in fragments:
+            ctx.db.dialect.check_statements(fragment)
+        ctx.db.edit(ctx.session, lambda c: _apply_set(c, fragments, missing))
     else:
         incoming = _incoming(op, op.get("format", "xml"))
-        ctx.db.edit(ctx.session, lambda c: _apply_load(c, incoming, action))
+        ctx.db.dialect.check_statements(incoming)
+        ctx.db.edit(ctx.session, lambda c: _apply_load(c, incoming, action, missing))
     results = _element("load-configuration-results")
+    results.extend(ErrorSpec("statement not found", severity="warning").element() for _ in missing)
     results.append(_element("ok"))
     return [results]
 
@@ -246,21 +332,26 @@ def _incoming(op: Element, fmt: str) -> Element:
     raise RpcFailure(ErrorSpec(f"format {fmt} is not supported", bad_element=fmt))
 
 
-def _apply_load(candidate: Element, incoming: Element, action: str) -> Element | None:
+def _apply_load(
+    candidate: Element, incoming: Element, action: str, missing: list[str]
+) -> Element | None:
     if action in ("override", "update"):
         return tree.plain_copy(incoming)
     if action not in ("merge", "replace"):
         raise RpcFailure(ErrorSpec(f"invalid action {action}", bad_element=action))
-    tree.edit(candidate, incoming, honour_replace=action == "replace")
+    missing[:] = tree.edit(candidate, incoming, honour_replace=action == "replace")
     return None
 
 
-def _apply_set(candidate: Element, fragments: list[Element]) -> Element:
+def _apply_set(candidate: Element, fragments: list[Element], missing: list[str]) -> Element:
+    missing.clear()
     for fragment in fragments:
         if fragment.get("delete") == "delete":
             candidate = tree.new_config()
         else:
-            tree.edit(candidate, fragment, honour_replace=False)
+            only_activation = fragment.get("activation") == "activation"
+            default = "none" if only_activation else "merge"
+            missing += tree.edit(candidate, fragment, default_op=default, honour_replace=False)
     return candidate
 
 
@@ -277,13 +368,15 @@ async def edit_config(ctx: RpcContext, op: Element) -> Payload:
         incoming = text.parse_text(text_holder.findtext("configuration-text") or "")
     if incoming is None:
         raise RpcFailure(ErrorSpec("missing <config>", tag="missing-element", bad_element="config"))
+    ctx.db.dialect.check_statements(incoming)
     if default == "replace":
         ctx.db.edit(ctx.session, lambda _: tree.plain_copy(incoming))
     else:
-        ctx.db.edit(
-            ctx.session,
-            lambda c: tree.edit(c, incoming, default_op=default, honour_replace=False, strict=True),
-        )
+
+        def merge(candidate: Element) -> None:
+            tree.edit(candidate, incoming, default_op=default, honour_replace=False, strict=True)
+
+        ctx.db.edit(ctx.session, merge)
     return None
 
 
@@ -296,8 +389,43 @@ async def discard_changes(ctx: RpcContext, op: Element) -> Payload:
 @rpc("validate")
 async def validate_candidate(ctx: RpcContext, op: Element) -> Payload:
     _datastore(op, "source", ("candidate",))
-    validate.check_commit(ctx.db.candidate, ctx.db.ports)
+    ctx.db.check(ctx.db.candidate_of(ctx.session))
     return None
+
+
+@rpc("open-configuration")
+async def open_configuration(ctx: RpcContext, op: Element) -> Payload:
+    """Only `<private/>`: ephemeral and dynamic databases are not modelled.
+
+    Before Junos 18.2R1 the reply carried the warning "uncommitted changes will be
+    discarded on exit"; later releases send none (`<open-configuration>` reference
+    page). PyEZ's `Config(mode="private")` tolerates exactly that warning.
+    """
+    if op.find("private") is None:
+        raise RpcFailure(ErrorSpec("only a private configuration database can be opened"))
+    ctx.db.open_private(ctx.session)
+    if _release(ctx.device.version) < PRIVATE_WARNING_UNTIL:
+        return [ErrorSpec("uncommitted changes will be discarded on exit", severity="warning")]
+    return None
+
+
+@rpc("close-configuration")
+async def close_configuration(ctx: RpcContext, op: Element) -> Payload:
+    ctx.db.close_private(ctx.session)
+    return None
+
+
+def junos_release(version: str) -> str:
+    """The release in Junos's namespace URIs: `21.4R3-S5.4` → `21.4R3`."""
+    m = re.match(r"\d+\.\d+[A-Z]\d+", version)
+    return m.group(0) if m else version
+
+
+def _release(version: str) -> tuple[int, int]:
+    """`21.4R3-S5.4` → (21, 4)."""
+    major, _, rest = version.partition(".")
+    minor = "".join(itertools.takewhile(str.isdigit, rest))
+    return (int(major) if major.isdigit() else 0, int(minor) if minor else 0)
 
 
 # --------------------------------------------------------------------------- commit
@@ -311,12 +439,18 @@ def _int(raw: str) -> int:
 
 async def _commit(
     ctx: RpcContext, *, check: bool, confirm_minutes: float | None, log: str | None
-) -> None:
-    ctx.db.check_writable(ctx.session)
+) -> CommitOutcome:
+    if ctx.session.id not in ctx.db.private:
+        ctx.db.check_writable(ctx.session)
     injected = ctx.faults.take_commit_error()
     if injected is not None:
         raise RpcFailure(ErrorSpec(injected), ErrorSpec(CHECKOUT_FAILED))
-    await ctx.db.commit(ctx.session, check=check, confirm_minutes=confirm_minutes, log=log)
+    return await ctx.db.commit(ctx.session, check=check, confirm_minutes=confirm_minutes, log=log)
+
+
+def _warnings(ctx: RpcContext) -> list[Element]:
+    """The warnings the switch is set to add to a successful commit."""
+    return [ErrorSpec(w, severity="warning").element() for w in ctx.faults.commit_warnings]
 
 
 @rpc("commit-configuration")
@@ -327,8 +461,13 @@ async def commit_configuration(ctx: RpcContext, op: Element) -> Payload:
     confirm = None
     if op.find("confirmed") is not None:
         confirm = _int(op.findtext("confirm-timeout") or str(DEFAULT_CONFIRM_MINUTES))
-    await _commit(ctx, check=check, confirm_minutes=confirm, log=op.findtext("log"))
+    outcome = await _commit(ctx, check=check, confirm_minutes=confirm, log=op.findtext("log"))
     results = _element("commit-results")
+    if not outcome.changed:
+        return [results]  # a private copy without changes: nothing between the tags
+    results.extend(_warnings(ctx))
+    if outcome.private:
+        results.append(_element("load-success"))
     engine = etree.SubElement(results, "routing-engine")
     engine.append(_element("name", "re0"))
     engine.append(_element("commit-check-success" if check else "commit-success"))
@@ -341,7 +480,8 @@ async def commit(ctx: RpcContext, op: Element) -> Payload:
     if op.find("confirmed") is not None:
         confirm = _int(op.findtext("confirm-timeout") or str(DEFAULT_CONFIRM_MINUTES * 60)) / 60
     await _commit(ctx, check=False, confirm_minutes=confirm, log=None)
-    return None
+    warnings = _warnings(ctx)
+    return [*warnings, _element("ok")] if warnings else None
 
 
 # --------------------------------------------------------------------------- sessions

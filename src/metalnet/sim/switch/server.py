@@ -29,7 +29,6 @@ from metalnet.sim.switch.tree import clean, localname
 log = logging.getLogger("metalnet.sim.switch")
 
 BASE_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
-JUNOS_NS = "http://xml.juniper.net/junos/21.4R3/junos"
 BASE_10 = "urn:ietf:params:netconf:base:1.0"
 BASE_11 = "urn:ietf:params:netconf:base:1.1"
 JUNOS_CAPABILITIES = (
@@ -46,6 +45,7 @@ JUNOS_CAPABILITIES = (
 )
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
 _session_ids = itertools.count(40001)
+INTERNAL_ERROR = "mgd: internal error"
 
 
 @cache
@@ -65,7 +65,7 @@ class NetconfServer:
         faults: Faults,
         username: str,
         password: str,
-        netconf_11: bool = True,
+        netconf_11: bool = False,
         host_key: asyncssh.SSHKey | None = None,
     ) -> None:
         self.db = db
@@ -219,7 +219,9 @@ class NetconfSession:
         try:
             rpc = etree.fromstring(message, _PARSER)
         except etree.XMLSyntaxError as exc:
-            self._send(_reply({}, [ErrorSpec(f"XML parse error: {exc}", tag="malformed-message")]))
+            self._send(
+                self._reply({}, [ErrorSpec(f"XML parse error: {exc}", tag="malformed-message")])
+            )
             return True
         op = next((clean(c) for c in rpc if isinstance(c.tag, str)), None)
         name = op.tag if op is not None else "(empty)"
@@ -246,12 +248,21 @@ class NetconfSession:
 
     async def _execute(self, op: etree._Element | None, attrs: dict[str, str]) -> tuple[bytes, str]:
         if op is None:
-            return _reply(attrs, [ErrorSpec("empty rpc", tag="missing-element")]), "error"
+            return self._reply(attrs, [ErrorSpec("empty rpc", tag="missing-element")]), "error"
         try:
             payload = await rpcs.dispatch(self.context, op)
         except RpcFailure as failure:
-            return _reply(attrs, list(failure.errors)), "error: " + str(failure).splitlines()[0]
-        return _reply(attrs, payload), "ok"
+            return self._reply(attrs, list(failure.errors)), "error: " + str(failure).splitlines()[
+                0
+            ]
+        except Exception:  # a switch answers every rpc; a simulator bug must not end the session
+            log.exception("%s session %d %s failed", self.server.device.name, self.info.id, op.tag)
+            return self._reply(attrs, [ErrorSpec(INTERNAL_ERROR)]), "error: " + INTERNAL_ERROR
+        return self._reply(attrs, payload), "ok"
+
+    def _reply(self, attrs: dict[str, str], payload: rpcs.Payload) -> bytes:
+        release = rpcs.junos_release(self.server.device.version)
+        return _reply(rpcs.JUNOS_NS.format(release=release), attrs, payload)
 
     def _dropped(self, name: str) -> bool:
         log.info("%s session %d %s: dropped (fault)", self.server.device.name, self.info.id, name)
@@ -259,7 +270,7 @@ class NetconfSession:
         return False
 
 
-def _reply(attrs: dict[str, str], payload: list[etree._Element] | list[ErrorSpec] | None) -> bytes:
+def _reply(junos_ns: str, attrs: dict[str, str], payload: rpcs.Payload) -> bytes:
     """An `<rpc-reply>` echoing the rpc's attributes, without an XML declaration.
 
     The payload is spliced in unqualified so it inherits the base namespace, as on
@@ -272,7 +283,7 @@ def _reply(attrs: dict[str, str], payload: list[etree._Element] | list[ErrorSpec
         elements = [p.element() if isinstance(p, ErrorSpec) else p for p in payload]
         body = b"".join(etree.tostring(e) for e in elements)
     return (
-        f'<rpc-reply xmlns="{BASE_NS}" xmlns:junos="{JUNOS_NS}"{head}>'.encode()
+        f'<rpc-reply xmlns="{BASE_NS}" xmlns:junos="{junos_ns}"{head}>'.encode()
         + body
         + b"</rpc-reply>"
     )

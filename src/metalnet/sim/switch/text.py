@@ -1,17 +1,21 @@
 """Junos configuration text: the curly-brace format and `set`/`delete` lines.
 
 Both parse into the XML tree of `tree.py`. Junos knows its full schema; the
-simulator gets by with three facts about it, enough for interfaces, VLANs and
-system statements:
+simulator gets by with a few facts about it, enough for interfaces, VLANs,
+groups and system statements:
 
-- children of top-level `interfaces` and `vlans` are entries named by their first
-  word (`ge-0/0/1 { … }` is `<interface><name>ge-0/0/1</name>…`);
+- children of `interfaces` and `vlans` (at the top or inside a group) are entries
+  named by their first word (`ge-0/0/1 { … }` is `<interface><name>ge-0/0/1</name>…`),
+  except `interface-range NAME { … }`;
+- `groups { G { … } }` makes one `<groups><name>G</name>…</groups>` per group, as
+  Junos XML does;
 - `family inet { … }` is `<family><inet>…` (the text joins the two levels);
-- `unit 0`, `address 10.0.0.1/24` are entries keyed by the word after the keyword
-  (in set lines, where `keyword value` could also be a leaf).
+- `unit 0`, `address 10.0.0.1/24`, `member ge-0/0/1`, `groups G` are entries keyed by
+  the word after the keyword, and `member-range A to B` is
+  `<member-range><name>A</name><end-range>B</end-range>`.
 
-The `replace:` and `delete:` tags become `replace="replace"` / `delete="delete"`
-attributes, as in Junos XML.
+The `replace:`, `delete:`, `inactive:` and `protect:` tags become attributes, as in
+Junos XML; set lines know `set`, `delete`, `activate` and `deactivate`.
 """
 
 from __future__ import annotations
@@ -27,8 +31,14 @@ from metalnet.sim.switch.tree import LEAF_LISTS, Element, entry_name, find_match
 
 NAMED_LISTS = {"interfaces": "interface", "vlans": "vlan"}
 FLATTENED = frozenset({"family"})
-KEYED = frozenset({"unit", "address"})
-TAGS = {"replace:": ("replace", "replace"), "delete:": ("delete", "delete")}
+KEYED = frozenset({"unit", "address", "member", "groups", "interface-range"})
+RANGE = "member-range"
+TAGS = {
+    "replace:": ("replace", "replace"),
+    "delete:": ("delete", "delete"),
+    "inactive:": ("inactive", "inactive"),
+    "protect:": ("protect", "protect"),
+}
 INDENT = "    "
 
 _TOKEN = re.compile(
@@ -36,7 +46,8 @@ _TOKEN = re.compile(
     r"|(?P<punct>[{};\[\]])|(?P<word>[^\s{};\[\]\"]+)",
     re.S,
 )
-_NEEDS_QUOTES = re.compile(r'[\s{};\[\]"#\\]|^$')
+_STATEMENT = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+_NEEDS_QUOTES = re.compile(r'[\s{};\[\]"#\\<>*]|^$')
 
 
 @dataclass(frozen=True)
@@ -86,9 +97,9 @@ def _parse_block(tokens: list[Token], pos: int, parent: Element) -> int:
 
 
 def _parse_statement(tokens: list[Token], pos: int, parent: Element) -> int:
-    tag = None
-    if not tokens[pos].punct and tokens[pos].value in TAGS:
-        tag = TAGS[tokens[pos].value]
+    tags = []
+    while pos < len(tokens) and not tokens[pos].punct and tokens[pos].value in TAGS:
+        tags.append(TAGS[tokens[pos].value])
         pos += 1
     words: list[str] = []
     while pos < len(tokens) and not tokens[pos].punct:
@@ -97,12 +108,11 @@ def _parse_statement(tokens: list[Token], pos: int, parent: Element) -> int:
     if not words or pos == len(tokens):
         raise syntax_error(words[-1] if words else (tokens[pos].value if pos < len(tokens) else ""))
     end = tokens[pos].value
-    if end == "{":
+    if end == "{" and words == ["groups"] and parent.getparent() is None:
+        pos, nodes = _parse_groups(tokens, pos + 1, parent)
+    elif end == "{":
         node = _container(parent, words)
-        pos = _parse_block(tokens, pos + 1, node)
-        if pos == len(tokens):
-            raise syntax_error("}", "syntax error, expecting '}'")
-        pos += 1
+        pos = _close(tokens, _parse_block(tokens, pos + 1, node))
         nodes = [node]
     elif end == "[":
         values: list[str] = []
@@ -119,15 +129,35 @@ def _parse_statement(tokens: list[Token], pos: int, parent: Element) -> int:
         pos += 1
     else:
         raise syntax_error(end)
-    if tag:
-        for node in nodes:
+    for node in nodes:
+        for tag in tags:
             node.set(*tag)
     return pos
 
 
+def _close(tokens: list[Token], pos: int) -> int:
+    """Step over the `}` ending a block."""
+    if pos == len(tokens):
+        raise syntax_error("}", "syntax error, expecting '}'")
+    return pos + 1
+
+
+def _parse_groups(tokens: list[Token], pos: int, root: Element) -> tuple[int, list[Element]]:
+    """`groups { G { … } … }`: each group becomes a `<groups>` entry of the root."""
+    nodes = []
+    while pos < len(tokens) and tokens[pos] != Token("}", punct=True):
+        name = tokens[pos]
+        if name.punct or pos + 1 == len(tokens) or tokens[pos + 1] != Token("{", punct=True):
+            raise syntax_error(name.value)
+        group = _child(root, "groups", name.value)
+        pos = _close(tokens, _parse_block(tokens, pos + 2, group))
+        nodes.append(group)
+    return _close(tokens, pos), nodes
+
+
 def _container(parent: Element, words: list[str]) -> Element:
     """The element a `words… {` statement opens (reusing one already parsed)."""
-    if is_named_list(parent):
+    if is_named_list(parent) and not (len(words) == 2 and words[0] in KEYED):
         if len(words) != 1:
             raise syntax_error(words[1])
         return _child(parent, NAMED_LISTS[parent.tag], words[0])
@@ -144,6 +174,8 @@ def _terminal(parent: Element, words: list[str]) -> Element:
     """The element of a `words…;` statement: flag, leaf value, or empty entry."""
     if is_named_list(parent) or (words[0] in FLATTENED and len(words) == 2):
         return _container(parent, words)
+    if words[0] == RANGE:
+        return _member_range(parent, words)
     if len(words) == 1:
         return _leaf(parent, words[0], None)
     if len(words) == 2 and words[0] in KEYED:
@@ -153,9 +185,18 @@ def _terminal(parent: Element, words: list[str]) -> Element:
     raise syntax_error(words[2])
 
 
+def _member_range(parent: Element, words: list[str]) -> Element:
+    """`member-range FIRST to LAST` of an interface range."""
+    if len(words) != 4 or words[2] != "to":
+        raise syntax_error(words[-1] if len(words) > 1 else RANGE)
+    node = _child(parent, RANGE, words[1])
+    _leaf(node, "end-range", words[3])
+    return node
+
+
 def _child(parent: Element, tag: str, name: str | None = None) -> Element:
     """Find or create the container/entry `tag` (named `name`) under `parent`."""
-    probe = etree.Element(tag)
+    probe = etree.Element(_statement(tag))
     if name is not None:
         etree.SubElement(probe, "name").text = name
     found = find_match(parent, probe)
@@ -167,7 +208,7 @@ def _child(parent: Element, tag: str, name: str | None = None) -> Element:
 
 def _leaf(parent: Element, tag: str, value: str | None) -> Element:
     """Set leaf `tag` (a leaf-list gains a value; a plain leaf is overwritten)."""
-    probe = etree.Element(tag)
+    probe = etree.Element(_statement(tag))
     probe.text = value
     found = find_match(parent, probe)
     if found is not None and (tag not in LEAF_LISTS or found.text == value):
@@ -175,6 +216,13 @@ def _leaf(parent: Element, tag: str, value: str | None) -> Element:
         return found
     parent.append(probe)
     return probe
+
+
+def _statement(word: str) -> str:
+    """A statement keyword; anything else where a keyword belongs is a syntax error."""
+    if _STATEMENT.fullmatch(word) is None:
+        raise syntax_error(word)
+    return word
 
 
 def quote(word: str) -> str:
@@ -190,9 +238,13 @@ def render_text(root: Element) -> str:
 
 
 def is_named_list(node: Element) -> bool:
-    """True for top-level `interfaces`/`vlans`, whose entries are written by name alone."""
+    """True for `interfaces`/`vlans` at the top or in a group: entries written by name alone."""
     parent = node.getparent()
-    return node.tag in NAMED_LISTS and parent is not None and parent.getparent() is None
+    if node.tag not in NAMED_LISTS or parent is None:
+        return False
+    if parent.tag == "groups":
+        parent = parent.getparent()
+    return parent is not None and parent.getparent() is None
 
 
 def _render_children(node: Element, depth: int) -> Iterator[str]:
@@ -205,17 +257,32 @@ def _render_children(node: Element, depth: int) -> Iterator[str]:
                 values = [quote(c.text or "") for c in node if c.tag == child.tag]
                 joined = values[0] if len(values) == 1 else "[ " + " ".join(values) + " ]"
                 yield f"{pad}{child.tag} {joined};"
+        elif child.tag == "groups" and node.getparent() is None:
+            if child.tag not in done:
+                done.add(child.tag)
+                yield f"{pad}groups {{"
+                for group in (c for c in node if c.tag == "groups"):
+                    yield from _render_statement(
+                        group, _header(group, [quote(entry_name(group) or "")]), depth + 1
+                    )
+                yield f"{pad}}}"
         elif child.tag in FLATTENED:
             for inner in child:
-                yield from _render_statement(inner, f"{child.tag} {inner.tag}", depth)
+                yield from _render_statement(inner, _header(inner, [child.tag, inner.tag]), depth)
         else:
-            yield from _render_statement(child, " ".join(_words(node, child)), depth)
+            yield from _render_statement(child, _header(child, _words(node, child)), depth)
+
+
+def _header(node: Element, words: list[str]) -> str:
+    """A statement's first words, with the `inactive:` tag of a deactivated one."""
+    return ("inactive: " if node.get("inactive") == "inactive" else "") + " ".join(words)
 
 
 def _body(node: Element) -> list[Element]:
-    """Children other than the entry's own `<name>` key."""
+    """Children other than the entry's own `<name>` key (and a member range's end)."""
     keyed = entry_name(node) is not None
-    return [c for c in node if not (keyed and c.tag == "name")]
+    hidden = ("name", "end-range") if node.tag == RANGE else ("name",)
+    return [c for c in node if not (keyed and c.tag in hidden)]
 
 
 def _words(parent: Element, child: Element) -> list[str]:
@@ -223,7 +290,9 @@ def _words(parent: Element, child: Element) -> list[str]:
     name = entry_name(child)
     if name is None:
         return [child.tag]
-    if is_named_list(parent):
+    if child.tag == RANGE:
+        return [RANGE, quote(name), "to", quote(child.findtext("end-range") or "")]
+    if is_named_list(parent) and child.tag == NAMED_LISTS[parent.tag]:
         return [quote(name)]
     return [child.tag, quote(name)]
 
@@ -243,11 +312,16 @@ def _render_statement(node: Element, header: str, depth: int) -> Iterator[str]:
 # --------------------------------------------------------------------------- set lines
 
 
-def parse_set(text: str) -> list[Element]:
-    """Parse `set`/`delete` lines; each becomes a `<configuration>` fragment to merge.
+VERBS = ("set", "delete", "activate", "deactivate")
 
-    A `delete` line marks its last element `delete="delete"`; a bare `delete`
-    marks the whole configuration.
+
+def parse_set(text: str) -> list[Element]:
+    """Parse `set`/`delete`/`activate`/`deactivate` lines into `<configuration>` fragments.
+
+    A `delete` line marks its last element `delete="delete"` (a bare `delete` marks
+    the whole configuration); `deactivate`/`activate` mark it `inactive="inactive"`
+    / `active="active"` and the fragment `activation="activation"`, to be applied
+    without creating anything.
     """
     fragments = []
     for line in text.splitlines():
@@ -255,7 +329,7 @@ def parse_set(text: str) -> list[Element]:
         if not tokens:
             continue
         verb = tokens[0].value
-        if tokens[0].punct or verb not in ("set", "delete"):
+        if tokens[0].punct or verb not in VERBS:
             raise syntax_error(verb)
         fragments.append(_set_fragment(verb, tokens[1:]))
     return fragments
@@ -265,16 +339,20 @@ def _set_fragment(verb: str, tokens: list[Token]) -> Element:
     root = new_config()
     words, values = _split_list(tokens)
     if not words:
-        if verb == "set":
-            raise syntax_error("set", "syntax error, expecting <statement>")
+        if verb != "delete":
+            raise syntax_error(verb, "syntax error, expecting <statement>")
         root.set("delete", "delete")
         return root
     node = root
     i = 0
     while i < len(words):
         word, left = words[i], len(words) - i
-        if is_named_list(node):
+        if is_named_list(node) and not (word in KEYED and left >= 2):
             node, i = _child(node, NAMED_LISTS[node.tag], word), i + 1
+        elif word in NAMED_LISTS and _at_top(node):
+            node, i = _child(node, word), i + 1
+        elif word == RANGE and left == 4 and values is None:
+            node, i = _member_range(node, words[i:]), i + 4
         elif word in FLATTENED and left >= 2:
             node, i = _child(_child(node, word), words[i + 1]), i + 2
         elif word in KEYED and left >= 2:
@@ -288,10 +366,20 @@ def _set_fragment(verb: str, tokens: list[Token]) -> Element:
             node, i = _leaf(node, word, None), i + 1
         else:
             node, i = _child(node, word), i + 1
-    if verb == "delete":
+    mark = {"delete": ("delete", "delete"), "deactivate": ("inactive", "inactive")}
+    mark["activate"] = ("active", "active")
+    if verb in mark:
         for target in _marked(node, values):
-            target.set("delete", "delete")
+            target.set(*mark[verb])
+    if verb in ("activate", "deactivate"):
+        root.set("activation", "activation")
     return root
+
+
+def _at_top(node: Element) -> bool:
+    """`node` is the configuration root or a group, where `interfaces`/`vlans` live."""
+    parent = node.getparent()
+    return parent is None or (node.tag == "groups" and parent.getparent() is None)
 
 
 def _marked(last: Element, values: list[str] | None) -> list[Element]:
@@ -315,11 +403,14 @@ def _split_list(tokens: list[Token]) -> tuple[list[str], list[str] | None]:
 
 
 def render_set(root: Element) -> str:
-    """Render a tree as the `set` lines `show configuration | display set` prints."""
-    return "".join(f"set {line}\n" for line in _set_lines(root, []))
+    """Render a tree as the lines `show configuration | display set` prints:
+    `set` lines, then a `deactivate` line for each deactivated statement."""
+    lines = list(_set_lines(root, []))
+    sets = [f"set {path}\n" for verb, path in lines if verb == "set"]
+    return "".join(sets + [f"deactivate {path}\n" for verb, path in lines if verb != "set"])
 
 
-def _set_lines(node: Element, path: list[str]) -> Iterator[str]:
+def _set_lines(node: Element, path: list[str]) -> Iterator[tuple[str, str]]:
     for child in _body(node):
         if child.tag in FLATTENED:
             for inner in child:
@@ -328,10 +419,13 @@ def _set_lines(node: Element, path: list[str]) -> Iterator[str]:
             yield from _set_node(child, [*path, *_words(node, child)])
 
 
-def _set_node(node: Element, path: list[str]) -> Iterator[str]:
+def _set_node(node: Element, path: list[str]) -> Iterator[tuple[str, str]]:
     if _body(node):
         yield from _set_lines(node, path)
     elif node.text is not None and entry_name(node) is None:
-        yield " ".join([*path, quote(node.text)])
+        yield "set", " ".join([*path, quote(node.text)])
     else:
-        yield " ".join(path)
+        yield "set", " ".join(path)
+    if node.get("inactive") == "inactive":
+        value = [quote(node.text)] if node.tag in LEAF_LISTS and node.text else []
+        yield "deactivate", " ".join([*path, *value])

@@ -7,6 +7,11 @@ need no conversion; the text and set formats are parsed into the same elements.
 Entries of a list are told apart by their `<name>` child; leaves in `LEAF_LISTS`
 hold several values (`members`), which is why a Junos *merge* of a VLAN member adds
 to the old membership instead of replacing it.
+
+A deactivated statement carries `inactive="inactive"`, as in Junos XML; a load
+with `inactive="inactive"` deactivates and one with `active="active"` activates
+("Change a Configuration Element's Activation State Using the Junos XML Protocol",
+juniper.net/documentation/us/en/software/junos/junos-xml-protocol).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from lxml import etree
 
 from metalnet.sim.switch.errors import ErrorSpec, RpcFailure
 
-LEAF_LISTS = frozenset({"members"})
+LEAF_LISTS = frozenset({"members", "apply-groups"})
 OPERATIONS = frozenset({"merge", "replace", "create", "delete", "remove", "none"})
 _OP_ATTRS = ("operation", "delete", "replace")
 
@@ -79,10 +84,24 @@ def find_match(parent: Element, element: Element) -> Element | None:
     return None
 
 
+def is_inactive(element: Element) -> bool:
+    """The statement is deactivated (kept in the configuration, without effect)."""
+    return element.get("inactive") == "inactive"
+
+
+def _set_activation(target: Element, source: Element) -> None:
+    if is_inactive(source):
+        target.set("inactive", "inactive")
+    elif source.get("active") == "active":
+        target.attrib.pop("inactive", None)
+
+
 def plain_copy(element: Element) -> Element:
     """Deep copy without edit attributes, leaving out children marked for deletion."""
     out = etree.Element(element.tag)
     out.text = element.text
+    if is_inactive(element):
+        out.set("inactive", "inactive")
     for child in element:
         if _explicit_op(child, honour_replace=True) not in ("delete", "remove"):
             out.append(plain_copy(child))
@@ -116,8 +135,12 @@ def edit(
     default_op: str = "merge",
     honour_replace: bool = True,
     strict: bool = False,
-) -> None:
+) -> list[str]:
     """Apply the children of `source` to the children of `target` in place.
+
+    Returns the statements a delete named but the target did not hold: a Junos
+    load answers each with the warning "statement not found" (as in the replies
+    of PyEZ's tests/unit/test_exception.py), which ncclient raises by default.
 
     `default_op` is the NETCONF default-operation (merge or none); explicit
     `operation=`, `delete="delete"` and, when `honour_replace` (Junos load
@@ -125,14 +148,16 @@ def edit(
     `strict` raises the RFC 6241 data-exists/data-missing errors (edit-config);
     Junos loads ignore a delete of something absent.
     """
+    missing: list[str] = []
     for child in source:
         op = _explicit_op(child, honour_replace=honour_replace) or default_op
-        _edit_one(target, child, op, honour_replace=honour_replace, strict=strict)
+        missing += _edit_one(target, child, op, honour_replace=honour_replace, strict=strict)
+    return missing
 
 
 def _edit_one(
     parent: Element, src: Element, op: str, *, honour_replace: bool, strict: bool
-) -> None:
+) -> list[str]:
     match = find_match(parent, src)
     if op in ("delete", "remove"):
         if match is not None:
@@ -141,7 +166,9 @@ def _edit_one(
             raise RpcFailure(
                 ErrorSpec("statement not found", tag="data-missing", bad_element=src.tag)
             )
-        return
+        elif op == "delete":
+            return [src.tag]
+        return []
     if op == "create" and match is not None:
         raise RpcFailure(
             ErrorSpec("statement already exists", tag="data-exists", bad_element=src.tag)
@@ -152,19 +179,24 @@ def _edit_one(
             parent.replace(match, fresh)
         else:
             insert(parent, fresh)
-        return
+        return []
+    missing: list[str] = []
     if is_leaf(src):
         _merge_leaf(parent, src, match, op)
-        return
-    if match is None:
-        match = etree.Element(src.tag)
+    elif match is None:
+        fresh = etree.Element(src.tag)
         if entry_name(src) is not None:
-            etree.SubElement(match, "name").text = entry_name(src)
-        edit(match, src, default_op=op, honour_replace=honour_replace, strict=strict)
-        if op == "merge" or len(match) > (1 if entry_name(src) is not None else 0):
-            insert(parent, match)
-        return
-    edit(match, src, default_op=op, honour_replace=honour_replace, strict=strict)
+            etree.SubElement(fresh, "name").text = entry_name(src)
+        _set_activation(fresh, src)
+        missing = edit(fresh, src, default_op=op, honour_replace=honour_replace, strict=strict)
+        if op == "merge" or len(fresh) > (1 if entry_name(src) is not None else 0):
+            insert(parent, fresh)
+        return missing
+    else:
+        missing = edit(match, src, default_op=op, honour_replace=honour_replace, strict=strict)
+    if match is not None:
+        _set_activation(match, src)
+    return missing
 
 
 def _merge_leaf(parent: Element, src: Element, match: Element | None, op: str) -> None:

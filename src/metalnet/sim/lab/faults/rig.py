@@ -137,7 +137,14 @@ def make_active(world: World, switching: SwitchService, name: str, node: str, pr
     """
     with world.db.session() as session:
         inst = instances.create_instance(
-            session, name, project, "net", node, world.lab.image_url, world.lab.image_sha256
+            session,
+            name,
+            project,
+            "net",
+            node,
+            world.lab.image_url,
+            world.lab.image_sha256,
+            settings=world.settings,
         )
         inst.state, inst.step = "active", "active"
         session.scalar(select(Node).where(Node.name == node)).state = "active"
@@ -179,7 +186,12 @@ def write_worker_config(path: Path, world: World, listen: str, **values: object)
     """A TOML config for one serve worker of `world`, with lab-sized timeouts."""
     s = world.settings
     return write_config(
-        path, database_url=s.database_url, boot_dir=s.boot_dir, controller_listen=listen, **values
+        path,
+        database_url=s.database_url,
+        boot_dir=s.boot_dir,
+        controller_listen=listen,
+        image_server=s.image_server,
+        **values,
     )
 
 

@@ -317,6 +317,7 @@ def _spawn_all(world: World) -> list[str]:
                 node.name,
                 world.lab.image_url,
                 world.lab.image_sha256,
+                settings=world.settings,
             )
             names.append(name)
     return names
