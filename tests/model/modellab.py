@@ -70,7 +70,7 @@ class ModelLab:
         self.tmp = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="model-")))
         try:
             self.world: World = self._stack.enter_context(
-                world_with(self.tmp, nodes=NODES, bmc_timeout=1.0)
+                world_with(self.tmp, nodes=NODES, initial_erase=True, bmc_timeout=1.0)
             )
             self.db_url = str(self.world.db.engine.url)
             with self.world.db.session() as s:

@@ -28,14 +28,15 @@ from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
     invariant,
-    precondition,
     rule,
 )
 from modellab import NODES, PORTS, PROJECTS, STEP_SECONDS, SWITCH, ModelLab, until
 
+from metalnet.lifecycle.states import SPAWN
+
 NODE_NAMES = tuple(f"n{i + 1}" for i in range(NODES))
 INSTANCE_NAMES = ("web", "db")  # shared by both tenants: names collide across projects
-SPAWN_STEPS = ("port_to_service", "pxe_boot", "deploy", "disk_boot", "port_to_project")
+SPAWN_STEPS = tuple(str(step) for step in SPAWN.steps)
 VLAN_KINDS = ("alpha", "beta", "service", "parking")
 INTERFACES = tuple(f"ge-0/0/{i}" for i in range(PORTS))
 
@@ -48,9 +49,12 @@ class IsolationModel(RuleBasedStateMachine):
         self.lab = ModelLab()
 
     @initialize()
-    def enrolled(self) -> None:
-        """Newly enrolled nodes are erased before anything else happens."""
+    def enrolled_then_spawning(self) -> None:
+        """Newly enrolled nodes are erased first; then each tenant starts a spawn, so
+        every example has lifecycles in flight for the other rules to interleave with."""
         self.lab.settle()
+        self.create("alpha", "web", None)
+        self.create("beta", "web", None)
 
     def teardown(self) -> None:
         """Every example ends settled and judged, so no lifecycle escapes the checks."""
@@ -125,28 +129,27 @@ class IsolationModel(RuleBasedStateMachine):
 
     # The admin -----------------------------------------------------------------------
 
-    @rule(interface=st.sampled_from(INTERFACES), kind=st.sampled_from(VLAN_KINDS))
-    def port_set(self, interface: str, kind: str) -> None:
-        vlan = self.vlan(kind)
-        before = self.lab.desired()
-        result = self.lab.admin("switch", "port-set", SWITCH, interface, "--vlan", str(vlan))
-        self._refusal_changed_nothing(result, before, [(interface, vlan)])
-
     @rule(
+        command=st.sampled_from(("port-set", "apply")),
         changes=st.lists(
             st.tuples(st.sampled_from(INTERFACES), st.sampled_from(VLAN_KINDS)),
             min_size=1,
             max_size=3,
             unique_by=lambda c: c[0],
-        )
+        ),
     )
-    def apply(self, changes: list[tuple[str, str]]) -> None:
+    def port_change(self, command: str, changes: list[tuple[str, str]]) -> None:
+        """`switch port-set` (the first change) or `switch apply` (all of them)."""
         moves = [(interface, self.vlan(kind)) for interface, kind in changes]
+        if command == "port-set":
+            moves = moves[:1]
+            (interface, vlan), *_ = moves
+            args = ["switch", "port-set", SWITCH, interface, "--vlan", str(vlan)]
+        else:
+            batch = [{"switch": SWITCH, "port": i, "vlan": v} for i, v in moves]
+            args = ["switch", "apply", self.lab.admin_file("apply.json", batch)]
         before = self.lab.desired()
-        path = self.lab.admin_file(
-            "apply.json", [{"switch": SWITCH, "port": i, "vlan": v} for i, v in moves]
-        )
-        result = self.lab.admin("switch", "apply", path)
+        result = self.lab.admin(*args)
         self._refusal_changed_nothing(result, before, moves)
 
     def _refusal_changed_nothing(
@@ -166,32 +169,27 @@ class IsolationModel(RuleBasedStateMachine):
                     f"refused change of {interface} to VLAN {vlan} was written: {result.output}"
                 )
 
-    @rule(node=st.sampled_from(NODE_NAMES))
-    def node_delete(self, node: str) -> None:
-        result = self.lab.admin("node", "delete", node)
-        assert result.code in (0, 1, 2), result.output
+    @rule(command=st.sampled_from(("delete", "add", "clear")), node=st.sampled_from(NODE_NAMES))
+    def node_admin(self, command: str, node: str) -> None:
+        """`node delete`, `node add` (a deleted node again with its own MAC, port and BMC:
+        the quarantine bypass) or `node clear`."""
+        if command == "add":
+            if node in self.lab.node_states():
+                return
+            result = self.lab.enrol(node)
+            assert result.code == 0, result.output
+        else:
+            result = self.lab.admin("node", command, node)
+            assert result.code in (0, 1, 2), result.output
 
-    @rule(node=st.sampled_from(NODE_NAMES))
-    def node_add(self, node: str) -> None:
-        """Re-enrol a deleted node with its own MAC, port and BMC (a quarantine bypass try)."""
-        if node in self.lab.node_states():
+    @rule(dry_run=st.booleans())
+    def reconcile(self, dry_run: bool) -> None:
+        """`reconcile`; a dry run, once no lifecycle runs (so nothing else writes),
+        must write nothing at all."""
+        if not dry_run:
+            result = self.lab.admin("reconcile")
+            assert result.code in (0, 1), result.output
             return
-        result = self.lab.enrol(node)
-        assert result.code == 0, result.output
-
-    @rule(node=st.sampled_from(NODE_NAMES))
-    def node_clear(self, node: str) -> None:
-        result = self.lab.admin("node", "clear", node)
-        assert result.code in (0, 1, 2), result.output
-
-    @rule()
-    def reconcile(self) -> None:
-        result = self.lab.admin("reconcile")
-        assert result.code in (0, 1), result.output
-
-    @rule()
-    def reconcile_dry_run(self) -> None:
-        """A dry run writes nothing (checked once no lifecycle runs, so nothing else does)."""
         self.lab.settle()
         before = self.lab.fingerprint()
         result = self.lab.admin("reconcile", "--dry-run")
@@ -200,31 +198,31 @@ class IsolationModel(RuleBasedStateMachine):
 
     # Faults --------------------------------------------------------------------------
 
-    @rule()
-    def switch_commit_fails(self) -> None:
-        self.lab.switch.faults.fail_next_commit("error: configuration database modified")
+    @rule(
+        fault=st.sampled_from(
+            ("commit fails", "drop before commit", "drop after commit", "bmc stall", "bmc back")
+        ),
+        node=st.sampled_from(NODE_NAMES),
+    )
+    def fault(self, fault: str, node: str) -> None:
+        """The simulators' fault injection: the switch's next commit, a node's BMC."""
+        faults = self.lab.switch.faults
+        if fault == "commit fails":
+            faults.fail_next_commit("error: configuration database modified")
+        elif fault.startswith("drop"):
+            faults.drop_next("commit", after=fault.endswith("after commit"))
+        else:
+            self.lab.node(node).bmc.stall(fault == "bmc stall")
 
-    @rule(after=st.booleans())
-    def switch_drops_session(self, after: bool) -> None:
-        self.lab.switch.faults.drop_next("commit", after=after)
-
-    @rule(node=st.sampled_from(NODE_NAMES), stalled=st.booleans())
-    def bmc_stalls(self, node: str, stalled: bool) -> None:
-        self.lab.node(node).bmc.stall(stalled)
-
-    @precondition(lambda self: any(n.disk.exists() for n in self.lab.world.lab.nodes))
     @rule(node=st.sampled_from(NODE_NAMES))
-    def disk_pulled(self, node: str) -> None:
+    def disk(self, node: str) -> None:
+        """A node's disk is pulled, or put back with its data still on it."""
         disk = self.lab.node(node).disk
+        pulled = disk.with_suffix(".pulled")
         if disk.exists():
-            disk.rename(disk.with_suffix(".pulled"))
-
-    @rule(node=st.sampled_from(NODE_NAMES))
-    def disk_back(self, node: str) -> None:
-        """The operator puts the node's disk back (its data still on it)."""
-        disk = self.lab.node(node).disk
-        if disk.with_suffix(".pulled").exists():
-            disk.with_suffix(".pulled").rename(disk)
+            disk.rename(pulled)
+        else:
+            pulled.rename(disk)
 
     # After every step ----------------------------------------------------------------
 
@@ -250,5 +248,6 @@ IsolationModel.TestCase.settings = settings(
     derandomize=False,
     suppress_health_check=list(HealthCheck),
     print_blob=True,
+    database=None,
 )
 TestIsolationModel = IsolationModel.TestCase
