@@ -242,8 +242,8 @@ def _after(current: str, step: str) -> bool:
 if model_seed := os.environ.get("METALNET_MODEL_SEED"):
     seed(int(model_seed))(IsolationModel)
 IsolationModel.TestCase.settings = settings(
-    max_examples=int(os.environ.get("METALNET_MODEL_EXAMPLES", "4")),
-    stateful_step_count=int(os.environ.get("METALNET_MODEL_STEPS", "15")),
+    max_examples=int(os.environ.get("METALNET_MODEL_EXAMPLES", "6")),
+    stateful_step_count=int(os.environ.get("METALNET_MODEL_STEPS", "25")),
     deadline=None,
     derandomize=False,
     suppress_health_check=list(HealthCheck),
