@@ -428,7 +428,9 @@ def make_database(workdir: Path, host: SimHost, moves: Sequence[Move]) -> Databa
     i mod VLAN_SPREAD) at the spawn's last step, `port_to_project`.
     """
     settings = dataclasses.replace(
-        load_settings(None, f"sqlite:///{workdir / 'metalnet.db'}"), switch_timeout=DRIVER_TIMEOUT
+        load_settings(None, f"sqlite:///{workdir / 'metalnet.db'}"),
+        switch_timeout=DRIVER_TIMEOUT,
+        image_server="http://127.0.0.1",
     )
     db = Database(settings)
     upgrade(db.engine)
@@ -439,7 +441,10 @@ def make_database(workdir: Path, host: SimHost, moves: Sequence[Move]) -> Databa
         for i, move in enumerate(moves):
             mac = f"52:54:00:{i >> 16 & 0xFF:02x}:{i >> 8 & 0xFF:02x}:{i & 0xFF:02x}"
             bmc = f"ipmi://127.0.0.1:{10000 + i}"
-            inventory.add_node(session, settings, move.node, mac, move.switch, move.interface, bmc)
+            inventory.add_node(
+                session, settings, move.node, mac, move.switch, move.interface, bmc,
+                initial_erase=False,
+            )  # fmt: skip
     with db.session() as session:
         _spawns_at_last_step(session, settings, [m.node for m in moves])
     return db
@@ -453,7 +458,9 @@ def _spawns_at_last_step(session: Any, settings: Settings, nodes: Sequence[str])
     image, digest = "http://127.0.0.1/bench.img", "0" * 64
     for i, node in enumerate(nodes):
         project = f"p{i % VLAN_SPREAD:02d}"
-        instances.create_instance(session, f"i{i:04d}", project, "net", node, image, digest)
+        instances.create_instance(
+            session, f"i{i:04d}", project, "net", node, image, digest, settings=settings
+        )
     session.flush()
     for inst in session.scalars(select(Instance)):
         inst.state, inst.step = "building", "port_to_project"

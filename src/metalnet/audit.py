@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import getpass
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from metalnet.db.engine import Database
 from metalnet.db.models import AuditEntry
@@ -26,6 +28,17 @@ def record(db: Database, actor: str, action: str, target: str, ok: bool, detail:
         log.warning(
             "audit log unavailable (%s): %s %s by %s not recorded", exc, action, target, actor
         )
+
+
+@contextmanager
+def change(db: Database, actor: str, action: str, target: str) -> Iterator[None]:
+    """Record the change in the body as done, or as failed with the error, and re-raise."""
+    try:
+        yield
+    except Exception as exc:
+        record(db, actor, action, target, False, str(exc))
+        raise
+    record(db, actor, action, target, True)
 
 
 def cli_actor() -> str:

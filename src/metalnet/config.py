@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import platformdirs
 
 from metalnet.errors import ConfigError, InputError
-from metalnet.validate import ImagePolicy, check_image_entry
+from metalnet.validate import DEFAULT_VLAN, ImagePolicy, check_image_entry
 
 ENV_CONFIG = "METALNET_CONFIG"
 ENV_DATABASE_URL = "METALNET_DATABASE_URL"
@@ -171,6 +171,17 @@ def _read_toml(path: Path) -> dict[str, object]:
 
 def _check_vlans(settings: Settings) -> None:
     rng = settings.project_vlan_range
+    for key in ("service_vlan", "parking_vlan"):
+        if getattr(settings, key) == DEFAULT_VLAN:
+            raise ConfigError(
+                f"config key {key}: VLAN {DEFAULT_VLAN} is the switches' default VLAN, "
+                "where every unconfigured port sits; pick another"
+            )
+    if DEFAULT_VLAN in rng:
+        raise ConfigError(
+            f"config key project_vlan_range: {rng} includes VLAN {DEFAULT_VLAN}, the switches' "
+            "default VLAN"
+        )
     if settings.service_vlan in rng:
         raise ConfigError(
             f"config key service_vlan: {settings.service_vlan} lies inside project_vlan_range {rng}"

@@ -7,6 +7,7 @@ and the periodic reconciler.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -37,10 +38,12 @@ class Controller:
         power: Callable[[BmcTarget, float], PowerDriver] = power_for,
         uds: str | None = None,
         on_start: StepHook | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
         """`uds`: also serve the agent endpoint on this Unix socket, which a relay in
         another network namespace can reach (the root-mode lab's service network).
-        `on_start`/`on_step`: called when a lifecycle step starts / is done."""
+        `on_start`/`on_step`: called when a lifecycle step starts / is done.
+        `sock`: accept on this listening socket (shared with API-only processes)."""
         self.db = db
         self.host, self.port = check_host_port(listen or db.settings.controller_listen, "listen")
         self.switching = SwitchService(db)
@@ -58,6 +61,13 @@ class Controller:
             threading.Thread(target=server.run, name="controller-http", daemon=True)
             for server in self.servers
         ]
+        if sock is not None:
+            self._http[0] = threading.Thread(
+                target=self.servers[0].run,
+                kwargs={"sockets": [sock]},
+                name="controller-http",
+                daemon=True,
+            )
 
     def start(self, timeout: float = 10.0) -> Controller:
         """Serve the agent endpoint, then start working lifecycles (resuming any)."""

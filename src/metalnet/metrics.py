@@ -6,9 +6,17 @@ queue, drift found by the reconciler, and lifecycle step failures.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 REGISTRY = CollectorRegistry()
+CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 COMMITS = Counter(
     "metalnet_switch_commits",
@@ -44,3 +52,8 @@ RECONCILE_ERRORS = Counter(
 STEP_FAILURES = Counter(
     "metalnet_lifecycle_step_failures", "Lifecycle steps that failed", ["step"], registry=REGISTRY
 )
+
+
+def exposition() -> bytes:
+    """Every metric in Prometheus' text format."""
+    return generate_latest(REGISTRY)

@@ -22,6 +22,11 @@ _MAC_FORMS = (
 )
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
+# Every switch port that is not configured otherwise is in VLAN 1 (IEEE 802.1Q's
+# default PVID; Junos calls it `default` and puts ports without `members` in it), so
+# VLAN 1 can never isolate anything: no service, parking or project VLAN may be 1.
+DEFAULT_VLAN = 1
+
 
 def check_name(value: str, what: str = "name") -> str:
     """Names of projects, networks, switches, nodes: lower-case letters, digits, . _ -, ≤ 63."""

@@ -87,7 +87,7 @@ hostile = st.lists(
 ).map("".join)
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(hostile)
 def test_junos_interface_validator_lets_nothing_structural_through(value: str) -> None:
     try:
@@ -98,7 +98,7 @@ def test_junos_interface_validator_lets_nothing_structural_through(value: str) -
     assert accepted == value and len(accepted) <= 14
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.text(max_size=200))
 def test_name_and_mac_validators_on_arbitrary_text(value: str) -> None:
     with contextlib.suppress(InputError):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+
+from metalnet.db.models import SwitchChange
 
 
 @pytest.fixture
@@ -76,3 +80,33 @@ def test_local_only_commands_and_missing_token_are_one_line(remote) -> None:
     )
     no_token = remote(None, "project", "list")
     assert no_token.exit_code == 2 and "METALNET_TOKEN" in no_token.stderr
+
+
+def test_switch_log_filters_by_switch_before_limiting(api, remote, local) -> None:
+    """The newest N commits of one switch, however many other switches committed since."""
+    with api.db.session() as s:
+        for i in range(6):
+            s.add(
+                SwitchChange(
+                    switch_name="sw" if i < 3 else "other",
+                    ports=[{"interface": f"eth{i}", "vlan": 100}],
+                    ok=True,
+                    seconds=0.1,
+                    message="",
+                )
+            )
+    args = ("switch", "log", "sw", "--limit", "2", "--json")
+    here, there = local(*args), remote("admin", *args)
+    assert here.exit_code == there.exit_code == 0, there.output
+    assert here.stdout == there.stdout
+    rows = json.loads(there.stdout)
+    assert [r["switch"] for r in rows] == ["sw", "sw"]
+    assert [r["ports"][0]["interface"] for r in rows] == ["eth2", "eth1"]
+
+
+def test_tokens_are_managed_remotely_with_the_same_output(remote, local) -> None:
+    made = remote("admin", "token", "create", "ci", "--project", "a", "--json")
+    assert made.exit_code == 0 and json.loads(made.stdout)["token"].startswith("mnt_")
+    listed = ("token", "list", "--json")
+    assert remote("admin", *listed).stdout == local(*listed).stdout
+    assert remote("a", *listed).exit_code == 2

@@ -63,6 +63,11 @@ CASES = [
     ("POST", "/v1/instances", {**NEW_INSTANCE, "project": "a"}, 202, 202),
     ("POST", "/v1/instances", {**NEW_INSTANCE, "project": "b"}, 202, 404),
     ("GET", "/v1/audit", None, 200, 403),
+    ("GET", "/v1/networks", None, 200, 200),
+    ("GET", "/v1/networks?project=b", None, 200, 404),
+    ("GET", "/v1/tokens", None, 200, 403),
+    ("POST", "/v1/tokens", {"name": "new", "project": "a"}, 201, 403),
+    ("DELETE", "/v1/tokens/3", None, 200, 403),
 ]
 
 
@@ -117,8 +122,10 @@ def test_changes_are_audited_with_the_caller(api) -> None:
         assert s.scalar(select(func.count()).select_from(AuditEntry)) == 2
 
 
-def test_metrics_endpoint_serves_prometheus_text(api) -> None:
-    response = api.call(None, "GET", "/metrics")
+def test_metrics_need_an_admin_token(api) -> None:
+    assert api.call(None, "GET", "/metrics").status_code == 401
+    assert api.call("a", "GET", "/metrics").status_code == 403
+    response = api.call("admin", "GET", "/metrics")
     assert response.status_code == 200
     assert "metalnet_switch_queue_depth" in response.text
     assert response.headers["content-type"].startswith("text/plain")

@@ -61,7 +61,9 @@ def rig(tmp_path) -> Iterator[Rig]:
     with SimSwitch.running("tor1", ports=48, username="netconf", password="pw") as sw:
         settings = load_settings(None, f"sqlite:///{tmp_path / 'att.db'}")
         # metalnet's projects below 2000, the outside owner's VLANs above
-        db = Database(replace(settings, project_vlan_range=VlanRange(100, 1999)))
+        db = Database(
+            replace(settings, project_vlan_range=VlanRange(100, 1999), image_allow=("i",))
+        )
         upgrade(db.engine)
         with db.session() as s:
             switch = inventory.add_switch(
@@ -73,9 +75,11 @@ def rig(tmp_path) -> Iterator[Rig]:
             for i in (1, 2):
                 inventory.add_node(
                     s, db.settings, f"n{i}", f"52:54:00:00:00:0{i}", "tor1", f"ge-0/0/{i}",
-                    f"ipmi://127.0.0.1:62{i}",
+                    f"ipmi://127.0.0.1:62{i}", initial_erase=False,
                 )  # fmt: skip
-            instances.create_instance(s, "i1", "alpha", "net", "n1", "http://i/i.img", "a" * 64)
+            instances.create_instance(
+                s, "i1", "alpha", "net", "n1", "http://i/i.img", "a" * 64, settings=db.settings
+            )
             _row, token = apitokens.create(s, "admin", None)
             _row, project_token = apitokens.create(s, "alpha", "alpha")
         service = SwitchService(db)

@@ -1,20 +1,40 @@
 """The inventory CLI: happy paths, --json, and every kind of bad input (exit 2, one line)."""
 
+import itertools
 import json
+import shutil
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from metalnet.cli import common
+from metalnet.config import load_settings
+from metalnet.db.engine import Database, upgrade
 
 ADMIN = ("--password", "pw")
+COUNTER = itertools.count(2)
+
+
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory):
+    """One SQLite file migrated to head; each test works on its own copy of it."""
+    path = tmp_path_factory.mktemp("template") / "migrated.db"
+    db = Database(load_settings(None, f"sqlite:///{path}"))
+    upgrade(db.engine)
+    db.engine.dispose()
+    return path
 
 
 @pytest.fixture
-def run(cli, sqlite_url):
-    """`metalnet --db <fresh sqlite> ...`, schema migrated."""
+def run(cli, tmp_path, migrated):
+    """`metalnet --db <fresh migrated sqlite> ...`."""
+    path = tmp_path / "cli.db"
+    shutil.copy(migrated, path)
 
     def invoke(*args: str, input: str | None = None):
-        return cli("--db", sqlite_url, *args, input=input)
+        return cli("--db", f"sqlite:///{path}", *args, input=input)
 
-    assert invoke("db", "upgrade").exit_code == 0
     return invoke
 
 
@@ -361,3 +381,47 @@ def test_every_command_has_help_with_example(cli) -> None:
             result = cli(group, command, "--help")
             assert result.exit_code == 0
             assert "Example" in result.output
+
+
+MARKUP = st.lists(
+    st.sampled_from(
+        ["[/oops]", "[bold]", "[/]", "[link=http://x]", "[red", "]", "\\[", "[", "a", "=", "#"]
+    ),
+    min_size=1,
+    max_size=8,
+).map("".join)
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(text=MARKUP)
+def test_user_text_is_never_terminal_markup(lab, monkeypatch, text) -> None:
+    """Markup-like text a user typed (an image URL, a refused name) prints as itself in
+    tables, `show` fields and the audit log, and never crashes the command."""
+    monkeypatch.setattr(common.console, "width", 1000)  # no wrapping inside the text
+    n = next(COUNTER)
+    node = (
+        "node", "add", f"m{n}", "--mac", f"52:54:00:00:{n // 256:02x}:{n % 256:02x}",
+        "--switch", "tor1", "--port", f"eth{n}", "--bmc", "ipmi://127.0.0.1:623",
+    )  # fmt: skip
+    added = lab(*node)
+    assert added.exit_code == 0, added.output
+    image = f"http://img/{text}"
+    made = lab(
+        "instance", "create", f"i{n}", "-p", "acme", "--network", "web",
+        "--node", f"m{n}", "--image", image, "--sha256", "a" * 64,
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    refused = f"{text}[/]"  # never a valid project name
+    assert lab("project", "create", refused).exit_code == 2  # refused, audited with the name
+    for args, shown in [
+        (("instance", "list"), f"i{n}"),
+        (("instance", "show", f"i{n}"), image),
+        (("audit",), refused),
+    ]:
+        result = lab(*args)
+        assert result.exit_code == 0, result.output
+        assert shown in result.stdout

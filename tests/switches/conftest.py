@@ -1,4 +1,4 @@
-"""Fixtures for the Junos driver tests: a simulated switch and a closed port."""
+"""Fixtures for the Junos driver tests: a simulated switch in each dialect, a closed port."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from metalnet.sim.switch import SimSwitch
 from metalnet.switches.base import SwitchTarget
 
 
-@pytest.fixture
-def sim() -> Iterator[SimSwitch]:
-    """An 8-port simulated switch; a commit-confirmed minute lasts 0.5 s."""
-    with SimSwitch.running(ports=8, confirm_unit_seconds=0.5) as sw:
+@pytest.fixture(params=["els", "legacy"])
+def sim(request: pytest.FixtureRequest) -> Iterator[SimSwitch]:
+    """An 8-port simulated switch in each Layer 2 dialect (reporting that dialect's model,
+    from which the driver learns it); a commit-confirmed minute lasts 0.5 s."""
+    with SimSwitch.running(ports=8, confirm_unit_seconds=0.5, dialect=request.param) as sw:
         yield sw
 
 

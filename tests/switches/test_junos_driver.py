@@ -1,4 +1,4 @@
-"""The Junos driver against the simulator over real SSH."""
+"""The Junos driver against the simulator over real SSH, in both Layer 2 dialects."""
 
 from __future__ import annotations
 
@@ -8,17 +8,21 @@ import time
 import pytest
 from ncclient import manager
 
-from metalnet.sim.switch import SimSwitch
+from metalnet.sim.switch import SimSwitch, text
 from metalnet.switches.base import (
+    CandidateModified,
     CommitRefused,
     PortChange,
+    PortState,
     SwitchAuthError,
     SwitchError,
     SwitchLocked,
     SwitchTarget,
     SwitchUnreachable,
 )
-from metalnet.switches.junos import JunosDriver
+from metalnet.switches.drift import in_sync
+from metalnet.switches.junos import Dialect, JunosDriver
+from metalnet.switches.junos import driver as junos_driver
 
 
 def _holder(sim: SimSwitch):
@@ -40,7 +44,7 @@ def test_apply_batch_then_read_back(sim: SimSwitch) -> None:
         result = driver.apply(
             [PortChange("ge-0/0/1", 100), PortChange("ge-0/0/2", 200), PortChange("ge-0/0/3", 1)]
         )
-        assert result.switch == "sw1" and len(result.changes) == 3 and result.seconds > 0
+        assert result.switch == "sw1" and len(result.changes) == 3 and result.ok
         assert sim.commit_count() == 2  # commit confirmed + confirming commit: one batch
         ports = driver.read_ports(["ge-0/0/1", "ge-0/0/2", "ge-0/0/3", "ge-0/0/4"])
     assert {p: s.vlan for p, s in ports.items()} == {
@@ -52,7 +56,91 @@ def test_apply_batch_then_read_back(sim: SimSwitch) -> None:
     assert sim.port_vlans()["ge-0/0/2"] == 200
     assert not sim.confirm_pending()
     committed = sim.committed_text()
-    assert "vlan100 {" in committed and "vlan1 {" not in committed  # vlan 1 is `default`
+    assert "vlan100 {" in committed
+    assert committed.count("vlan-id 1;") == 1  # VLAN 1 exists already: not defined again
+
+
+def test_dialect_is_learned_from_the_model(sim: SimSwitch) -> None:
+    with JunosDriver(sim.target()) as driver:
+        driver.apply([PortChange("ge-0/0/1", 100)])
+        expected = Dialect.of_model(driver.facts()["model"])
+        assert driver.dialect is expected
+    config = text.parse_text(sim.committed_text())
+    [family] = config.xpath(
+        "interfaces/interface[name='ge-0/0/1']/unit[name='0']/family/ethernet-switching"
+    )
+    mode = "interface-mode" if expected is Dialect.ELS else "port-mode"
+    assert [c.tag for c in family] == [mode, "vlan"] and family.findtext(mode) == "access"
+
+
+def test_stage_leaves_a_commit_that_rolls_back_unless_confirmed(sim: SimSwitch) -> None:
+    with JunosDriver(sim.target(), confirm_minutes=1) as driver:
+        driver.stage([PortChange("ge-0/0/1", 100)])
+        assert driver.pending and sim.confirm_pending() and sim.commit_count() == 1
+        driver.stage([PortChange("ge-0/0/2", 200)])  # one commit per transaction
+        assert sim.commit_count() == 2
+        driver.confirm()
+        assert not driver.pending and not sim.confirm_pending() and sim.commit_count() == 3
+        driver.confirm()  # nothing pending: no commit
+        assert sim.commit_count() == 3
+    assert sim.port_vlans()["ge-0/0/1"] == 100 and sim.port_vlans()["ge-0/0/2"] == 200
+
+
+def test_trunk_leftovers_are_drift_and_applying_removes_them(sim: SimSwitch) -> None:
+    with JunosDriver(sim.target()) as driver:
+        dialect = driver.dialect
+    # an operator's trunk, in the switch's own dialect (native VLAN: interface level on
+    # ELS, inside the family without ELS)
+    family = (
+        "interface-mode trunk; replace: vlan { members [ vlan100 vlan5 ]; }"
+        if dialect is Dialect.ELS
+        else "port-mode trunk; native-vlan-id 5; replace: vlan { members [ vlan100 vlan5 ]; }"
+    )
+    native = "native-vlan-id 5; " if dialect is Dialect.ELS else ""
+    trunk = (
+        f"interfaces {{ ge-0/0/3 {{ {native}unit 0 {{ family ethernet-switching {{ {family} }} "
+        "} } }\nvlans { vlan100 { vlan-id 100; } vlan5 { vlan-id 5; } }"
+    )
+    holder = _holder(sim)
+    holder.load_configuration(format="text", action="replace", config=trunk)
+    holder.commit()
+    holder.close_session()
+    with JunosDriver(sim.target()) as driver:
+        before = driver.read_ports(["ge-0/0/3"])["ge-0/0/3"]
+        assert before.mode == "trunk" and before.native_vlan == 5 and before.vlans == (100, 5)
+        assert not in_sync(100, before)
+        driver.apply([PortChange("ge-0/0/3", 100)])
+        after = driver.read_ports(["ge-0/0/3"])["ge-0/0/3"]
+    assert in_sync(100, after), after
+    assert "native-vlan-id" not in sim.committed_text()
+
+
+def test_existing_vlan_name_is_never_renumbered(sim: SimSwitch) -> None:
+    holder = _holder(sim)
+    holder.load_configuration(format="text", config="vlans { vlan7 { vlan-id 70; } }")
+    holder.commit()
+    holder.close_session()
+    with JunosDriver(sim.target()) as driver:
+        driver.apply([PortChange("ge-0/0/1", 7), PortChange("ge-0/0/2", 70)])
+        ports = driver.read_ports(["ge-0/0/1", "ge-0/0/2"])
+    assert ports["ge-0/0/1"].vlans == (7,) and ports["ge-0/0/2"].vlans == (70,)
+    committed = sim.committed_text()
+    assert "vlan7-2 {" in committed and "vlan-id 70;" in committed
+
+
+def test_someone_elses_uncommitted_changes_are_never_committed(sim: SimSwitch) -> None:
+    """An operator's forgotten `configure` edit: refused clearly, nothing committed."""
+    holder = _holder(sim)
+    holder.load_configuration(format="text", config="interfaces { ge-0/0/5 { disable; } }")
+    before = sim.committed_text()
+    with JunosDriver(sim.target()) as driver:
+        with pytest.raises(CandidateModified, match="configuration database modified") as refused:
+            driver.apply([PortChange("ge-0/0/1", 100)])
+        assert "metalnet will not commit them" in str(refused.value)
+    assert sim.committed_text() == before
+    assert "disable" in sim.candidate_text()  # their edit is theirs to commit or discard
+    assert sim.lock_holder() is None
+    holder.close_session()
 
 
 def test_vlan_is_replaced_not_added(sim: SimSwitch) -> None:
@@ -136,23 +224,35 @@ def test_refused_commit_leaves_switch_unlocked_and_unchanged(sim: SimSwitch) -> 
     assert sim.port_vlans()["ge-0/0/3"] == 30
 
 
-def test_absent_port_is_refused_by_the_switch(sim: SimSwitch) -> None:
-    with JunosDriver(sim.target()) as driver, pytest.raises(CommitRefused, match="ge-0/0/9"):
-        driver.apply([PortChange("ge-0/0/9", 30)])
-    assert sim.lock_holder() is None
+def test_absent_port_is_refused_before_loading(sim: SimSwitch) -> None:
+    """Junos commits configuration for an absent interface; the driver checks first."""
+    before = sim.commit_count()
+    driver = JunosDriver(sim.target())
+    with driver, pytest.raises(CommitRefused, match="no such interface") as refused:
+        driver.apply([PortChange("ge-0/0/9", 30), PortChange("ge-0/0/1", 30)])
+    assert refused.value.ports == ("ge-0/0/9",)
+    assert sim.lock_holder() is None and sim.commit_count() == before
 
 
-def test_lock_held_elsewhere_is_retried_then_refused(sim: SimSwitch) -> None:
+def test_lock_held_elsewhere_is_retried_for_its_budget(
+    sim: SimSwitch, virtual_clock: list[float]
+) -> None:
     holder = _holder(sim)
     holder.rpc("<lock-configuration/>")
-    started = time.monotonic()
-    with JunosDriver(sim.target(), lock_wait=0.8) as driver:
-        with pytest.raises(SwitchLocked, match="configuration database locked by"):
-            driver.apply([PortChange("ge-0/0/1", 10)])
-        assert time.monotonic() - started >= 0.7  # it kept trying for its budget
-        threading.Timer(0.3, holder.close_session).start()
-        driver.lock_wait = 10
-        driver.apply([PortChange("ge-0/0/1", 10)])  # succeeds once the holder leaves
+    driver = JunosDriver(sim.target(), lock_wait=8)
+    with driver, pytest.raises(SwitchLocked, match="configuration database locked by"):
+        driver.apply([PortChange("ge-0/0/1", 10)])
+    assert sum(virtual_clock) == pytest.approx(8, abs=0.5)  # it kept trying for its budget
+    assert virtual_clock[:3] == [0.1, 0.2, 0.4]
+    holder.close_session()
+
+
+def test_lock_is_taken_once_the_holder_leaves(sim: SimSwitch) -> None:
+    holder = _holder(sim)
+    holder.rpc("<lock-configuration/>")
+    threading.Timer(0.3, holder.close_session).start()
+    with JunosDriver(sim.target(), lock_wait=30) as driver:
+        driver.apply([PortChange("ge-0/0/1", 10)])
     assert sim.port_vlans()["ge-0/0/1"] == 10
 
 
@@ -169,7 +269,8 @@ def test_lost_confirming_commit_rolls_back_by_itself(sim: SimSwitch) -> None:
     with JunosDriver(sim.target(), confirm_minutes=1) as driver:
         with pytest.raises(SwitchError, match="session lost during commit-configuration"):
             driver.apply([PortChange("ge-0/0/2", 20)])
-        assert sim.port_vlans()["ge-0/0/2"] == 20 and sim.confirm_pending()
+        # Junos rolls back when the session that made the confirmed commit ends, at
+        # the latest when the confirm timer runs out
         deadline = time.monotonic() + 5
         while sim.port_vlans()["ge-0/0/2"] != 1 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -184,10 +285,91 @@ def test_session_is_kept_and_reopened_after_a_drop(sim: SimSwitch) -> None:
         driver.apply([PortChange("ge-0/0/2", 10)])
         assert sim.session_count() == 1
         sim.drop_sessions()
-        time.sleep(0.3)
-        assert driver.facts() == {
-            "model": "ex4300-48t",
-            "version": "21.4R3-S5.4",
-            "hostname": "sw1",
-        }
+        facts = driver.facts()  # reconnects
+        assert facts["hostname"] == "sw1"
+        assert (facts["model"], facts["version"]) in (
+            ("ex4300-48t", "21.4R3-S5.4"),
+            ("ex4200-48t", "12.3R12.4"),
+        )
     assert sim.commit_count() == 4
+
+
+@pytest.mark.parametrize(
+    ("statement", "source"),
+    [
+        (
+            "interfaces { interface-range servers { member ge-0/0/6; "
+            "unit 0 { family ethernet-switching { vlan { members vlan100; } } } } }",
+            "interface-range servers",
+        ),
+        (
+            "groups { access-ports { interfaces { <ge-0/0/6> { unit 0 { family "
+            "ethernet-switching { vlan { members vlan100; } } } } } } }\n"
+            "apply-groups access-ports;",
+            "group access-ports",
+        ),
+        (
+            "groups { edge { interfaces { ge-0/0/6 { unit 0 { family ethernet-switching { "
+            "vlan { members vlan100; } } } } } } }\n"
+            "interfaces { ge-0/0/6 { apply-groups edge; } }",
+            "group edge",
+        ),
+    ],
+)
+def test_ports_governed_by_ranges_or_groups_are_refused(
+    sim: SimSwitch, statement: str, source: str
+) -> None:
+    """metalnet's own `members` would add a second VLAN to the inherited one."""
+    holder = _holder(sim)
+    holder.load_configuration(
+        format="text", config=statement + "\nvlans { vlan100 { vlan-id 100; } }"
+    )
+    holder.commit()
+    holder.close_session()
+    before = sim.committed_text()
+    driver = JunosDriver(sim.target())
+    with driver, pytest.raises(CommitRefused, match=f"ge-0/0/6 from {source}") as refused:
+        driver.apply([PortChange("ge-0/0/6", 200), PortChange("ge-0/0/1", 200)])
+    assert refused.value.ports == ("ge-0/0/6",)
+    assert sim.committed_text() == before and sim.lock_holder() is None
+    with JunosDriver(sim.target()) as driver:
+        assert driver.read_ports(["ge-0/0/6"])["ge-0/0/6"].vlans == (100,)  # inherited
+
+
+def test_a_plain_move_draws_no_warning(sim: SimSwitch, caplog: pytest.LogCaptureFixture) -> None:
+    with JunosDriver(sim.target()) as driver:
+        driver.apply([PortChange("ge-0/0/1", 100)])
+        driver.apply([PortChange("ge-0/0/1", 200)])
+    assert "warns" not in caplog.text
+
+
+def test_commit_warnings_are_logged_not_failures(
+    sim: SimSwitch, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim.faults.warn_on_commit("requires 'ef' license")
+    with JunosDriver(sim.target()) as driver:
+        record = driver.apply([PortChange("ge-0/0/1", 100)])
+    assert record.ok and sim.port_vlans()["ge-0/0/1"] == 100 and not sim.confirm_pending()
+    assert sim.commit_count() == 2  # one commit confirmed, one confirmation: no retries
+    assert "requires 'ef' license" in caplog.text
+
+
+def test_a_commit_that_reads_back_otherwise_is_rolled_back(
+    sim: SimSwitch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No simulator reads back otherwise, so the read-back parser is replaced (a stand-in
+    for a switch that silently ignores a statement): the driver ends its session and
+    the switch rolls the unconfirmed commit back, so the failure means not applied."""
+    monkeypatch.setattr(
+        junos_driver.parse,
+        "port_states",
+        lambda _config, ports: {p: PortState(p, 999, vlans=(999,)) for p in ports},
+    )
+    driver = JunosDriver(sim.target())
+    with driver, pytest.raises(SwitchError, match="reads back otherwise") as failed:
+        driver.apply([PortChange("ge-0/0/2", 20)])
+    assert failed.value.ports == ("ge-0/0/2",)
+    deadline = time.monotonic() + 5
+    while sim.port_vlans()["ge-0/0/2"] != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sim.port_vlans()["ge-0/0/2"] == 1 and not sim.confirm_pending()

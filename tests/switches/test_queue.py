@@ -1,15 +1,25 @@
-"""The switch work queue over the in-memory fake driver (the wire is tested elsewhere)."""
+"""The switch work queue: batching over the in-memory fake driver, and the commit scheme
+(provisional commits, confirmation, re-application after a lost session) over the
+Junos simulator."""
 
 from __future__ import annotations
 
 import itertools
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from metalnet.sim.switch import SimSwitch
 from metalnet.switches import driver_class
-from metalnet.switches.base import PortChange, SwitchTarget
+from metalnet.switches.base import CommitRecord, PortChange, SwitchTarget
 from metalnet.switches.fake import DEVICES, FakeDriver, fake_device
-from metalnet.switches.queue import SESSION_ATTEMPTS, CommitRecord, SwitchQueue
+from metalnet.switches.junos import JunosDriver
+from metalnet.switches.queue import SESSION_RETRY, ChangeOutcome, SwitchQueue
 
 _ports = itertools.count(20000)
 
@@ -49,8 +59,11 @@ def test_pending_changes_coalesce_into_one_commit_per_switch(fleet) -> None:
     assert all(o.ok for o in outcomes)
     for sw in ("sw1", "sw2"):
         assert device(names, sw).ports["eth7"] == 107
-        # the first change may commit alone; everything that piled up meanwhile goes in one
-        assert device(names, sw).commits <= 2
+    # the first change may commit alone; everything that piled up meanwhile goes in one
+    # transaction: at most 2 per switch, each journaled once, plus their confirmations
+    assert len(_records) <= 4 and all(r.ok for r in _records)
+    for sw in ("sw1", "sw2"):
+        assert device(names, sw).commits <= 4 and device(names, sw).rollback is None
     assert sorted(opened) == ["sw1", "sw2"]  # one session per switch, reused
 
 
@@ -87,7 +100,7 @@ def test_refused_batch_isolates_the_culprit_and_applies_the_rest(fleet) -> None:
     assert failed and all(PortChange("eth999", 100) in r.changes for r in failed)
 
 
-def test_unreachable_switch_fails_its_changes_and_recovers(fleet) -> None:
+def test_unreachable_switch_fails_its_changes_and_recovers(fleet, virtual_clock) -> None:
     queue, names, _records, opened = fleet
     device(names, "sw2").down = True
     outcome = queue.submit("sw2", PortChange("eth1", 100)).result(5)
@@ -95,4 +108,146 @@ def test_unreachable_switch_fails_its_changes_and_recovers(fleet) -> None:
     device(names, "sw2").down = False
     assert queue.submit("sw2", PortChange("eth1", 100)).result(5).ok
     # retried on new sessions before giving up, then reconnected once it came back
-    assert opened.count("sw2") == SESSION_ATTEMPTS + 1
+    assert opened.count("sw2") == SESSION_RETRY.attempts + 1
+    assert virtual_clock == [0.5, 1.0, 2.0]  # the one retry policy's back-off
+
+
+# ------------------------------------------------------------------ the commit scheme
+
+PORTS = [f"eth{i}" for i in range(4)]
+
+
+# the virtual clock only accumulates waits, so sharing it across examples is harmless
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.lists(st.tuples(st.sampled_from(PORTS), st.integers(100, 103)), min_size=1),
+            st.lists(st.sampled_from(["ok", "before", "after"]), max_size=3),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_a_reported_change_is_never_rolled_back(steps, virtual_clock) -> None:
+    """Model-based: bursts of changes with session losses injected before or after
+    commits and confirmations. Whenever a change is reported applied, nothing is
+    pending on the device that could roll back; in the end every port holds the last
+    change reported applied for it."""
+    dev = fake_device("127.0.0.1", port := next(_ports), ports=4)
+    target = SwitchTarget("sw", "127.0.0.1", port, "u", "p")
+    pending_at_report: list[bool] = []
+
+    def connect(_name: str) -> FakeDriver:
+        return FakeDriver(target)
+
+    try:
+        with SwitchQueue(connect, lambda _n: FakeDriver, gather=0.0) as queue:
+            submitted: list[tuple[PortChange, Future[ChangeOutcome]]] = []
+            for burst, losses in steps:
+                with dev.lock:
+                    dev.losses.extend(losses)
+                changes = [PortChange(p, v) for p, v in burst]
+                futures = queue.submit_many("sw", changes)
+                for future in futures:
+                    future.add_done_callback(
+                        lambda f: pending_at_report.append(
+                            f.result().ok and not f.result().superseded and dev.rollback is not None
+                        )
+                    )
+                submitted += zip(changes, futures, strict=True)
+            outcomes = [(c, f.result(30)) for c, f in submitted]
+        assert not any(pending_at_report)
+        assert dev.rollback is None
+        for port in PORTS:
+            last = [(c, o) for c, o in outcomes if c.interface == port]
+            if last and last[-1][1].ok:
+                assert dev.ports[port] == last[-1][0].vlan, (port, outcomes)
+    finally:
+        DEVICES.pop(("127.0.0.1", port), None)
+
+
+@pytest.fixture
+def tor() -> Iterator[SimSwitch]:
+    """A Junos switch whose commits take 0.3 s, so changes can arrive during one."""
+    with SimSwitch.running("tor1", ports=8, commit_latency=0.3) as sw:
+        yield sw
+
+
+def _junos_queue(sw: SimSwitch) -> SwitchQueue:
+    def connect(_name: str) -> JunosDriver:
+        driver = JunosDriver(sw.target(), timeout=10)
+        driver.open()
+        return driver
+
+    return SwitchQueue(connect, lambda _name: JunosDriver)
+
+
+def _watch(sw: SimSwitch, futures: list[Future[ChangeOutcome]]) -> list[bool]:
+    """For each outcome, whether a confirmed commit was pending when it was reported."""
+    pending_when_reported: list[bool] = []
+    for future in futures:
+        future.add_done_callback(lambda _f: pending_when_reported.append(sw.confirm_pending()))
+    return pending_when_reported
+
+
+def _wait(condition, what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_a_lone_change_is_reported_only_once_confirmed(tor: SimSwitch) -> None:
+    with _junos_queue(tor) as queue:
+        futures = queue.submit_many("tor1", [PortChange("ge-0/0/1", 100)])
+        pending = _watch(tor, futures)
+        assert futures[0].result(30).ok
+    assert pending == [False]
+    assert tor.commit_count() == 2  # commit confirmed, then the confirming commit
+
+
+def test_changes_arriving_during_a_commit_cost_one_commit_per_transaction(tor: SimSwitch) -> None:
+    """T1 is staged; T2, arriving during T1, is staged too and confirms nothing by itself;
+    one confirming commit then reports both: 3 device commits for 2 transactions (the
+    old scheme made 4)."""
+    with _junos_queue(tor) as queue:
+        first = queue.submit_many("tor1", [PortChange("ge-0/0/1", 100)])
+        _wait(lambda: tor.lock_holder() is not None, "the first transaction")
+        second = queue.submit_many("tor1", [PortChange("ge-0/0/2", 200)])
+        futures = first + second
+        pending = _watch(tor, futures)
+        outcomes = [f.result(30) for f in futures]
+    assert all(o.ok for o in outcomes)
+    assert pending == [False, False]
+    assert queue.commits == 2 and tor.commit_count() == 3
+    assert tor.port_vlans()["ge-0/0/1"] == 100 and tor.port_vlans()["ge-0/0/2"] == 200
+
+
+def test_staged_changes_lost_with_the_session_are_applied_again(tor: SimSwitch) -> None:
+    """The session dies while T1 is staged (its confirmation, or T2's commit, never
+    answers): the switch rolls T1 back, so the lane stages it again on a new session
+    before reporting anything."""
+    armed = threading.Event()
+
+    def arm(_sw: SimSwitch, _vlans: dict[str, int | None]) -> None:
+        if not armed.is_set():
+            armed.set()
+            tor.faults.drop_next("commit")  # the next commit after T1's never happens
+
+    tor.on_commit(arm)
+    with _junos_queue(tor) as queue:
+        first = queue.submit_many("tor1", [PortChange("ge-0/0/1", 100)])
+        _wait(armed.is_set, "the first commit")
+        second = queue.submit_many("tor1", [PortChange("ge-0/0/2", 200)])
+        futures = first + second
+        pending = _watch(tor, futures)
+        outcomes = [f.result(30) for f in futures]
+    assert all(o.ok for o in outcomes), [o.message for o in outcomes]
+    assert pending == [False, False]
+    assert not tor.confirm_pending()
+    assert tor.port_vlans()["ge-0/0/1"] == 100 and tor.port_vlans()["ge-0/0/2"] == 200

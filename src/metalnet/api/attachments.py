@@ -22,9 +22,10 @@ from pydantic import Field
 from sqlalchemy import select
 
 from metalnet.api.auth import Caller, Db
-from metalnet.api.v1 import Body, Text, change
+from metalnet.audit import change
 from metalnet.db.models import PortAttachment, Switch, SwitchPort
 from metalnet.errors import InputError, MetalnetError, NotFound
+from metalnet.service.models import Body, Text
 from metalnet.switches.base import PortState, SwitchError
 from metalnet.switches.queue import ChangeOutcome
 from metalnet.switches.service import SwitchService
@@ -128,7 +129,7 @@ def attach(body: AttachmentIn, request: Request, db: Db, who: Caller) -> dict:
     service, reader = _service(request)
     target = f"{body.switch} {body.port} vlan {body.vlan} owner {body.owner}"
     started = time.monotonic()
-    with change(db, who, "attachment put", target):
+    with change(db, who.actor, "attachment put", target):
         future = service.attach(body.switch, body.port, body.vlan, body.owner)
         outcome = _confirm(service, reader, future, db.settings.switch_timeout)
     return {
@@ -148,7 +149,9 @@ def detach(body: DetachIn, request: Request, db: Db, who: Caller) -> dict:
     """End `owner`'s attachment; the port goes back to parking, committed and read back."""
     who.require_admin()
     service, reader = _service(request)
-    with change(db, who, "attachment delete", f"{body.switch} {body.port} owner {body.owner}"):
+    with change(
+        db, who.actor, "attachment delete", f"{body.switch} {body.port} owner {body.owner}"
+    ):
         future = service.detach(body.switch, body.port, body.owner)
         outcome = _confirm(service, reader, future, db.settings.switch_timeout)
     return {"switch": body.switch, "port": body.port, "vlan": outcome.change.vlan}

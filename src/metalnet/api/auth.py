@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -18,37 +17,15 @@ from fastapi import Depends, Header, Request
 from metalnet import apitokens
 from metalnet.db.engine import Database
 from metalnet.errors import MetalnetError
+from metalnet.service.base import Forbidden, Principal
+
+__all__ = ["Caller", "Db", "Forbidden", "Principal", "Unauthorized", "principal"]
 
 
 class Unauthorized(MetalnetError):
     """No token, an unknown one, or a revoked one."""
 
     code = "unauthorized"
-
-
-class Forbidden(MetalnetError):
-    """The token is valid but not for this."""
-
-    code = "forbidden"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """The caller: `project` is None for admins."""
-
-    actor: str
-    project: str | None
-
-    @property
-    def admin(self) -> bool:
-        return self.project is None
-
-    def require_admin(self) -> None:
-        if not self.admin:
-            raise Forbidden("this needs an admin token")
-
-    def may_see(self, project: str) -> bool:
-        return self.admin or self.project == project
 
 
 def database(request: Request) -> Database:
@@ -93,13 +70,10 @@ def principal(
 ) -> Principal:
     """Look the token up on every request, so a revoked token stops working at once."""
     with db.session() as session:
-        row = apitokens.authenticate(session, _token(request, authorization))
-        if row is None:
-            raise Unauthorized("unknown or revoked token")
-        return Principal(
-            actor=f"api:token-{row.id}:{row.name}",
-            project=row.project.name if row.project else None,
-        )
+        caller = apitokens.authenticate(session, _token(request, authorization))
+    if caller is None:
+        raise Unauthorized("unknown or revoked token")
+    return Principal(actor=f"api:token-{caller.id}:{caller.name}", project=caller.project)
 
 
 Caller = Annotated[Principal, Depends(principal)]

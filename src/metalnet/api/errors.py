@@ -5,18 +5,46 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from metalnet.api.auth import Forbidden, Unauthorized
 from metalnet.errors import Conflict, InputError, MetalnetError, NotFound
+from metalnet.service.models import validation_message
 
 MAX_BODY = 64 * 1024
 STATUS = {InputError: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404, Conflict: 409}
 
 
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The one error shape every endpoint uses."""
+
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in (
+        (400, "A value is malformed or out of range."),
+        (401, "No token, or an unknown or revoked one."),
+        (403, "The token may not do this."),
+        (404, "No such thing (or not the caller's)."),
+        (409, "The request contradicts what the inventory holds."),
+        (413, "The request body is too large."),
+        (422, "The request does not match its schema."),
+        (502, "A switch or BMC behind the controller failed."),
+    )
+}
+
+
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     """The one error shape every endpoint uses."""
-    return {"error": {"code": code, "message": message}}
+    return ErrorBody(error=ErrorDetail(code=code, message=message)).model_dump()
 
 
 def _status(exc: MetalnetError) -> int:
@@ -31,12 +59,7 @@ async def metalnet_error(_request: Request, exc: MetalnetError) -> JSONResponse:
 
 
 async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-    value = first.get("input")
-    shown = "" if isinstance(value, dict) or value is None else f" (got {value!r:.80})"
-    message = f"{where}: {first.get('msg', 'invalid')}{shown}"
-    return JSONResponse(error_body("bad_input", message), status_code=422)
+    return JSONResponse(error_body("bad_input", validation_message(exc.errors())), status_code=422)
 
 
 class BodyLimit:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from metalnet.cli.common import state
-from metalnet.db.engine import upgrade
 
 app = typer.Typer(help="Create or upgrade the database schema.", no_args_is_help=True)
 
@@ -16,6 +15,8 @@ def upgrade_command(ctx: typer.Context) -> None:
 
     Example: metalnet --db postgresql://metalnet@db/metalnet db upgrade
     """
+    from metalnet.db.engine import upgrade
+
     state(ctx).local_only("db upgrade")
     db = state(ctx).database(check=False)
     before, after = upgrade(db.engine)

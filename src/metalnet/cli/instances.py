@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Any
-from urllib.parse import quote
+from typing import TYPE_CHECKING
 
 import typer
-from sqlalchemy import select
 
-from metalnet.cli.common import (
-    JSON_OPTION,
-    audited,
-    console,
-    print_fields,
-    print_json,
-    print_table,
-    state,
-)
-from metalnet.db.models import Instance
+from metalnet.cli.common import JSON_OPTION, print_fields, print_json, print_rows, say, state
 from metalnet.errors import InputError, MetalnetError
-from metalnet.lifecycle import instances
-from metalnet.views import instance_view
+
+if TYPE_CHECKING:
+    from metalnet.service.models import InstanceView
 
 app = typer.Typer(
     help="Spawn (create) and terminate (delete) instances; `metalnet serve` carries them out.",
@@ -29,41 +19,39 @@ app = typer.Typer(
 )
 
 WAIT_OPTION = typer.Option(False, "--wait", help="Follow the lifecycle step by step until it ends.")
+TIMEOUT_OPTION = typer.Option(1800, help="Seconds --wait waits.")
 
 
 class LifecycleFailed(MetalnetError):
     """The instance ended in the error state."""
 
 
-def _fetch(ctx: typer.Context, name: str) -> dict[str, Any]:
-    """The instance with its step history, from the server or the local database."""
-    if api := state(ctx).remote:
-        return api.call("GET", f"/v1/instances/{quote(name)}")
-    with state(ctx).database().session() as session:
-        return instance_view(instances.get_instance(session, name), history=True)
-
-
-def _wait(ctx: typer.Context, name: str, final: tuple[str, ...], timeout: float) -> dict[str, Any]:
+def _wait(ctx: typer.Context, name: str, final: tuple[str, ...], timeout: float) -> InstanceView:
     """Print each step as it starts and ends; return the instance's final view."""
     seen = 0
     deadline = time.monotonic() + timeout
     while True:
-        view = _fetch(ctx, name)
-        for event in view["history"][seen:]:
-            took = f" ({event['seconds']:.2f}s)" if event["seconds"] is not None else ""
-            console.print(f"  {event['step']:<16} {event['message']}{took}")
-        seen = len(view["history"])
-        if view["state"] in final:
+        view = state(ctx).service.get_instance(name)
+        for event in view.history[seen:]:
+            took = f" ({event.seconds:.2f}s)" if event.seconds is not None else ""
+            say(f"  {event.step:<16} {event.message}{took}")
+        seen = len(view.history)
+        if view.state in final:
             return view
         if time.monotonic() > deadline:
             raise LifecycleFailed(
-                f"instance {name!r} still at step {view['step']} after {timeout:.0f}s"
+                f"instance {name!r} still at step {view.step} after {timeout:.0f}s"
             )
         time.sleep(0.2)
 
 
+def _report(view: InstanceView, line: str, json_out: bool) -> None:
+    print_json(view) if json_out else say(line)
+    if view.state == "error":
+        raise LifecycleFailed(f"instance {view.name!r}: {view.error}")
+
+
 @app.command("create")
-@audited("instance create")
 def create(
     ctx: typer.Context,
     name: str,
@@ -74,7 +62,7 @@ def create(
     image: str = typer.Option(..., help="http(s) URL of the disk image."),
     sha256: str = typer.Option(..., help="Expected sha256 of the image."),
     wait: bool = WAIT_OPTION,
-    timeout: float = typer.Option(1800, help="Seconds --wait waits."),
+    timeout: float = TIMEOUT_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Spawn an instance on a node: service VLAN, PXE, deploy, boot disk, project VLAN.
@@ -82,62 +70,35 @@ def create(
     Example: metalnet instance create web1 -p acme --network web --any
     --image http://images/ubuntu.img --sha256 <64 hex> --wait
     """
+    from metalnet.service.models import InstanceIn
+
     if bool(node) == any_node:
         raise InputError("give exactly one of --node NAME or --any")
-    if api := state(ctx).remote:
-        body = {
-            "name": name,
-            "project": project,
-            "network": network,
-            "node": node,
-            "image_url": image,
-            "sha256": sha256,
-        }
-        view = api.call("POST", "/v1/instances", body)
-    else:
-        db = state(ctx).database()
-        with db.session() as session:
-            inst = instances.create_instance(
-                session, name, project, network, node, image, sha256, settings=db.settings
-            )
-            session.flush()
-            view = instance_view(inst)
+    body = InstanceIn.of(
+        name=name, project=project, network=network, node=node, image_url=image, sha256=sha256
+    )
+    view = state(ctx).service.create_instance(body)
     if wait:
         view = _wait(ctx, name, ("active", "error"), timeout)
-    if json_out:
-        print_json(view)
-    else:
-        typer.echo(f"instance {name} on node {view['node']}: {view['state']} ({view['step']})")
-    if view["state"] == "error":
-        raise LifecycleFailed(f"instance {name!r}: {view['error']}")
+    _report(view, f"instance {name} on node {view.node}: {view.state} ({view.step})", json_out)
 
 
 @app.command("delete")
-@audited("instance delete")
 def delete(
     ctx: typer.Context,
     name: str,
     wait: bool = WAIT_OPTION,
-    timeout: float = typer.Option(1800, help="Seconds --wait waits."),
+    timeout: float = TIMEOUT_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Terminate: port to service VLAN, PXE, erase and verify the disk, power off.
 
     Example: metalnet instance delete web1 --wait
     """
-    if api := state(ctx).remote:
-        view = api.call("DELETE", f"/v1/instances/{quote(name)}")
-    else:
-        with state(ctx).database().session() as session:
-            view = instance_view(instances.delete_instance(session, name))
+    view = state(ctx).service.delete_instance(name)
     if wait:
         view = _wait(ctx, name, ("deleted", "error"), timeout)
-    if json_out:
-        print_json(view)
-    else:
-        typer.echo(f"instance {name}: {view['state']} ({view['step']})")
-    if view["state"] == "error":
-        raise LifecycleFailed(f"instance {name!r}: {view['error']}")
+    _report(view, f"instance {name}: {view.state} ({view.step})", json_out)
 
 
 @app.command("list")
@@ -147,28 +108,20 @@ def list_(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """List instances with their state and current step.  Example: metalnet instance list"""
-    if api := state(ctx).remote:
-        views = api.call("GET", f"/v1/instances?all={str(all_).lower()}")
-    else:
-        query = select(Instance).order_by(Instance.id)
-        if not all_:
-            query = query.where(Instance.state.in_(instances.LIVE))
-        with state(ctx).database().session() as session:
-            views = [instance_view(i) for i in session.scalars(query)]
+    views = state(ctx).service.list_instances(all_)
     if json_out:
         print_json(views)
-        return
-    columns = ["name", "project", "network", "node", "state", "step", "error"]
-    print_table("instances", columns, ([v[c] for c in columns] for v in views))
+    else:
+        columns = ["name", "project", "network", "node", "state", "step", "error"]
+        print_rows("instances", columns, views)
 
 
 @app.command("show")
 def show(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
     """Show an instance and its step history.  Example: metalnet instance show web1"""
-    view = _fetch(ctx, name)
+    view = state(ctx).service.get_instance(name)
     if json_out:
         print_json(view)
         return
     print_fields(view, skip=("history",))
-    rows = ((e["at"], e["step"], e["message"], e["seconds"]) for e in view["history"])
-    print_table("history", ["at", "step", "message", "seconds"], rows)
+    print_rows("history", ["at", "step", "message", "seconds"], view.history)

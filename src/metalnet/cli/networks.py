@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 import typer
-from sqlalchemy import select
 
-from metalnet import inventory
-from metalnet.cli.common import JSON_OPTION, audited, print_fields, print_json, print_table, state
-from metalnet.db.models import Network, Project
-from metalnet.dhcp import DnsmasqError, check_config, find_dnsmasq, render_dnsmasq
-from metalnet.dhcp.reservations import project_network
+from metalnet.cli.common import JSON_OPTION, print_fields, print_json, print_rows, say, state
 from metalnet.errors import MetalnetError
-from metalnet.validate import check_vlan
-from metalnet.views import network_view
 
 app = typer.Typer(help="Create, list, show and delete project networks.", no_args_is_help=True)
 
@@ -22,7 +13,6 @@ PROJECT = typer.Option(..., "--project", "-p", help="Project that owns the netwo
 
 
 @app.command("create")
-@audited("network create", lambda kw: f"{kw['project']}/{kw['name']}")
 def create(
     ctx: typer.Context,
     name: str,
@@ -35,26 +25,17 @@ def create(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Create a network.  Example: metalnet network create web --project acme --cidr 10.20.0.0/24"""
-    app_state = state(ctx)
-    if api := app_state.remote:
-        body = {
-            "name": name,
-            "cidr": cidr,
-            "gateway": gateway,
-            "vlan": None if vlan is None else check_vlan(vlan),
-        }
-        view = api.call("POST", f"/v1/projects/{quote(project)}/networks", body)
-    else:
-        with app_state.database().session() as session:
-            net = inventory.create_network(
-                session, app_state.settings, project, name, cidr, vlan=vlan, gateway=gateway
-            )
-            session.refresh(net)
-            view = network_view(net)
+    from metalnet.service.models import NetworkIn
+    from metalnet.validate import check_vlan
+
+    body = NetworkIn.of(
+        name=name, cidr=cidr, gateway=gateway, vlan=None if vlan is None else check_vlan(vlan)
+    )
+    view = state(ctx).service.create_network(project, body)
     if json_out:
         print_json(view)
     else:
-        typer.echo(f"network {project}/{name} created on VLAN {view['vlan']} ({view['cidr']})")
+        say(f"network {project}/{name} created on VLAN {view.vlan} ({view.cidr})")
 
 
 @app.command("list")
@@ -64,24 +45,11 @@ def list_(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """List networks.  Example: metalnet network list --project acme"""
-    if api := state(ctx).remote:
-        projects = [project] if project else [p["name"] for p in api.call("GET", "/v1/projects")]
-        views = [
-            view for p in projects for view in api.call("GET", f"/v1/projects/{quote(p)}/networks")
-        ]
-    else:
-        query = select(Network).join(Project).order_by(Project.name, Network.name)
-        if project:
-            query = query.where(Project.name == project)
-        with state(ctx).database().session() as session:
-            if project:
-                inventory.get_project(session, project)
-            views = [network_view(n) for n in session.scalars(query)]
+    views = state(ctx).service.list_networks(project)
     if json_out:
         print_json(views)
-        return
-    rows = ((v["project"], v["name"], v["vlan"], v["cidr"], v["gateway"]) for v in views)
-    print_table("networks", ["project", "name", "vlan", "cidr", "gateway"], rows)
+    else:
+        print_rows("networks", ["project", "name", "vlan", "cidr", "gateway"], views)
 
 
 @app.command("show")
@@ -89,24 +57,15 @@ def show(
     ctx: typer.Context, name: str, project: str = PROJECT, json_out: bool = JSON_OPTION
 ) -> None:
     """Show one network.  Example: metalnet network show web --project acme"""
-    if api := state(ctx).remote:
-        view = api.call("GET", f"/v1/projects/{quote(project)}/networks/{quote(name)}")
-    else:
-        with state(ctx).database().session() as session:
-            view = network_view(inventory.get_network(session, project, name))
+    view = state(ctx).service.get_network(project, name)
     print_json(view) if json_out else print_fields(view)
 
 
 @app.command("delete")
-@audited("network delete", lambda kw: f"{kw['project']}/{kw['name']}")
 def delete(ctx: typer.Context, name: str, project: str = PROJECT) -> None:
     """Delete a network no instance uses.  Example: metalnet network delete web --project acme"""
-    if api := state(ctx).remote:
-        api.call("DELETE", f"/v1/projects/{quote(project)}/networks/{quote(name)}")
-    else:
-        with state(ctx).database().session() as session:
-            inventory.delete_network(session, project, name)
-    typer.echo(f"network {project}/{name} deleted")
+    state(ctx).service.delete_network(project, name)
+    say(f"network {project}/{name} deleted")
 
 
 class DhcpConfigRefused(MetalnetError):
@@ -126,6 +85,10 @@ def dhcp(
 
     Example: metalnet network dhcp web --project acme --interface br-vlan100 > web.conf
     """
+    from metalnet import inventory
+    from metalnet.dhcp import DnsmasqError, check_config, find_dnsmasq, render_dnsmasq
+    from metalnet.dhcp.reservations import project_network
+
     state(ctx).local_only("network dhcp")
     with state(ctx).database().session() as session:
         net = inventory.get_network(session, project, name)

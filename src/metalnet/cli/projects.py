@@ -2,66 +2,43 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 import typer
-from sqlalchemy import select
 
-from metalnet import inventory
-from metalnet.cli.common import JSON_OPTION, audited, print_fields, print_json, print_table, state
-from metalnet.db.models import Project
-from metalnet.views import project_view
+from metalnet.cli.common import JSON_OPTION, print_fields, print_json, print_table, say, state
 
 app = typer.Typer(help="Create, list, show and delete projects (tenants).", no_args_is_help=True)
 
 
 @app.command("create")
-@audited("project create")
 def create(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
     """Create a project.  Example: metalnet project create acme"""
-    if api := state(ctx).remote:
-        view = api.call("POST", "/v1/projects", {"name": name})
-    else:
-        with state(ctx).database().session() as session:
-            view = project_view(inventory.create_project(session, name))
-    print_json(view) if json_out else typer.echo(f"project {name} created")
+    from metalnet.service.models import ProjectIn
+
+    view = state(ctx).service.create_project(ProjectIn.of(name=name))
+    print_json(view) if json_out else say(f"project {name} created")
 
 
 @app.command("list")
 def list_(ctx: typer.Context, json_out: bool = JSON_OPTION) -> None:
     """List projects.  Example: metalnet project list --json"""
-    if api := state(ctx).remote:
-        views = api.call("GET", "/v1/projects")
-    else:
-        with state(ctx).database().session() as session:
-            query = select(Project).order_by(Project.name)
-            views = [project_view(p) for p in session.scalars(query)]
+    views = state(ctx).service.list_projects()
     if json_out:
         print_json(views)
     else:
         print_table(
-            "projects", ["name", "networks"], ((v["name"], ", ".join(v["networks"])) for v in views)
+            "projects", ["name", "networks"], ((v.name, ", ".join(v.networks)) for v in views)
         )
 
 
 @app.command("show")
 def show(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
     """Show one project.  Example: metalnet project show acme"""
-    if api := state(ctx).remote:
-        view = api.call("GET", f"/v1/projects/{quote(name)}")
-    else:
-        with state(ctx).database().session() as session:
-            view = project_view(inventory.get_project(session, name))
+    view = state(ctx).service.get_project(name)
     print_json(view) if json_out else print_fields(view)
 
 
 @app.command("delete")
-@audited("project delete")
 def delete(ctx: typer.Context, name: str) -> None:
     """Delete a project with no networks and no instances.  Example: metalnet project delete acme"""
-    if api := state(ctx).remote:
-        api.call("DELETE", f"/v1/projects/{quote(name)}")
-    else:
-        with state(ctx).database().session() as session:
-            inventory.delete_project(session, name)
-    typer.echo(f"project {name} deleted")
+    state(ctx).service.delete_project(name)
+    say(f"project {name} deleted")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from metalnet.cli.common import JSON_OPTION, audited, console, print_json, print_table, state
+from metalnet.cli.common import JSON_OPTION, audited, print_json, print_table, say, state
 
 
 def reconcile_command(
@@ -42,9 +42,9 @@ def reconcile_command(
         print_table("drift", ["switch", "port", "node", "expected", "device", "result"], rows)
         for r in reports:
             if r.error:
-                console.print(f"[red]switch {r.switch}[/]: {r.error}")
+                say(f"switch {r.switch}: {r.error}")
         checked = sum(r.ports_checked for r in reports)
-        console.print(f"{len(reports)} switches, {checked} ports checked")
+        say(f"{len(reports)} switches, {checked} ports checked")
     unresolved = any(r.error for r in reports) or any(not d.fixed for r in reports for d in r.drift)
     if unresolved:
         raise typer.Exit(1)

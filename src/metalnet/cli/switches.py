@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 import sys
 import time
-from concurrent.futures import as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 import typer
-from rich.progress import Progress
 
 from metalnet.cli.common import (
     JSON_OPTION,
@@ -19,15 +16,16 @@ from metalnet.cli.common import (
     console,
     print_fields,
     print_json,
+    print_rows,
     print_table,
+    say,
     state,
 )
 from metalnet.cli.secrets import read_password
 from metalnet.errors import InputError, MetalnetError
-from metalnet.switches.base import PortState
-from metalnet.validate import check_vlan
 
 if TYPE_CHECKING:
+    from metalnet.switches.base import PortState
     from metalnet.switches.guard import Override
     from metalnet.switches.queue import ChangeOutcome
     from metalnet.switches.service import SwitchService
@@ -69,28 +67,18 @@ def add(
     Example: metalnet switch add tor1 --driver junos --address 192.0.2.10:830 --username netconf
     --password-env TOR1_PW
     """
-    if chassis_mac is not None and state(ctx).remote:
-        raise InputError("--chassis-mac is set on the controller's database, not with --remote")
-    secret = read_password(f"password for switch {name}", password_env, password, prompt=True)
-    if api := state(ctx).remote:
-        body = {
-            "name": name,
-            "driver": driver,
-            "address": address,
-            "username": username,
-            "password": secret,
-        }
-        view = api.call("POST", "/v1/switches", body)
-    else:
-        from metalnet import inventory
-        from metalnet.views import switch_view
+    from metalnet.service.models import SwitchIn
 
-        with state(ctx).database().session() as session:
-            switch = inventory.add_switch(session, name, driver, address, username, secret)
-            if chassis_mac is not None:
-                _set_chassis_mac(session, switch, chassis_mac)
-            view = switch_view(switch)
-    print_json(view) if json_out else typer.echo(f"switch {name} added ({driver} at {address})")
+    if chassis_mac is not None:
+        state(ctx).local_only("switch add --chassis-mac")
+    secret = read_password(f"password for switch {name}", password_env, password, prompt=True)
+    body = SwitchIn.of(
+        name=name, driver=driver, address=address, username=username, password=secret
+    )
+    view = state(ctx).service.add_switch(body)
+    if chassis_mac is not None:
+        _record_chassis_mac(ctx, name, chassis_mac)
+    print_json(view) if json_out else say(f"switch {name} added ({driver} at {address})")
 
 
 @app.command("set")
@@ -100,82 +88,57 @@ def set_(ctx: typer.Context, name: str, chassis_mac: str = CHASSIS_MAC_OPTION) -
 
     Example: metalnet switch set tor1 --chassis-mac 3c:fd:fe:00:00:01
     """
-    if state(ctx).remote:
-        raise InputError("--chassis-mac is set on the controller's database, not with --remote")
-    from metalnet import inventory
-
-    with state(ctx).database().session() as session:
-        _set_chassis_mac(session, inventory.get_switch(session, name), chassis_mac)
-    typer.echo(f"switch {name}: chassis MAC {chassis_mac}")
+    state(ctx).local_only("switch set")
+    _record_chassis_mac(ctx, name, chassis_mac)
+    say(f"switch {name}: chassis MAC {chassis_mac}")
 
 
-def _set_chassis_mac(session, switch, mac: str) -> None:
+def _record_chassis_mac(ctx: typer.Context, name: str, mac: str) -> None:
     """Record the switch's LLDP chassis MAC (unique: it names one switch)."""
     from sqlalchemy.exc import IntegrityError
 
+    from metalnet import inventory
     from metalnet.errors import Conflict
     from metalnet.validate import normalize_mac
 
-    switch.chassis_mac = normalize_mac(mac)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError as exc:
-        raise Conflict(f"chassis MAC {mac!r} is already recorded on another switch") from exc
+    with state(ctx).database().session() as session:
+        switch = inventory.get_switch(session, name)
+        switch.chassis_mac = normalize_mac(mac)
+        try:
+            with session.begin_nested():
+                session.flush()
+        except IntegrityError as exc:
+            raise Conflict(f"chassis MAC {mac!r} is already recorded on another switch") from exc
 
 
 @app.command("list")
 def list_(ctx: typer.Context, json_out: bool = JSON_OPTION) -> None:
     """List switches.  Example: metalnet switch list"""
-    if api := state(ctx).remote:
-        views = api.call("GET", "/v1/switches")
-    else:
-        from sqlalchemy import select
-
-        from metalnet.db.models import Switch
-        from metalnet.views import switch_view
-
-        with state(ctx).database().session() as session:
-            query = select(Switch).order_by(Switch.name)
-            views = [switch_view(s) for s in session.scalars(query)]
+    views = state(ctx).service.list_switches()
     if json_out:
         print_json(views)
         return
-    rows = ((v["name"], v["driver"], v["address"], v["username"], len(v["ports"])) for v in views)
+    rows = ((v.name, v.driver, v.address, v.username, len(v.ports)) for v in views)
     print_table("switches", ["name", "driver", "address", "username", "ports"], rows)
 
 
 @app.command("show")
 def show(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
     """Show a switch and the ports metalnet knows on it.  Example: metalnet switch show tor1"""
-    if api := state(ctx).remote:
-        view = api.call("GET", f"/v1/switches/{quote(name)}")
-    else:
-        from metalnet import inventory
-        from metalnet.views import switch_view
-
-        with state(ctx).database().session() as session:
-            view = switch_view(inventory.get_switch(session, name))
+    view = state(ctx).service.get_switch(name)
     if json_out:
         print_json(view)
         return
     print_fields(view, skip=("ports",))
-    rows = ((p["interface"], p["node"], p["mac"], p["desired_vlan"]) for p in view["ports"])
-    print_table("ports", ["interface", "node", "mac", "desired_vlan"], rows)
+    print_rows("ports", ["interface", "node", "mac", "desired_vlan"], view.ports)
 
 
 @app.command("delete")
 @audited("switch delete")
 def delete(ctx: typer.Context, name: str) -> None:
     """Delete a switch none of whose ports holds a node.  Example: metalnet switch delete tor1"""
-    if api := state(ctx).remote:
-        api.call("DELETE", f"/v1/switches/{quote(name)}")
-    else:
-        from metalnet import inventory
-
-        with state(ctx).database().session() as session:
-            inventory.delete_switch(session, name)
-    typer.echo(f"switch {name} deleted")
+    state(ctx).service.delete_switch(name)
+    say(f"switch {name} deleted")
 
 
 def _service(ctx: typer.Context, command: str) -> SwitchService:
@@ -249,6 +212,7 @@ def port_set(
     """
     from metalnet import inventory
     from metalnet.switches import check_interface
+    from metalnet.validate import check_vlan
 
     vlan_id = check_vlan(vlan)
     override = _override(force, reason)
@@ -310,38 +274,25 @@ def check(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
 def log(
     ctx: typer.Context,
     name: str | None = typer.Argument(None, help="Only this switch."),
-    limit: int = typer.Option(50, help="Newest N entries."),
+    limit: int = typer.Option(50, help="Newest N entries (1 to 1000)."),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """The switch change log: every commit with ports, VLANs, result and duration.
 
     Example: metalnet switch log tor1 --limit 10
     """
-    if api := state(ctx).remote:
-        views = api.call("GET", f"/v1/switch-changes?limit={limit}")
-        views = [v for v in views if not name or v["switch"] == name]
-    else:
-        from sqlalchemy import select
-
-        from metalnet.db.models import SwitchChange
-        from metalnet.views import change_view
-
-        query = select(SwitchChange).order_by(SwitchChange.id.desc()).limit(limit)
-        if name:
-            query = query.where(SwitchChange.switch_name == name)
-        with state(ctx).database().session() as session:
-            views = [change_view(c) for c in session.scalars(query)]
+    views = state(ctx).service.switch_changes(name, limit)
     if json_out:
         print_json(views)
         return
     rows = (
         (
-            v["at"],
-            v["switch"],
-            " ".join(f"{p['interface']}->{p['vlan']}" for p in v["ports"]),
-            "ok" if v["ok"] else "FAILED",
-            v["seconds"],
-            v["message"],
+            v.at,
+            v.switch,
+            " ".join(f"{p['interface']}->{p['vlan']}" for p in v.ports),
+            "ok" if v.ok else "FAILED",
+            v.seconds,
+            v.message,
         )
         for v in views
     )
@@ -443,6 +394,10 @@ def apply(
 
 
 def _collect(futures: list, show: bool) -> list[ChangeOutcome]:
+    from concurrent.futures import as_completed
+
+    from rich.progress import Progress
+
     if not show:
         return [f.result() for f in futures]
     with Progress(console=console, transient=True) as progress:

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import typer
-from sqlalchemy import select
 
-from metalnet import apitokens
-from metalnet.cli.common import JSON_OPTION, audited, print_json, print_table, state
-from metalnet.db.models import ApiToken, AuditEntry
+from metalnet.cli.common import JSON_OPTION, print_json, print_rows, say, state
 from metalnet.errors import InputError
-from metalnet.views import audit_view
 
 app = typer.Typer(help="Create, list and revoke REST API tokens.", no_args_is_help=True)
 
 
 @app.command("create")
-@audited("token create", lambda kw: f"{kw['name']} ({kw['project'] or 'admin'})")
 def create(
     ctx: typer.Context,
     name: str,
@@ -27,61 +22,43 @@ def create(
 
     Example: export METALNET_TOKEN=$(metalnet token create ci --project acme)
     """
-    state(ctx).local_only("token create")
+    from metalnet.service.models import TokenIn
+
     if admin == bool(project):
         raise InputError("give exactly one of --admin or --project NAME")
-    with state(ctx).database().session() as session:
-        row, secret = apitokens.create(session, name, project)
-        view = apitokens.token_view(row)
-    print_json({**view, "token": secret}) if json_out else typer.echo(secret)
+    made = state(ctx).service.create_token(TokenIn.of(name=name, project=project))
+    print_json(made) if json_out else say(made.token)
 
 
 @app.command("list")
 def list_(ctx: typer.Context, json_out: bool = JSON_OPTION) -> None:
     """List tokens (never their secrets).  Example: metalnet token list"""
-    state(ctx).local_only("token list")
-    with state(ctx).database().session() as session:
-        views = [
-            apitokens.token_view(t) for t in session.scalars(select(ApiToken).order_by(ApiToken.id))
-        ]
+    views = state(ctx).service.list_tokens()
     if json_out:
         print_json(views)
-        return
-    columns = ["id", "name", "role", "project", "created_at", "revoked_at"]
-    print_table("API tokens", columns, ([v[c] for c in columns] for v in views))
+    else:
+        columns = ["id", "name", "role", "project", "created_at", "revoked_at"]
+        print_rows("API tokens", columns, views)
 
 
 @app.command("revoke")
-@audited("token revoke", lambda kw: str(kw["token_id"]))
 def revoke(ctx: typer.Context, token_id: str = typer.Argument(..., help="Token id.")) -> None:
     """Revoke a token; it stops working at once.  Example: metalnet token revoke 3"""
-    state(ctx).local_only("token revoke")
-    with state(ctx).database().session() as session:
-        apitokens.revoke(session, token_id)
-    typer.echo(f"token {token_id} revoked")
+    state(ctx).service.revoke_token(token_id)
+    say(f"token {token_id} revoked")
 
 
 def audit_command(
     ctx: typer.Context,
-    limit: int = typer.Option(100, help="Newest N entries."),
+    limit: int = typer.Option(100, help="Newest N entries (1 to 1000)."),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Show the audit log: every change through the CLI or API, by whom, with its result.
 
     Example: metalnet audit --limit 20 --json
     """
-    if api := state(ctx).remote:
-        views = api.call("GET", f"/v1/audit?limit={limit}")
-    else:
-        views = _audit_views(ctx, limit)
+    views = state(ctx).service.audit_log(limit)
     if json_out:
         print_json(views)
-        return
-    columns = ["at", "actor", "action", "target", "ok", "detail"]
-    print_table("audit log", columns, ([v[c] for c in columns] for v in views))
-
-
-def _audit_views(ctx: typer.Context, limit: int) -> list[dict[str, object]]:
-    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
-    with state(ctx).database().session() as session:
-        return [audit_view(e) for e in session.scalars(query)]
+    else:
+        print_rows("audit log", ["at", "actor", "action", "target", "ok", "detail"], views)

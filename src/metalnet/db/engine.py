@@ -3,27 +3,33 @@
 Commands other than `db upgrade` refuse a database whose schema is missing or older
 than this release, except the embedded SQLite default, which upgrades itself so a
 first-time user never has to run a migration by hand.
+
+The gate reads the revision Alembic records (table `alembic_version`) and compares it
+with the head of the migration files, read as text; Alembic itself is imported only to
+migrate, since it costs more start-up time than a command that just lists projects.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from metalnet.config import Settings
 from metalnet.errors import ConfigError, DatabaseNotReady
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).with_name("migrations")
+_REVISION_LINE = re.compile(r"^(down_revision|revision)\s*=\s*['\"]?([\w.-]+|None)['\"]?", re.M)
 # Every lifecycle thread and every switch lane may hold a connection at once during
 # a mass deployment; the default pool of 5 + 10 made them queue for connections.
 POOL_SIZE, POOL_OVERFLOW = 20, 80
@@ -73,26 +79,41 @@ def make_engine(url: str) -> Engine:
 
 def alembic_config(engine: Engine) -> Config:
     """Alembic configured in code: no alembic.ini to ship or find."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
     return config
 
 
-def head_revision(engine: Engine) -> str:
-    """The newest migration this release ships."""
-    heads = ScriptDirectory.from_config(alembic_config(engine)).get_heads()
+def head_revision(_engine: Engine | None = None) -> str:
+    """The newest migration this release ships: the one no other migration follows."""
+    revisions, parents = set(), set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        found = dict((k, v) for k, v in _REVISION_LINE.findall(path.read_text()))
+        if "revision" in found:
+            revisions.add(found["revision"])
+            parents.add(found.get("down_revision"))
+    heads = sorted(revisions - parents)
+    if len(heads) != 1:
+        raise RuntimeError(f"migrations in {MIGRATIONS} have heads {heads}, expected one")
     return heads[0]
 
 
 def current_revision(engine: Engine) -> str | None:
     """The migration the database is at, or None when it has no schema."""
-    with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except DBAPIError:
+        return None  # no alembic_version table: an empty database
 
 
 def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Create or upgrade the schema to head; idempotent. Returns (before, after)."""
+    from alembic import command
+
     before = current_revision(engine)
     command.upgrade(alembic_config(engine), "head")
     return before, current_revision(engine) or ""

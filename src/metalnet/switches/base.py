@@ -53,11 +53,12 @@ class PortState:
 
 
 @dataclass(frozen=True)
-class CommitResult:
-    """What one successful transaction did, for the switch change log."""
+class CommitRecord:
+    """One transaction attempt on one switch, for the switch change log."""
 
     switch: str
     changes: tuple[PortChange, ...]
+    ok: bool
     seconds: float
     message: str = ""
 
@@ -97,12 +98,17 @@ class CommitRefused(SwitchError):
     """The switch rejected the candidate configuration; nothing was applied."""
 
 
+class CandidateModified(SwitchError):
+    """The shared candidate holds someone else's uncommitted changes; nothing was applied
+    (committing would commit their half-finished edit too)."""
+
+
 class SwitchDriver(abc.ABC):
     """A session to one switch. Use as a context manager or call open()/close().
 
     Implementations keep the session open between calls so a work queue can reuse
     it, and must leave the device unlocked with no pending candidate changes when
-    an apply fails.
+    a transaction fails.
     """
 
     name: ClassVar[str]
@@ -125,8 +131,22 @@ class SwitchDriver(abc.ABC):
         """Close the session; safe to call twice."""
 
     @abc.abstractmethod
-    def apply(self, changes: Sequence[PortChange]) -> CommitResult:
-        """Apply all changes as one transaction, or none of them (raise SwitchError)."""
+    def stage(self, changes: Sequence[PortChange]) -> CommitRecord:
+        """Commit all changes as one transaction, or none of them (raise SwitchError).
+
+        Where the device offers it the commit is provisional: it rolls back by itself
+        unless `confirm()` follows in time, so a lost session never leaves a change
+        nobody will confirm. Drivers without provisional commits apply permanently.
+        """
+
+    def confirm(self) -> None:  # noqa: B027 - drivers without provisional commits have none
+        """Make what `stage` committed permanent."""
+
+    def apply(self, changes: Sequence[PortChange]) -> CommitRecord:
+        """Commit all changes and confirm them: applied for good, or not at all."""
+        record = self.stage(changes)
+        self.confirm()
+        return record
 
     @abc.abstractmethod
     def read_ports(self, interfaces: Sequence[str] | None = None) -> dict[str, PortState]:

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from metalnet.switches.base import (
+    CommitRecord,
     CommitRefused,
-    CommitResult,
     PortChange,
     PortState,
     SwitchDriver,
+    SwitchSessionLost,
     SwitchUnreachable,
 )
 
@@ -28,13 +29,26 @@ FAKE_INTERFACE_RE = re.compile(r"(?:eth|port)[0-9]{1,3}")
 
 @dataclass
 class FakeDevice:
-    """The state of one fake switch: committed VLAN per port, a commit count, faults."""
+    """The state of one fake switch: committed VLAN per port, a commit count, faults.
+
+    Staged commits behave as Junos commit confirmed does: `rollback` holds the ports
+    as they were before the first unconfirmed commit, restored when the session that
+    staged them ends unconfirmed. `losses` lists the fate of the next operations
+    (stage or confirm), one each: "ok", "before" (the session is lost, nothing
+    happens) or "after" (the operation took effect, then the session was lost).
+    """
 
     ports: dict[str, int | None]
     commits: int = 0
     latency: float = 0.0
     down: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+    rollback: dict[str, int | None] | None = None
+    losses: list[str] = field(default_factory=list)
+
+    def roll_back(self) -> None:
+        if self.rollback is not None:
+            self.ports, self.rollback = self.rollback, None
 
 
 DEVICES: dict[tuple[str, int], FakeDevice] = {}
@@ -67,26 +81,57 @@ class FakeDriver(SwitchDriver):
             raise SwitchUnreachable(self.target.name, "connection refused")
         return device
 
+    pending = False
+
     def open(self) -> None:
         self._device()
 
     def close(self) -> None:
-        """Nothing to release."""
+        """A session ending with a staged commit unconfirmed rolls it back."""
+        if self.pending:
+            with self._device().lock:
+                self._device().roll_back()
+            self.pending = False
 
-    def apply(self, changes: Sequence[PortChange]) -> CommitResult:
+    def _lose(self, device: FakeDevice, fate: str | None, when: str) -> None:
+        if fate == when:
+            if self.pending:
+                device.roll_back()
+            self.pending = False
+            raise SwitchSessionLost(self.target.name, f"session lost ({when} the commit)")
+
+    def stage(self, changes: Sequence[PortChange]) -> CommitRecord:
         started = time.monotonic()
         for change in changes:
             self.check_interface(change.interface)
         device = self._device()
         with device.lock:
+            fate = device.losses.pop(0) if device.losses else None
+            self._lose(device, fate, "before")
             unknown = [c.interface for c in changes if c.interface not in device.ports]
             if unknown:
                 raise CommitRefused(self.target.name, "interface does not exist", unknown)
             time.sleep(device.latency)
+            if device.rollback is None:
+                device.rollback = dict(device.ports)
             for change in changes:
                 device.ports[change.interface] = change.vlan
             device.commits += 1
-        return CommitResult(self.target.name, tuple(changes), time.monotonic() - started)
+            self.pending = True
+            self._lose(device, fate, "after")
+        return CommitRecord(self.target.name, tuple(changes), True, time.monotonic() - started)
+
+    def confirm(self) -> None:
+        if not self.pending:
+            return
+        device = self._device()
+        with device.lock:
+            fate = device.losses.pop(0) if device.losses else None
+            self._lose(device, fate, "before")
+            device.rollback = None
+            device.commits += 1
+            self.pending = False
+            self._lose(device, fate, "after")
 
     def read_ports(self, interfaces: Sequence[str] | None = None) -> dict[str, PortState]:
         device = self._device()

@@ -7,6 +7,20 @@ its session open, so switches are worked in parallel and pay the SSH handshake o
 Every change still gets its own outcome: bad values fail alone before anything is
 sent, and when the switch refuses a batch the batch is split until the culprit is
 found, so the good changes are applied anyway.
+
+When a change is reported applied (the guarantee callers build isolation on):
+each transaction is one provisional commit (`SwitchDriver.stage`, a Junos commit
+confirmed) that the switch rolls back by itself unless confirmed. A change is
+reported applied only after a plain confirming commit (`SwitchDriver.confirm`)
+that follows it has succeeded, so a reported move is never rolled back: not a
+terminate's move to the service VLAN, not a spawn's move to the project VLAN. The
+lane confirms as soon as it has nothing else to commit, after `confirm_every`
+provisional transactions in a row, or when a staged change already waited through
+the previous confirmation; under load two transactions share one confirmation, and
+no change waits longer than with a confirmation after every transaction. If the
+session is lost while changes are provisional, the switch rolls them back; the lane
+stages them again on a new session, with the batch at hand, before anyone is told
+anything.
 """
 
 from __future__ import annotations
@@ -21,7 +35,9 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from metalnet import metrics
+from metalnet.retry import Retry
 from metalnet.switches.base import (
+    CommitRecord,
     CommitRefused,
     PortChange,
     SwitchDriver,
@@ -33,8 +49,10 @@ from metalnet.validate import check_vlan
 
 log = logging.getLogger(__name__)
 
-SESSION_ATTEMPTS = 4
-RETRY_BACKOFF = 0.5
+# A lost session or an unreachable switch: retried on a new session (setting a VLAN
+# is idempotent), a few times within seconds.
+SESSION_RETRY = Retry(attempts=4, first=0.5, cap=4.0)
+LOST = (SwitchSessionLost, SwitchUnreachable)
 
 
 @dataclass(frozen=True)
@@ -50,22 +68,12 @@ class ChangeOutcome:
     superseded: bool = False
 
 
-@dataclass(frozen=True)
-class CommitRecord:
-    """One transaction attempt, for the switch change log."""
-
-    switch: str
-    changes: tuple[PortChange, ...]
-    ok: bool
-    seconds: float
-    message: str
-
-
 @dataclass
 class _Request:
     change: PortChange
     future: Future[ChangeOutcome]
     submitted: float = field(default_factory=time.monotonic)
+    batch: int = 0
 
 
 Connect = Callable[[str], SwitchDriver]
@@ -77,6 +85,12 @@ def _names_port(message: str, interface: str) -> bool:
     return re.search(rf"(?<![\w/.:-]){re.escape(interface)}(?![\w/:-])", message) is not None
 
 
+def _merge(older: Sequence[_Request], newer: Sequence[_Request]) -> list[_Request]:
+    """Requests of both lists, one per port; a port's newer request wins."""
+    ports = {r.change.interface for r in newer}
+    return [r for r in older if r.change.interface not in ports] + list(newer)
+
+
 class _Lane:
     """The pending changes and the worker thread of one switch."""
 
@@ -84,6 +98,9 @@ class _Lane:
         self.queue = queue
         self.switch = switch
         self.pending: dict[str, list[_Request]] = {}
+        self.unconfirmed: list[_Request] = []  # staged on the switch, not yet reported
+        self.staged: list[tuple[tuple[PortChange, ...], float]] = []  # (changes, started)
+        self.confirm_started = 0.0  # when the last confirmation began
         self.cond = threading.Condition()
         self.driver: SwitchDriver | None = None
         self.thread = threading.Thread(target=self._run, name=f"switch-{switch}", daemon=True)
@@ -98,12 +115,16 @@ class _Lane:
             self.cond.notify()
 
     def _take(self) -> list[list[_Request]] | None:
-        """Wait for work, then linger briefly so a burst arriving together commits together."""
+        """Wait for work, then linger briefly so a burst arriving together commits together.
+
+        Returns [] when nothing is pending but staged changes wait for confirmation,
+        None when the queue is closed and nothing is left.
+        """
         with self.cond:
-            while not self.pending and not self.queue.closed:
+            while not self.pending and not self.unconfirmed and not self.queue.closed:
                 self.cond.wait()
             if not self.pending:
-                return None
+                return [] if self.unconfirmed else None
         time.sleep(self.queue.gather)
         with self.cond:
             taken, self.pending = list(self.pending.values()), {}
@@ -116,31 +137,47 @@ class _Lane:
             valid = [r for r in winners if self._validate(r)]
             if valid:
                 self._commit(valid)
+            with self.cond:
+                idle = not self.pending
+            if self.unconfirmed and (idle or self._confirm_due()):
+                self._confirm()
         if self.driver is not None:
             self.driver.close()
+
+    def _confirm_due(self) -> bool:
+        """Confirm now rather than stage more: after `confirm_every` staged transactions,
+        or when a staged change already waited through the previous confirmation (so no
+        change waits longer than with a confirmation after every transaction)."""
+        return len(self.staged) >= self.queue.confirm_every or any(
+            r.submitted < self.confirm_started for r in self.unconfirmed
+        )
 
     def _supersede(self, requests: list[_Request]) -> _Request:
         """The last request for a port wins; the earlier ones are told so."""
         winner = requests[-1]
-        for loser in requests[:-1]:
+        self._superseded(requests[:-1], winner.change.vlan)
+        return winner
+
+    def _superseded(self, losers: Sequence[_Request], vlan: int) -> None:
+        now = time.monotonic()
+        for loser in losers:
             loser.future.set_result(
                 ChangeOutcome(
                     self.switch,
                     loser.change,
                     ok=True,
-                    message=f"superseded by VLAN {winner.change.vlan}",
-                    latency=time.monotonic() - loser.submitted,
+                    message=f"superseded by VLAN {vlan}",
+                    latency=now - loser.submitted,
                     superseded=True,
                 )
             )
-        return winner
 
     def _validate(self, request: _Request) -> bool:
         try:
             self.queue.driver_class(self.switch).check_interface(request.change.interface)
             check_vlan(request.change.vlan)
         except ValueError as exc:
-            self._finish([request], ok=False, message=str(exc), batch=1)
+            self._finish([request], ok=False, message=str(exc))
             return False
         return True
 
@@ -150,57 +187,102 @@ class _Lane:
         return self.driver
 
     def _commit(self, requests: Sequence[_Request]) -> None:
-        """Apply as one transaction; on refusal split the batch to isolate the culprit.
+        """Stage as one transaction; on refusal split the batch to isolate the culprit.
 
-        A lost session or an unreachable switch is retried a few times on a new session:
-        setting a port's VLAN is idempotent, and a commit confirmed whose confirmation
-        was lost is settled by the retry instead of rolling back behind our back.
+        A lost session or an unreachable switch is retried on a new session; what was
+        staged and not yet confirmed is rolled back by the switch, so it joins the retry.
         """
-        changes = tuple(r.change for r in requests)
-        for attempt in range(1, SESSION_ATTEMPTS + 1):
+        batch = list(requests)
+
+        def attempt() -> None:
+            nonlocal batch
             started = time.monotonic()
+            changes = tuple(r.change for r in batch)
             try:
                 with self.queue.guard(self.switch):
-                    self._session().apply(changes)
-            except (SwitchSessionLost, SwitchUnreachable) as exc:
+                    self._session().stage(changes)
+            except LOST as exc:
                 self._drop_session()
                 self._journal(changes, False, started, exc.reason)
-                if attempt < SESSION_ATTEMPTS:
-                    time.sleep(RETRY_BACKOFF * 2 ** (attempt - 1))
-                    continue
-                self._finish(requests, ok=False, message=str(exc), batch=len(requests))
-            except CommitRefused as exc:
-                self._journal(changes, False, started, exc.reason)
-                self._isolate(requests, exc)
-            except SwitchError as exc:
-                self._drop_session()
-                self._journal(changes, False, started, exc.reason)
-                self._finish(requests, ok=False, message=str(exc), batch=len(requests))
-            except Exception as exc:  # a driver bug must not kill the lane and hang callers
-                log.exception(
-                    "switch %s: unexpected error applying %d changes", self.switch, len(changes)
-                )
-                self._drop_session()
-                self._journal(changes, False, started, repr(exc))
-                self._finish(
-                    requests,
-                    ok=False,
-                    message=f"switch {self.switch}: {exc!r}",
-                    batch=len(requests),
-                )
-            else:
-                self._finish(requests, ok=True, message="", batch=len(requests))
-                self._journal(changes, True, started, "")
+                batch = self._rolled_back(batch)
+                raise
+            self.staged.append((changes, started))
+
+        try:
+            SESSION_RETRY.call(attempt, retry_on=LOST, what=f"switch {self.switch} transaction")
+        except LOST as exc:
+            self._finish(batch, ok=False, message=str(exc))
+        except CommitRefused as exc:
+            self._journal(tuple(r.change for r in batch), False, time.monotonic(), exc.reason)
+            self._isolate(batch, exc)
+        except SwitchError as exc:  # nothing of this batch applied; the session goes on
+            self._journal(tuple(r.change for r in batch), False, time.monotonic(), exc.reason)
+            self._finish(batch, ok=False, message=str(exc))
+        except Exception as exc:  # a driver bug must not kill the lane and hang callers
+            log.exception("switch %s: unexpected error on %d changes", self.switch, len(batch))
+            self._drop_session()
+            self._finish(
+                self._rolled_back(batch), ok=False, message=f"switch {self.switch}: {exc!r}"
+            )
+        else:
+            self._staged(batch)
+
+    def _staged(self, batch: Sequence[_Request]) -> None:
+        """The batch is on the switch, provisionally; earlier staged moves of its ports
+        were replaced by it."""
+        ports = {r.change.interface: r.change.vlan for r in batch}
+        replaced = [r for r in self.unconfirmed if r.change.interface in ports]
+        for request in replaced:
+            self._superseded([request], ports[request.change.interface])
+        for request in batch:
+            request.batch = len(batch)
+        self.unconfirmed = _merge(self.unconfirmed, batch)
+
+    def _rolled_back(self, batch: Sequence[_Request]) -> list[_Request]:
+        """The session is gone: the switch rolls back what was staged; stage it again."""
+        for changes, started in self.staged:
+            self._journal(changes, False, started, "rolled back: session lost before confirming")
+        again, self.unconfirmed, self.staged = self.unconfirmed, [], []
+        return _merge(again, batch)
+
+    def _confirm(self) -> None:
+        """Make staged changes permanent, then report them applied."""
+        started = self.confirm_started = time.monotonic()
+        try:
+            if self.driver is None:
+                raise SwitchSessionLost(self.switch, "session lost before the confirmation")
+            with self.queue.guard(self.switch):
+                self.driver.confirm()
+        except LOST:
+            self._drop_session()
+            self._commit(self._rolled_back([]))
             return
+        except SwitchError as exc:  # the session ends: the switch rolls the staged back
+            self._drop_session()
+            for changes, staged_at in self.staged:
+                self._journal(changes, False, staged_at, f"not confirmed: {exc.reason}")
+            failed, self.unconfirmed, self.staged = self.unconfirmed, [], []
+            self._finish(failed, ok=False, message=str(exc))
+            return
+        log.info("switch %s confirmed (%.2fs)", self.switch, time.monotonic() - started)
+        for changes, staged_at in self.staged:
+            self._journal(changes, True, staged_at, "")
+        confirmed, self.unconfirmed, self.staged = self.unconfirmed, [], []
+        self._finish(confirmed, ok=True, message="")
 
     def _isolate(self, requests: Sequence[_Request], exc: CommitRefused) -> None:
-        """Fail the ports the switch's message names and retry the rest; else bisect."""
+        """Fail the ports the refusal names (in its ports or the switch's message) and
+        retry the rest; else bisect."""
         if len(requests) == 1:
-            self._finish(requests, ok=False, message=str(exc), batch=1)
+            self._finish(requests, ok=False, message=str(exc))
             return
-        named = [r for r in requests if _names_port(exc.reason, r.change.interface)]
+        named = [
+            r
+            for r in requests
+            if r.change.interface in exc.ports or _names_port(exc.reason, r.change.interface)
+        ]
         if 0 < len(named) < len(requests):
-            self._finish(named, ok=False, message=str(exc), batch=len(requests))
+            self._finish(named, ok=False, message=str(exc))
             self._commit([r for r in requests if r not in named])
             return
         half = len(requests) // 2
@@ -233,10 +315,12 @@ class _Lane:
             except Exception:
                 log.exception("switch %s: could not write the change log", self.switch)
 
-    def _finish(self, requests: Sequence[_Request], *, ok: bool, message: str, batch: int) -> None:
+    def _finish(self, requests: Sequence[_Request], *, ok: bool, message: str) -> None:
         now = time.monotonic()
         for r in requests:
-            outcome = ChangeOutcome(self.switch, r.change, ok, message, now - r.submitted, batch)
+            outcome = ChangeOutcome(
+                self.switch, r.change, ok, message, now - r.submitted, r.batch or len(requests)
+            )
             r.future.set_result(outcome)
 
 
@@ -244,9 +328,12 @@ class SwitchQueue:
     """Submit port changes; get one Future[ChangeOutcome] per change.
 
     `connect(switch)` opens a driver session to the named switch; `driver_class(switch)`
-    returns its driver class (for validation before anything is sent); `journal` is
-    called once per transaction attempt. `gather` is how long a lane waits after the
+    returns its driver class (for validation before anything is sent); `journal` gets
+    one record per transaction attempt: ok once confirmed, failed when refused or rolled
+    back. `gather` is how long a lane waits after the
     first change of a burst before committing: milliseconds against commits of seconds.
+    `confirm_every` bounds how many provisional transactions a busy lane stages before
+    it confirms them (the module docstring says when a change counts as applied).
     `guard(switch)` is held around every transaction; several workers sharing a database
     pass one that makes a switch be worked by one worker at a time.
     """
@@ -257,10 +344,12 @@ class SwitchQueue:
         driver_class: Callable[[str], type[SwitchDriver]],
         journal: Journal | None = None,
         gather: float = 0.02,
+        confirm_every: int = 2,
         guard: Callable[[str], AbstractContextManager[object]] = lambda _switch: nullcontext(),
     ) -> None:
         self.connect = connect
         self.gather = gather
+        self.confirm_every = confirm_every
         self.guard = guard
         self.driver_class = driver_class
         self.journal = journal

@@ -100,8 +100,10 @@ Scenario = Callable[[Path, Env], Outcome]
 class SwitchFault:
     """How one switch fault is aimed and what end of the terminate is acceptable.
 
-    `arm(switch)` is called once the warm-up transaction is on the switch (2 commits),
-    so it aims at the transaction that carries the batch and the terminate.
+    `arm(switch)` is called once the warm-up transaction is on the switch (1 commit:
+    it is staged, and the lane goes on with the work piled up behind it before
+    confirming), so it aims at the transaction that carries the batch and the terminate.
+    The confirmation of both is the commit after that (`arm_after=2`).
     `journal` is a phrase of the change-log entry the fault leaves: the first failed
     transaction after the warm-up must carry it and the terminate's port (see
     `_faulted_transaction`). `error_ok` is a phrase an instance error may contain for
@@ -112,7 +114,7 @@ class SwitchFault:
     arm: Callable[[object], None]
     journal: str
     error_ok: str | None = None
-    arm_after: int = 2
+    arm_after: int = 1
 
 
 def _batch(world: World) -> list[tuple[str, str, int]]:
@@ -229,7 +231,7 @@ def never_confirmed(workdir: Path, env: Env) -> Outcome:
         "commit never confirmed (rollback)",
         lambda sw: sw.faults.drop_next("commit"),
         SESSION_LOST,
-        arm_after=3,
+        arm_after=2,
     )
     return run_switch_fault(workdir, fault)
 
@@ -280,7 +282,7 @@ def out_of_band(workdir: Path, env: Env) -> Outcome:
         # Run off the switch's loop: the console change itself commits on that loop.
         threading.Thread(target=_hand_changes, args=(sw,), daemon=True).start()
 
-    fault = SwitchFault("port changed by hand on the switch", arm, "", arm_after=4)
+    fault = SwitchFault("port changed by hand on the switch", arm, "", arm_after=3)
     return run_switch_fault(workdir, fault, target=_hand_changes_reported)
 
 

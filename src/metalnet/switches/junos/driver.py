@@ -1,0 +1,371 @@
+"""The Junos driver: one transaction per batch of port changes, over a NETCONF session.
+
+A transaction (`stage`): lock the shared candidate; refuse if it holds changes we
+did not make; read which VLANs and ports exist; load the rendered text; commit
+confirmed; read the ports back from the committed configuration; unlock. The
+commit stays pending, so a session lost from here on leaves the switch to roll it
+back by itself, until `confirm` (a plain commit) makes it permanent. Any failure
+before the commit discards the candidate, so the switch is never left locked or
+half-changed.
+
+Why not a private candidate (`<open-configuration><private/>`)? It would keep an
+operator's edits out of our commit, but Junos does not allow a confirmed commit of
+a private copy (Junos XML Management Protocol Guide, "Committing the Candidate
+Configuration Only After Confirmation": "You cannot perform this commit operation
+on a private copy"), and the confirmed commit is our safety net. Instead the lock
+is exclusive and a modified shared candidate is refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import ClassVar, TypeVar
+
+from lxml import etree
+
+from metalnet.retry import Retry
+from metalnet.switches.base import (
+    CandidateModified,
+    CommitRecord,
+    CommitRefused,
+    PortChange,
+    PortState,
+    SwitchDriver,
+    SwitchError,
+    SwitchLocked,
+    SwitchSessionLost,
+    SwitchTarget,
+)
+from metalnet.switches.drift import in_sync
+from metalnet.switches.junos import parse
+from metalnet.switches.junos.config import (
+    AccessPort,
+    Dialect,
+    VlanDefinition,
+    canonical_vlan_name,
+    check_junos_interface,
+    member_for,
+    render,
+)
+from metalnet.switches.netconf import HostKeyCheck, NetconfSession, Reply
+from metalnet.validate import check_vlan
+
+T = TypeVar("T")
+
+LOCKED = "configuration database locked"
+MODIFIED = "configuration database modified"
+
+
+class JunosDriver(SwitchDriver):
+    """A NETCONF session to one Junos EX/QFX switch, kept open across calls."""
+
+    name: ClassVar[str] = "junos"
+
+    def __init__(
+        self,
+        target: SwitchTarget,
+        *,
+        timeout: float = 60.0,
+        commit_timeout: float = 600.0,
+        lock_wait: float = 60.0,
+        confirm_minutes: int = 5,
+        dialect: Dialect | None = None,
+        host_key: HostKeyCheck | None = None,
+    ) -> None:
+        """`timeout` bounds connecting and ordinary RPCs; commits may take up to
+        `commit_timeout` (real switches take minutes); a held lock is retried for
+        `lock_wait` seconds; `confirm_minutes` 0 commits once, without confirmation;
+        `dialect` None learns it from the switch's model."""
+        super().__init__(target, timeout=timeout)
+        self.commit_timeout = commit_timeout
+        self.lock_wait = lock_wait
+        self.confirm_minutes = confirm_minutes
+        self._dialect = dialect
+        self.session = NetconfSession(
+            target, timeout=timeout, device_params={"name": "junos"}, host_key=host_key
+        )
+        self.pending = False
+
+    @classmethod
+    def check_interface(cls, interface: str) -> str:
+        return check_junos_interface(interface)
+
+    # ------------------------------------------------------------------ session
+
+    def open(self) -> None:
+        self.pending = False
+        self.session.connect()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _first(self, request: Callable[[], T]) -> T:
+        """Run the first request of a call, reconnecting once if the session had died."""
+        if not self.session.connected:
+            self.open()
+        try:
+            return request()
+        except SwitchSessionLost:
+            self.open()
+            return request()
+
+    def _rpc(self, op: etree._Element, ports: Sequence[str] = (), **kw: object) -> Reply:
+        return self.session.rpc(op, ports, **kw)  # type: ignore[arg-type]
+
+    @property
+    def dialect(self) -> Dialect:
+        """The switch's Layer 2 dialect, learned once from its model."""
+        if self._dialect is None:
+            self._dialect = self._software().dialect
+        return self._dialect
+
+    # ------------------------------------------------------------------ apply
+
+    def stage(self, changes: Sequence[PortChange]) -> CommitRecord:
+        batch = self._validated(changes)
+        name = self.target.name
+        if not batch:
+            return CommitRecord(name, (), True, 0.0, "nothing to change")
+        ports = [c.interface for c in batch]
+        started = time.monotonic()
+        self._first(lambda: self._lock(ports))
+        try:
+            self._refuse_foreign_changes(ports)
+        except BaseException:
+            self._unlock()  # their edit stays theirs
+            raise
+        try:
+            text = self._prepare(batch)
+            self.session.call(
+                lambda m: m.load_configuration(format="text", action="replace", config=text),
+                "load-configuration",
+                ports,
+                refused=CommitRefused,
+            )
+            self._commit(ports, confirmed=bool(self.confirm_minutes))
+            self.pending = bool(self.confirm_minutes)
+            self._verify(batch)
+        except SwitchSessionLost:
+            self._lost()
+            raise
+        except BaseException:
+            self._cleanup(lambda m: m.discard_changes())
+            raise
+        finally:
+            self._unlock()
+        seconds = time.monotonic() - started
+        return CommitRecord(name, batch, True, seconds, f"committed {len(batch)} port change(s)")
+
+    def confirm(self) -> None:
+        """Confirm our pending confirmed commit with a plain commit."""
+        if not self.pending:
+            return
+        if not self.session.connected:
+            self._lost()
+            raise SwitchSessionLost(self.target.name, "session lost before the confirmation")
+        try:
+            self._lock(())
+            try:
+                self._commit((), confirmed=False)
+            finally:
+                self._unlock()
+        except SwitchSessionLost:
+            self._lost()
+            raise
+        self.pending = False
+
+    def _lost(self) -> None:
+        """The switch discards our candidate, releases the lock, rolls back what is pending."""
+        self.session.forget()
+        self.pending = False
+
+    def _validated(self, changes: Sequence[PortChange]) -> tuple[PortChange, ...]:
+        """Check every value before anything is sent; one interface, one VLAN."""
+        wanted: dict[str, int] = {}
+        for change in changes:
+            check_junos_interface(change.interface)
+            check_vlan(change.vlan)
+            if wanted.setdefault(change.interface, change.vlan) != change.vlan:
+                raise ValueError(
+                    f"interface {change.interface} is given two VLANs in one batch "
+                    f"({wanted[change.interface]} and {change.vlan})"
+                )
+        return tuple(PortChange(i, v) for i, v in wanted.items())
+
+    def _lock(self, ports: Sequence[str]) -> None:
+        """Take the configuration lock, backing off while another session holds it."""
+        Retry(seconds=self.lock_wait, first=0.1, cap=5.0).call(
+            lambda: self._lock_once(ports),
+            retry_on=(SwitchLocked,),
+            what=f"lock of switch {self.target.name}",
+        )
+
+    def _lock_once(self, ports: Sequence[str]) -> None:
+        try:
+            self._rpc(etree.Element("lock-configuration"), ports)
+        except SwitchSessionLost:
+            raise
+        except SwitchError as exc:
+            if LOCKED in exc.reason:
+                raise SwitchLocked(self.target.name, exc.reason, ports) from exc
+            if MODIFIED in exc.reason:
+                raise self._modified(ports) from exc
+            raise
+
+    def _modified(self, ports: Sequence[str]) -> CandidateModified:
+        return CandidateModified(
+            self.target.name,
+            "configuration database modified: the shared candidate holds uncommitted "
+            "changes someone else made; metalnet will not commit them (commit or "
+            "discard them on the switch)",
+            ports,
+        )
+
+    def _refuse_foreign_changes(self, ports: Sequence[str]) -> None:
+        """Junos refuses the lock while the shared candidate holds uncommitted changes;
+        checking the difference to the committed configuration as well keeps the rule
+        where a device (or an older release) grants the lock anyway."""
+        diff = self.session.call(lambda m: m.compare_configuration(rollback=0), "compare", ports)
+        if (parse.plain(diff.root).findtext(".//configuration-output") or "").strip():
+            raise self._modified(ports)
+
+    def _prepare(self, batch: Sequence[PortChange]) -> str:
+        """Check the switch can take the batch as we mean it; return the text to load."""
+        ports = [c.interface for c in batch]
+        config = self._configuration("candidate", ports, inherit=False)
+        governed = parse.governed_ports(config, ports)
+        if governed:
+            where = "; ".join(f"{p} from {src}" for p, src in sorted(governed.items()))
+            raise CommitRefused(
+                self.target.name,
+                f"ports take their configuration from elsewhere ({where}); metalnet "
+                "manages only ports configured directly",
+                sorted(governed),
+            )
+        present = self._physical_interfaces(ports)
+        missing = [p for p in ports if p not in present]
+        if missing:
+            raise CommitRefused(self.target.name, "no such interface on the switch", missing)
+        names = parse.vlan_names(config)
+        defined = self._definitions({c.vlan for c in batch} - set(names), config, names)
+        ports_text = [
+            AccessPort(
+                c.interface,
+                member_for(c.vlan, names),
+                drop_native=parse.has_interface_native_vlan(config, c.interface),
+            )
+            for c in batch
+        ]
+        return render(ports_text, defined, self.dialect)
+
+    @staticmethod
+    def _definitions(
+        missing: set[int], config: etree._Element | None, names: dict[int, str]
+    ) -> list[VlanDefinition]:
+        """A definition for each VLAN the switch lacks, never renumbering a taken name.
+
+        A name like `vlan100` may already exist with another id (defined by hand);
+        redefining it would move every port of that VLAN, so another name is chosen.
+        """
+        out = []
+        for vlan in sorted(missing):
+            name, n = canonical_vlan_name(vlan), 1
+            while parse.vlan_name_taken(config, name) not in (None, vlan):
+                n += 1
+                name = f"{canonical_vlan_name(vlan)}-{n}"
+            names[vlan] = name
+            out.append(VlanDefinition(name, vlan))
+        return out
+
+    def _commit(self, ports: Sequence[str], *, confirmed: bool) -> None:
+        """Commit; success is `<commit-success/>`, warnings are logged by the session."""
+        minutes = self.confirm_minutes if confirmed else 0
+        reply = self.session.call(
+            lambda m: m.commit(confirmed=bool(minutes), timeout=minutes * 60 or None),
+            "commit-configuration",
+            ports,
+            refused=CommitRefused,
+            timeout=self.commit_timeout,
+        )
+        if not parse.commit_succeeded(reply.root):
+            raise CommitRefused(self.target.name, "commit did not report commit-success", ports)
+
+    def _verify(self, batch: Sequence[PortChange]) -> None:
+        """The committed configuration must hold each port exactly as asked.
+
+        If it does not, the session is ended: the switch then rolls back what this
+        session committed unconfirmed (Junos does so when such a session ends, and at
+        the latest when the confirm timer runs out), so a failure means not applied.
+        """
+        ports = [c.interface for c in batch]
+        states = parse.port_states(self._configuration("committed", ports), ports)
+        wrong = [c.interface for c in batch if not in_sync(c.vlan, states.get(c.interface))]
+        if wrong:
+            self.session.close()
+            raise SwitchSessionLost(
+                self.target.name,
+                "committed but reads back otherwise; session ended so the switch rolls back",
+                wrong,
+            )
+
+    def _unlock(self) -> None:
+        self._cleanup(lambda m: m.rpc(etree.Element("unlock-configuration")))
+
+    def _cleanup(self, request: Callable[..., object]) -> None:
+        """Best effort: if the session is gone, the switch already discarded and unlocked."""
+        if not self.session.connected:
+            return
+        try:
+            self.session.call(request, "cleanup")
+        except SwitchSessionLost:
+            self._lost()
+        except SwitchError:
+            pass
+
+    # ------------------------------------------------------------------ reading
+
+    def _configuration(
+        self, database: str, ports: Sequence[str], *, inherit: bool = True
+    ) -> etree._Element | None:
+        """Interfaces and VLANs of `database`: as the switch applies them (groups and
+        ranges inherited, their statements tagged with where they come from), or as
+        written (`inherit` False: the whole of it, to find what governs a port).
+
+        ncclient's Junos `GetConfiguration` has no `database` or `inherit` attribute,
+        so the element is built here.
+        """
+        attributes = {"database": database, "format": "xml"}
+        if inherit:
+            attributes |= {
+                "inherit": "inherit",
+                "groups": "groups",
+                "interface-ranges": "interface-ranges",
+            }
+        op = etree.Element("get-configuration", attributes)
+        if inherit:  # as written: all of it, since groups may apply anywhere
+            config = etree.SubElement(op, "configuration")
+            etree.SubElement(config, "interfaces")
+            etree.SubElement(config, "vlans")
+        return parse.configuration(self._rpc(op, ports).root)
+
+    def _physical_interfaces(self, ports: Sequence[str]) -> set[str]:
+        op = etree.Element("get-interface-information")
+        etree.SubElement(op, "terse")
+        return parse.physical_interfaces(self._rpc(op, ports).root)
+
+    def _software(self) -> parse.Software:
+        reply = self._first(lambda: self._rpc(etree.Element("get-software-information")))
+        info = parse.software(reply.root)
+        if info is None:
+            raise SwitchError(self.target.name, "get-software-information returned no information")
+        return info
+
+    def read_ports(self, interfaces: Sequence[str] | None = None) -> dict[str, PortState]:
+        names = [check_junos_interface(i) for i in interfaces] if interfaces is not None else None
+        config = self._first(lambda: self._configuration("committed", names or ()))
+        return parse.port_states(config, names)
+
+    def facts(self) -> dict[str, str]:
+        info = self._software()
+        return {"model": info.model, "version": info.version, "hostname": info.hostname}

@@ -1,0 +1,79 @@
+"""Commands import only what they use: the import set of a fresh process per command.
+
+A command that loads the simulators, the demo, the controller or Alembic costs every
+user a second of start-up for nothing; times are in bench/startup.py, this test checks
+the cause (what is imported), which does not depend on how loaded the machine is.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from metalnet.config import load_settings
+from metalnet.db.engine import Database, upgrade
+
+NEVER = ("alembic", "metalnet.sim", "metalnet.demo", "uvicorn", "fastapi", "ncclient")
+
+PROBE = """
+import json, sys
+from metalnet.cli.main import app
+try:
+    app(sys.argv[1:], prog_name="metalnet")
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
+"""
+
+
+def imported(*args: str) -> tuple[int, list[str]]:
+    """Run `metalnet ARGS` in a fresh interpreter; its exit code and every module it loaded."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120
+    )
+    report = json.loads(done.stderr.strip().splitlines()[-1])
+    return report["code"], report["modules"]
+
+
+@pytest.fixture(scope="module")
+def db_url(tmp_path_factory) -> str:
+    """A migrated database holding one switch, so `node add` runs to completion."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('startup') / 'm.db'}"
+    db = Database(load_settings(None, url))
+    upgrade(db.engine)
+    db.engine.dispose()
+    code, _ = imported(
+        "--db", url, "switch", "add", "tor1", "--driver", "fake",
+        "--address", "127.0.0.1:830", "--username", "u", "--password", "pw",
+    )  # fmt: skip
+    assert code == 0
+    return url
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--help",),
+        ("project", "--help"),
+        ("node", "--help"),
+        ("switch", "--help"),
+        ("project", "list"),
+        ("node", "add", "n1", "--mac", "52:54:00:00:00:01", "--switch", "tor1",
+         "--port", "eth1", "--bmc", "ipmi://127.0.0.1:623"),
+    ],
+)  # fmt: skip
+def test_command_imports_nothing_it_does_not_use(db_url, args) -> None:
+    code, modules = imported("--db", db_url, *args)
+    assert code in (0, None)
+    heavy = [m for m in modules if m.split(".")[0] in NEVER or m.startswith(NEVER)]
+    assert heavy == []
+
+
+def test_help_opens_no_database(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'never.db'}"
+    code, modules = imported("--db", url, "--help")
+    assert code in (0, None)
+    assert "sqlalchemy" not in modules and not (tmp_path / "never.db").exists()
