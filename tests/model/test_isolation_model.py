@@ -47,6 +47,17 @@ class IsolationModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.lab = ModelLab()
+        self.trace: list[str] = []  # what ran, for the failure message (the lab is not
+        # deterministic, so Hypothesis's own replay of a failure may differ)
+
+    def did(self, what: str) -> None:
+        self.trace.append(f"{len(self.trace) + 1:3d}. {what}")
+
+    def got(self, outcome: object) -> None:
+        self.trace[-1] += f" -> {outcome}"
+
+    def judged(self, found: list[str]) -> None:
+        assert not found, "\n".join([*found, "after these steps:", *self.trace])
 
     @initialize()
     def enrolled_then_spawning(self) -> None:
@@ -80,6 +91,7 @@ class IsolationModel(RuleBasedStateMachine):
         node=st.sampled_from((*NODE_NAMES, None)),
     )
     def create(self, project: str, name: str, node: str | None) -> None:
+        self.did(f"tenant {project} creates {name} on {node or 'any node'}")
         body = {
             "name": name,
             "network": "net",
@@ -90,13 +102,16 @@ class IsolationModel(RuleBasedStateMachine):
             body["node"] = node
         reply = self.lab.tenant(project).post("/v1/instances", json=body)
         event(f"create: HTTP {reply.status_code}")
+        self.got(reply.status_code)
         assert reply.status_code < 500, reply.text
 
     @rule(project=st.sampled_from(PROJECTS), name=st.sampled_from(INSTANCE_NAMES))
     def delete(self, project: str, name: str) -> None:
         """A tenant deletes by name; another tenant's instance of that name is untouched."""
+        self.did(f"tenant {project} deletes {name}")
         others = {i[0]: i[3] for i in self.lab.instances() if i[1] != project}
         reply = self.lab.tenant(project).delete(f"/v1/instances/{name}")
+        self.got(reply.status_code)
         assert reply.status_code < 500, reply.text
         for ident, _p, iname, state, _s, _n in self.lab.instances():
             if ident in others and state == "deleting" and others[ident] != "deleting":
@@ -107,6 +122,7 @@ class IsolationModel(RuleBasedStateMachine):
     @rule(step=st.sampled_from(SPAWN_STEPS), pick=st.integers(0, 3))
     def delete_at_step(self, step: str, pick: int) -> None:
         """Wait for a spawn to reach `step`, then its tenant deletes it at once."""
+        self.did(f"a tenant deletes a spawn at {step} (pick {pick})")
         building = [i for i in self.lab.instances() if i[3] == "building"]
         if not building:
             return
@@ -124,8 +140,9 @@ class IsolationModel(RuleBasedStateMachine):
     @rule()
     def settle(self) -> None:
         """Every lifecycle ends, and ends with every port's desired VLAN within the rule."""
+        self.did("wait for the lifecycle to settle")
         self.lab.settle()
-        assert not self.lab.desired_outside_rule()
+        self.judged(self.lab.desired_outside_rule())
 
     # The admin -----------------------------------------------------------------------
 
@@ -140,6 +157,7 @@ class IsolationModel(RuleBasedStateMachine):
     )
     def port_change(self, command: str, changes: list[tuple[str, str]]) -> None:
         """`switch port-set` (the first change) or `switch apply` (all of them)."""
+        self.did(f"admin switch {command} {changes}")
         moves = [(interface, self.vlan(kind)) for interface, kind in changes]
         if command == "port-set":
             moves = moves[:1]
@@ -150,6 +168,7 @@ class IsolationModel(RuleBasedStateMachine):
             args = ["switch", "apply", self.lab.admin_file("apply.json", batch)]
         before = self.lab.desired()
         result = self.lab.admin(*args)
+        self.got(f"exit {result.code}")
         self._refusal_changed_nothing(result, before, moves)
 
     def _refusal_changed_nothing(
@@ -173,6 +192,7 @@ class IsolationModel(RuleBasedStateMachine):
     def node_admin(self, command: str, node: str) -> None:
         """`node delete`, `node add` (a deleted node again with its own MAC, port and BMC:
         the quarantine bypass) or `node clear`."""
+        self.did(f"admin node {command} {node}")
         if command == "add":
             if node in self.lab.node_states():
                 return
@@ -186,6 +206,7 @@ class IsolationModel(RuleBasedStateMachine):
     def reconcile(self, dry_run: bool) -> None:
         """`reconcile`; a dry run, once no lifecycle runs (so nothing else writes),
         must write nothing at all."""
+        self.did(f"admin reconcile{' --dry-run' if dry_run else ''}")
         if not dry_run:
             result = self.lab.admin("reconcile")
             assert result.code in (0, 1), result.output
@@ -206,6 +227,7 @@ class IsolationModel(RuleBasedStateMachine):
     )
     def fault(self, fault: str, node: str) -> None:
         """The simulators' fault injection: the switch's next commit, a node's BMC."""
+        self.did(f"fault: {fault} ({node})")
         faults = self.lab.switch.faults
         if fault == "commit fails":
             faults.fail_next_commit("error: configuration database modified")
@@ -217,6 +239,7 @@ class IsolationModel(RuleBasedStateMachine):
     @rule(node=st.sampled_from(NODE_NAMES))
     def disk(self, node: str) -> None:
         """A node's disk is pulled, or put back with its data still on it."""
+        self.did(f"disk of {node} pulled or put back")
         disk = self.lab.node(node).disk
         pulled = disk.with_suffix(".pulled")
         if disk.exists():
@@ -228,11 +251,11 @@ class IsolationModel(RuleBasedStateMachine):
 
     @invariant()
     def isolation_holds_on_the_switch(self) -> None:
-        assert not (found := self.lab.isolation_violations()), found
+        self.judged(self.lab.isolation_violations())
 
     @invariant()
     def no_node_offered_unerased(self) -> None:
-        assert not (found := self.lab.unerased_offers()), found
+        self.judged(self.lab.unerased_offers())
 
 
 def _after(current: str, step: str) -> bool:
