@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 from sqlalchemy import select, text
@@ -271,18 +273,35 @@ def new_node_unerased(lab: ModelLab, row: Row) -> None:
     row.judge("; ".join(o for o in lab.unerased_offers() if "node n3 " in o) or None)
 
 
-class _Redirect(BaseHTTPRequestHandler):
-    """Answers every GET with a redirect to `target` (an attacker's image server)."""
+class _Canary(BaseHTTPRequestHandler):
+    """Redirects to `target` when it has one; otherwise records that it was reached."""
 
     target = ""
+    hits: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
-        self.send_response(302)
-        self.send_header("Location", self.target)
+        if self.target:
+            self.send_response(302)
+            self.send_header("Location", self.target)
+        else:
+            self.hits.append(self.path)
+            self.send_response(200)
         self.end_headers()
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+def _server(host: str, target: str = "") -> ThreadingHTTPServer:
+    handler = type("Handler", (_Canary,), {"target": target, "hits": []})
+    server = ThreadingHTTPServer((host, 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+# What a tenant-facing error must not carry: what the fetch read or met (status codes,
+# digests, socket errors, the URL a redirect led to).
+ORACLE = re.compile(r"HTTP \d{3}|Errno|[0-9a-f]{64}|refused|timed out|https?://", re.IGNORECASE)
 
 
 @attack(
@@ -291,17 +310,22 @@ class _Redirect(BaseHTTPRequestHandler):
     "tenant errors say what failed, not what was read",
 )
 def ssrf(lab: ModelLab, row: Row) -> None:
+    """Refused at input, or accepted (the lab allows its image server's host) and then
+    judged by what the tenant is told and whether a canary outside the list was hit."""
     controller = f"http://{lab.controller.host}:{lab.controller.port}"
-    _Redirect.target = f"{controller}/v1/audit"
-    redirector = ThreadingHTTPServer(("127.0.0.1", 0), _Redirect)
-    threading.Thread(target=redirector.serve_forever, daemon=True).start()
+    canary = _server("127.0.0.2")  # loopback, but not the allow-listed image host
+    canary_url = f"http://127.0.0.2:{canary.server_address[1]}/i.img"
+    to_controller = _server("127.0.0.1", f"{controller}/v1/audit")
+    to_canary = _server("127.0.0.1", canary_url)
     variants = {
         "file://": "file:///etc/passwd",
         "controller API": f"{controller}/v1/audit",
         "controller agent API": f"{controller}/agent/v1/nodes/n2/task",
-        "redirect to the controller": f"http://127.0.0.1:{redirector.server_address[1]}/i.img",
+        "redirect to the controller": f"http://127.0.0.1:{to_controller.server_address[1]}/i",
+        "redirect outside the allow-list": f"http://127.0.0.1:{to_canary.server_address[1]}/i",
+        "host outside the allow-list": canary_url,
         "metadata address": "http://169.254.169.254/latest/meta-data/",
-        "loopback, other port": f"http://127.0.0.1:{free_port()}/i.img",
+        "allowed host, closed port": f"http://127.0.0.1:{free_port()}/i.img",
         "decimal loopback": f"http://2130706433:{lab.controller.port}/v1/audit",
         "IPv6 loopback": f"http://[::1]:{lab.controller.port}/v1/audit",
     }
@@ -313,12 +337,18 @@ def ssrf(lab: ModelLab, row: Row) -> None:
                 row.held()
                 continue
             view = until(WAIT, f"{name} to end", lambda n=name: _final(lab, "alpha", n))
-            row.got(f"{variant}: accepted ({view['state']}); tenant saw {view.get('error')!r}")
+            error = view.get("error") or ""
+            hits = canary.RequestHandlerClass.hits
+            if ORACLE.search(error) or hits or view["state"] == "active":
+                row.got(f"{variant}: {view['state']}; tenant saw {error!r}; canary hits {hits}")
+            else:
+                row.held()
             lab.tenant("alpha").delete(f"/v1/instances/{name}")
             lab.settle()
     finally:
-        redirector.shutdown()
-        redirector.server_close()
+        for server in (canary, to_controller, to_canary):
+            server.shutdown()
+            server.server_close()
 
 
 @attack(

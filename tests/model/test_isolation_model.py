@@ -14,13 +14,15 @@ checks the safety invariants of DESIGN.md from outside:
 (c) a refused admin change leaves the desired state as it was, and the desired state
     of every port stays within the guard's rule (`switches.guard`).
 
-Hypothesis prints the failing steps; METALNET_MODEL_SEED=N replays one seed.
+A failure names the steps that ran and the seed: METALNET_MODEL_SEED=N reruns it
+(METALNET_MODEL_EXAMPLES and METALNET_MODEL_STEPS widen the search).
 Bounded to run in CI in about two minutes.
 """
 
 from __future__ import annotations
 
 import os
+import random
 
 from hypothesis import HealthCheck, event, seed, settings
 from hypothesis import strategies as st
@@ -47,11 +49,13 @@ class IsolationModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.lab = ModelLab()
-        self.trace: list[str] = []  # what ran, for the failure message (the lab is not
-        # deterministic, so Hypothesis's own replay of a failure may differ)
+        # What ran, for the failure message: the lab is not deterministic, so
+        # Hypothesis's own replay of a failure may take another path.
+        self.trace: list[str] = [f"rerun with METALNET_MODEL_SEED={MODEL_SEED}"]
+        print(self.trace[0])  # shown with any failure of this example
 
     def did(self, what: str) -> None:
-        self.trace.append(f"{len(self.trace) + 1:3d}. {what}")
+        self.trace.append(f"{len(self.trace):3d}. {what}")
 
     def got(self, outcome: object) -> None:
         self.trace[-1] += f" -> {outcome}"
@@ -262,8 +266,9 @@ def _after(current: str, step: str) -> bool:
     return current in SPAWN_STEPS and SPAWN_STEPS.index(current) > SPAWN_STEPS.index(step)
 
 
-if model_seed := os.environ.get("METALNET_MODEL_SEED"):
-    seed(int(model_seed))(IsolationModel)
+# The seed is always explicit, so a failure can be rerun: it heads every failure's steps.
+MODEL_SEED = int(os.environ.get("METALNET_MODEL_SEED") or random.randrange(2**32))
+seed(MODEL_SEED)(IsolationModel)
 IsolationModel.TestCase.settings = settings(
     max_examples=int(os.environ.get("METALNET_MODEL_EXAMPLES", "6")),
     stateful_step_count=int(os.environ.get("METALNET_MODEL_STEPS", "25")),
