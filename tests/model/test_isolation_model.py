@@ -123,22 +123,32 @@ class IsolationModel(RuleBasedStateMachine):
                     f"project {project}'s DELETE {name} terminated another project's {iname}"
                 )
 
-    @rule(step=st.sampled_from(SPAWN_STEPS), pick=st.integers(0, 3))
-    def delete_at_step(self, step: str, pick: int) -> None:
-        """Wait for a spawn to reach `step`, then its tenant deletes it at once."""
-        self.did(f"a tenant deletes a spawn at {step} (pick {pick})")
+    @rule(
+        step=st.sampled_from(SPAWN_STEPS),
+        project=st.sampled_from(PROJECTS),
+        name=st.sampled_from(INSTANCE_NAMES),
+    )
+    def delete_at_step(self, step: str, project: str, name: str) -> None:
+        """A tenant's spawn (started now unless one is in flight) is deleted by its
+        tenant the moment it reaches `step`."""
+        self.did(f"a tenant deletes a spawn at {step}")
         building = [i for i in self.lab.instances() if i[3] == "building"]
         if not building:
+            self.create(project, name, None)
+            building = [i for i in self.lab.instances() if i[3] == "building"]
+        if not building:
+            event("delete at a step: no spawn could start")
             return
-        ident, project, name, *_ = building[pick % len(building)]
+        ident, project, name, *_ = building[0]
 
         def reached() -> bool:
             found = next(i for i in self.lab.instances() if i[0] == ident)
             return found[3] != "building" or found[4] == step or _after(found[4], step)
 
         until(STEP_SECONDS, f"instance {name} to reach {step}", reached)
+        found = next(i for i in self.lab.instances() if i[0] == ident)
         reply = self.lab.tenant(project).delete(f"/v1/instances/{name}")
-        event(f"delete at {step}: HTTP {reply.status_code}")
+        event(f"delete at {step}: {found[3]} at {found[4]}, HTTP {reply.status_code}")
         assert reply.status_code < 500, reply.text
 
     @rule()
@@ -270,8 +280,8 @@ def _after(current: str, step: str) -> bool:
 MODEL_SEED = int(os.environ.get("METALNET_MODEL_SEED") or random.randrange(2**32))
 seed(MODEL_SEED)(IsolationModel)
 IsolationModel.TestCase.settings = settings(
-    max_examples=int(os.environ.get("METALNET_MODEL_EXAMPLES", "6")),
-    stateful_step_count=int(os.environ.get("METALNET_MODEL_STEPS", "25")),
+    max_examples=int(os.environ.get("METALNET_MODEL_EXAMPLES", "8")),
+    stateful_step_count=int(os.environ.get("METALNET_MODEL_STEPS", "30")),
     deadline=None,
     derandomize=False,
     suppress_health_check=list(HealthCheck),
