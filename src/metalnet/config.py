@@ -7,7 +7,9 @@ load and a bad one is reported with the key that holds it.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -15,6 +17,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
+from metalnet.dhcp.network import MIN_LEASE_SECONDS, check_interface, check_path
 from metalnet.errors import ConfigError, InputError
 from metalnet.validate import DEFAULT_VLAN, ImagePolicy, check_image_entry
 
@@ -55,12 +58,28 @@ class Settings:
     step_timeout: float = 600.0
     controller_listen: str = "127.0.0.1:8470"
     agent_url: str = ""
-    boot_dir: str = field(default_factory=lambda: platformdirs.user_data_dir("metalnet") + "/boot")
+    service_interface: str = ""
+    service_cidr: ipaddress.IPv4Network | None = None
+    boot_server: ipaddress.IPv4Address | None = None
+    ramdisk_dir: str = field(
+        default_factory=lambda: platformdirs.user_data_dir("metalnet") + "/ramdisk"
+    )
     poll_interval: float = 0.5
     lease_seconds: float = 15.0
     reconcile_interval: float = 300.0
     image_server: str = ""
     image_allow: tuple[str, ...] = ()
+    # DHCP: which host interface serves a VLAN (template, or explicit per-VLAN names),
+    # in which network namespace (empty: the host's), and where dnsmasq's files live.
+    dhcp_interface: str = ""
+    dhcp_interfaces: dict[int, str] = field(default_factory=dict)
+    dhcp_netns: str = ""
+    dhcp_state_dir: str = field(
+        default_factory=lambda: platformdirs.user_data_dir("metalnet") + "/dhcp"
+    )
+    dhcp_lease_seconds: int = 3600
+    dhcp_dns_servers: tuple[str, ...] = ()
+    dhcp_interval: float = 2.0
     source: str = "built-in defaults"
 
     @property
@@ -79,6 +98,11 @@ class Settings:
         if self.agent_url:
             deny.append(_endpoint(self.agent_url))
         return ImagePolicy(tuple(allow), tuple(deny))
+
+    @property
+    def dhcp_configured(self) -> bool:
+        """True when this host is told which interfaces serve DHCP (it then runs dnsmasq)."""
+        return bool(self.dhcp_interface or self.dhcp_interfaces)
 
     @property
     def embedded(self) -> bool:
@@ -140,6 +164,94 @@ def _image_allow(key: str, value: object) -> tuple[str, ...]:
         raise ConfigError(f"config key {key}: {exc}") from None
 
 
+def _cidr(key: str, value: object) -> ipaddress.IPv4Network:
+    try:
+        return ipaddress.IPv4Network(_text(key, value))
+    except ValueError as exc:
+        raise ConfigError(f"config key {key}: {value!r} is not an IPv4 network ({exc})") from None
+
+
+def _address(key: str, value: object) -> ipaddress.IPv4Address:
+    try:
+        return ipaddress.IPv4Address(_text(key, value))
+    except ValueError:
+        raise ConfigError(f"config key {key}: {value!r} is not an IPv4 address") from None
+
+
+def _interface_template(key: str, value: object) -> str:
+    """A name with `{vlan}` in it that gives a valid interface name for every VLAN."""
+    text = _text(key, value)
+    if "{vlan" not in text:
+        raise ConfigError(f"config key {key}: {text!r} must contain {{vlan}}, e.g. 'eth1.{{vlan}}'")
+    try:
+        names = [text.format(vlan=vlan) for vlan in (1, 4094)]
+    except (KeyError, IndexError, ValueError):
+        raise ConfigError(
+            f"config key {key}: {text!r} may use only the placeholder {{vlan}}"
+        ) from None
+    for name in names:
+        _interface_name(key, name)
+    return text
+
+
+def _interface_name(key: str, name: object) -> str:
+    try:
+        return check_interface(name)
+    except InputError:
+        raise ConfigError(
+            f"config key {key}: {name!r} is not an interface name (1-15 of A-Z a-z 0-9 _ . -)"
+        ) from None
+
+
+def _interface_map(key: str, value: object) -> dict[int, str]:
+    """VLAN -> interface, as a TOML table: [dhcp_interfaces] "100" = "eth1.100"."""
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f'config key {key}: {value!r} must be a table like {{"100" = "eth1.100"}}'
+        )
+    result: dict[int, str] = {}
+    for vlan, name in value.items():
+        if not str(vlan).isdigit():
+            raise ConfigError(f"config key {key}: {vlan!r} is not a VLAN id 1-4094")
+        result[_vlan(key, int(vlan))] = _interface_name(key, name)
+    if len(set(result.values())) < len(result):
+        raise ConfigError(f"config key {key}: one interface is named for two VLANs: {value!r}")
+    return result
+
+
+def _netns(key: str, value: object) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}", value):
+        raise ConfigError(f"config key {key}: {value!r} is not a network namespace name")
+    return value
+
+
+def _directory(key: str, value: object) -> str:
+    try:
+        return str(check_path(value, "directory"))
+    except InputError:
+        raise ConfigError(
+            f"config key {key}: {value!r} must be an absolute path of A-Z a-z 0-9 _ . / -"
+        ) from None
+
+
+def _lease_seconds(key: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < MIN_LEASE_SECONDS:
+        raise ConfigError(
+            f"config key {key}: {value!r} must be a whole number of seconds, "
+            f"at least {MIN_LEASE_SECONDS}"
+        )
+    return value
+
+
+def _addresses(key: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"config key {key}: {value!r} must be a list of IPv4 addresses")
+    try:
+        return tuple(str(ipaddress.IPv4Address(item)) for item in value)
+    except ValueError:
+        raise ConfigError(f"config key {key}: {value!r} must be a list of IPv4 addresses") from None
+
+
 _PARSERS = {
     "database_url": _text,
     "service_vlan": _vlan,
@@ -150,12 +262,22 @@ _PARSERS = {
     "step_timeout": _positive,
     "controller_listen": _text,
     "agent_url": _text,
-    "boot_dir": _text,
+    "service_interface": _text,
+    "service_cidr": _cidr,
+    "boot_server": _address,
+    "ramdisk_dir": _text,
     "poll_interval": _positive,
     "lease_seconds": _positive,
     "reconcile_interval": _positive,
     "image_server": _url,
     "image_allow": _image_allow,
+    "dhcp_interface": _interface_template,
+    "dhcp_interfaces": _interface_map,
+    "dhcp_netns": _netns,
+    "dhcp_state_dir": _directory,
+    "dhcp_lease_seconds": _lease_seconds,
+    "dhcp_dns_servers": _addresses,
+    "dhcp_interval": _positive,
 }
 
 
@@ -197,6 +319,15 @@ def _check_vlans(settings: Settings) -> None:
         )
 
 
+def _check_service_network(settings: Settings) -> None:
+    """The boot server's address must be a host address of the service network."""
+    cidr, server = settings.service_cidr, settings.boot_server
+    if cidr is None or server is None:
+        return
+    if server not in cidr or server in (cidr.network_address, cidr.broadcast_address):
+        raise ConfigError(f"config key boot_server: {server} is not a host address of {cidr}")
+
+
 def load_settings(
     config_path: str | Path | None = None, database_url: str | None = None
 ) -> Settings:
@@ -219,4 +350,5 @@ def load_settings(
         values["database_url"] = database_url
     settings = Settings(**values, source=source)  # type: ignore[arg-type]
     _check_vlans(settings)
+    _check_service_network(settings)
     return settings

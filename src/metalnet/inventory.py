@@ -212,10 +212,17 @@ def delete_network(session: Session, project_name: str, name: str) -> None:
 
 
 def add_switch(
-    session: Session, name: str, driver: str, address: str, username: str, password: str
+    session: Session,
+    name: str,
+    driver: str,
+    address: str,
+    username: str,
+    password: str,
+    chassis_mac: str | None = None,
 ) -> Switch:
     """Register a switch; the driver must be installed and the address HOST:PORT."""
     check_name(name, "switch name")
+    mac = None if chassis_mac is None else normalize_mac(chassis_mac)
     driver_class(driver)
     host, port = check_host_port(address, "switch address")
     if not username or any(c.isspace() for c in username):
@@ -228,7 +235,15 @@ def add_switch(
     )
     session.add(switch)
     _flush(session, f"switch {name!r} (or address {host}:{port}) already exists")
+    if mac is not None:
+        set_chassis_mac(session, switch, mac)
     return switch
+
+
+def set_chassis_mac(session: Session, switch: Switch, mac: str) -> None:
+    """Record the switch's LLDP chassis MAC (unique: it names one switch)."""
+    switch.chassis_mac = normalize_mac(mac)
+    _flush(session, f"chassis MAC {mac!r} is already recorded on another switch")
 
 
 def delete_switch(session: Session, name: str) -> None:

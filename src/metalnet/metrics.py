@@ -1,7 +1,7 @@
 """Prometheus metrics: what an operator graphs and alerts on.
 
 Commits and their duration per switch and result, changes waiting in the switch
-queue, drift found by the reconciler, and lifecycle step failures.
+queue, drift found by the reconciler, lifecycle step failures, and DHCP servers restarted.
 """
 
 from __future__ import annotations
@@ -51,6 +51,12 @@ RECONCILE_ERRORS = Counter(
 )
 STEP_FAILURES = Counter(
     "metalnet_lifecycle_step_failures", "Lifecycle steps that failed", ["step"], registry=REGISTRY
+)
+DHCP_SERVER_RESTARTS = Counter(
+    "metalnet_dhcp_server_restarts",
+    "dnsmasq servers found dead and restarted by the DHCP manager",
+    ["network"],
+    registry=REGISTRY,
 )
 
 

@@ -21,13 +21,14 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from pgcluster import free_port
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
+
+from metalnet.sim.lab.postgres import free_port
 
 CHECKS = [
     not_a_server_error,

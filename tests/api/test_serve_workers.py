@@ -12,11 +12,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pgcluster import free_port
 
 from metalnet import apitokens, inventory
 from metalnet.config import load_settings
 from metalnet.db.engine import Database, upgrade
+from metalnet.sim.lab.postgres import free_port
 
 METALNET = str(Path(sys.executable).with_name("metalnet"))
 

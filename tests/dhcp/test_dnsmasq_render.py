@@ -175,7 +175,9 @@ def test_check_config_reports_dnsmasqs_own_message() -> None:
         check_config(text)
 
 
-def test_network_dhcp_command_renders_reservations_from_the_database(cli, sqlite_url) -> None:
+def test_network_dhcp_command_renders_reservations_from_the_database(
+    cli, sqlite_url, tmp_path: Path
+) -> None:
     """`metalnet network dhcp`: the spawn's address reservation becomes a dhcp-host line."""
     from metalnet.config import load_settings
     from metalnet.db.engine import Database
@@ -232,3 +234,16 @@ def test_network_dhcp_command_renders_reservations_from_the_database(cli, sqlite
     assert "interface=br100" in result.stdout
     bad = run("network", "dhcp", "web", "-p", "acme", "--interface", "br100;x")
     assert bad.exit_code == 2 and "br100;x" in bad.stderr
+    unset = run("network", "dhcp", "web", "-p", "acme")
+    assert unset.stderr == (
+        "error: no DHCP interface configured for VLAN 100: set dhcp_interface "
+        "(e.g. 'eth1.{vlan}') or add it to dhcp_interfaces\n"
+    )
+    config = tmp_path / "metalnet.toml"
+    config.write_text('dhcp_interface = "eth1.{vlan}"\ndhcp_dns_servers = ["192.0.2.53"]\n')
+    configured = cli(
+        "--config", str(config), "--db", sqlite_url, "network", "dhcp", "web", "-p", "acme"
+    )
+    assert configured.exit_code == 0, configured.output
+    assert "interface=eth1.100\n" in configured.stdout
+    assert "dhcp-option=option:dns-server,192.0.2.53\n" in configured.stdout

@@ -398,14 +398,18 @@ MARKUP = st.lists(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(text=MARKUP)
-def test_user_text_is_never_terminal_markup(lab, monkeypatch, text) -> None:
+def test_user_text_is_never_terminal_markup(lab, monkeypatch, tmp_path, text) -> None:
     """Markup-like text a user typed (an image URL, a refused name) prints as itself in
     tables, `show` fields and the audit log, and never crashes the command."""
     monkeypatch.setattr(common.console, "width", 1000)  # no wrapping inside the text
+    config = tmp_path / "images.toml"
+    config.write_text('image_allow = ["img"]\n')
+    monkeypatch.setenv("METALNET_CONFIG", str(config))
     n = next(COUNTER)
     node = (
         "node", "add", f"m{n}", "--mac", f"52:54:00:00:{n // 256:02x}:{n % 256:02x}",
-        "--switch", "tor1", "--port", f"eth{n}", "--bmc", "ipmi://127.0.0.1:623",
+        "--switch", "tor1", "--port", f"eth{n}", "--bmc", f"ipmi://127.0.0.1:{1000 + n}",
+        "--skip-initial-erase",
     )  # fmt: skip
     added = lab(*node)
     assert added.exit_code == 0, added.output

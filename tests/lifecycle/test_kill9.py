@@ -27,7 +27,6 @@ def write_config(world: World, path: Path) -> Path:
     s = world.settings
     path.write_text(
         f'database_url = "{s.database_url}"\n'
-        f'boot_dir = "{s.boot_dir}"\n'
         f'controller_listen = "{s.controller_listen}"\n'
         f'image_server = "{s.image_server}"\n'
         "step_timeout = 30\npoll_interval = 0.2\nswitch_timeout = 30\nbmc_timeout = 10\n"

@@ -46,8 +46,8 @@ def test_terminate_at_any_moment_of_a_spawn_is_a_full_terminate(tmp_path, when, 
         assert node.port_vlan() == world.settings.service_vlan
         assert world.lab.disk_is_zero(node)
         assert node.power.state == PowerState.OFF
-        assert boot.read(world.settings.boot_dir, node.mac) is None
         with world.db.session() as s:
+            assert boot.entry_for(s, node.mac, "http://controller") is None
             db_node = s.scalar(select(Node).where(Node.name == "n1"))
             assert (db_node.state, db_node.agent_token_hash) == ("available", None)
             assert s.scalar(select(AgentTask).where(AgentTask.state.in_(OPEN_TASK))) is None

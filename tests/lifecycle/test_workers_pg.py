@@ -64,7 +64,7 @@ def test_three_workers_one_killed_every_instance_active_once(tmp_path, pg_cluste
         for i, port in enumerate(ports):
             config = tmp_path / f"w{i}.toml"
             config.write_text(
-                f'database_url = "{url}"\nboot_dir = "{world.settings.boot_dir}"\n'
+                f'database_url = "{url}"\n'
                 f'controller_listen = "127.0.0.1:{port}"\nagent_url = "{agent_url}"\n'
                 f'image_server = "{world.settings.image_server}"\n'
                 "step_timeout = 60\npoll_interval = 0.2\nlease_seconds = 3\n"

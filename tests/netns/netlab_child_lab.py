@@ -24,7 +24,7 @@ def build_small_lab(lab: NetLab) -> list[int]:
     node = lab.add_node("small", MAC)
     lab.set_port_vlan(node, VLAN)
     sleeper = lab.run_in(node, ["sleep", "60"])
-    return [server.process.pid, sleeper.pid]
+    return [server.dnsmasq.pid, sleeper.pid]
 
 
 if __name__ == "__main__":

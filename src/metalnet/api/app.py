@@ -9,7 +9,7 @@ import anyio.to_thread
 from fastapi import FastAPI, Response
 
 from metalnet import metrics, ui
-from metalnet.api import agent, attachments, errors, fabric, v1
+from metalnet.api import agent, attachments, boot, errors, fabric, v1
 from metalnet.api.auth import Caller
 from metalnet.db.engine import POOL_SIZE, Database
 
@@ -37,6 +37,7 @@ def create_app(db: Database) -> FastAPI:
     app.state.db = db
     errors.install(app)
     app.include_router(agent.router)
+    app.include_router(boot.router)
     app.include_router(v1.router)
     app.include_router(fabric.router)
     app.include_router(attachments.router)

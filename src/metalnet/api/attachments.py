@@ -11,18 +11,22 @@ outside metalnet moves ports of any tenant.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Annotated
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from pydantic import Field
 from sqlalchemy import select
 
+from metalnet import audit
 from metalnet.api.auth import Caller, Db
-from metalnet.audit import change
+from metalnet.api.errors import ERROR_RESPONSES
+from metalnet.db.engine import Database
 from metalnet.db.models import PortAttachment, Switch, SwitchPort
 from metalnet.errors import InputError, MetalnetError, NotFound
 from metalnet.service.models import Body, Text
@@ -31,7 +35,7 @@ from metalnet.switches.queue import ChangeOutcome
 from metalnet.switches.service import SwitchService
 from metalnet.validate import normalize_mac
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 Owner = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
@@ -97,13 +101,37 @@ def _service(request: Request) -> tuple[SwitchService, ReadBack]:
     return service, state.read_back
 
 
-def _confirm(
-    service: SwitchService, reader: ReadBack, future: Future[ChangeOutcome], timeout: float
+async def _settle(
+    db: Database,
+    actor: str,
+    action: str,
+    target: str,
+    submit: Callable[[], Future[ChangeOutcome]],
+    reader: ReadBack,
+) -> ChangeOutcome:
+    """Submit the change, wait for the switch, read the port back; audit how it ended.
+
+    The wait holds no thread: the API runs endpoints on a few threads, and a burst of
+    bindings shares one commit only if all of it is pending at once.
+    """
+    try:
+        future = await run_in_threadpool(submit)
+        outcome = await _confirm(reader, future, db.settings.switch_timeout)
+    except Exception as exc:
+        await run_in_threadpool(audit.record, db, actor, action, target, False, str(exc))
+        raise
+    await run_in_threadpool(audit.record, db, actor, action, target, True)
+    return outcome
+
+
+async def _confirm(
+    reader: ReadBack, future: Future[ChangeOutcome], timeout: float
 ) -> ChangeOutcome:
     """Wait for the commit, then prove it by reading the port back from the device."""
     try:
-        outcome = future.result(timeout)
-    except FutureTimeout as exc:
+        # shield: a timeout here must not cancel the queue's future under its lane
+        outcome = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), timeout)
+    except TimeoutError as exc:
         raise SwitchTimeout(
             f"no answer from the switch within {timeout:.0f}s; the change stays queued"
         ) from exc
@@ -111,7 +139,7 @@ def _confirm(
         raise SwitchFailed(outcome.message)
     iface, vlan = outcome.change.interface, outcome.change.vlan
     try:
-        state = reader.port(outcome.switch, iface, time.monotonic())
+        state = await run_in_threadpool(reader.port, outcome.switch, iface, time.monotonic())
     except SwitchError as exc:
         raise SwitchFailed(f"committed, but reading the port back failed: {exc}") from exc
     if state is None or state.vlan != vlan:
@@ -123,15 +151,20 @@ def _confirm(
 
 
 @router.put("/attachments")
-def attach(body: AttachmentIn, request: Request, db: Db, who: Caller) -> dict:
+async def attach(body: AttachmentIn, request: Request, db: Db, who: Caller) -> dict:
     """Attach (or move) a port for `owner`; answers once committed and read back."""
     who.require_admin()
     service, reader = _service(request)
     target = f"{body.switch} {body.port} vlan {body.vlan} owner {body.owner}"
     started = time.monotonic()
-    with change(db, who.actor, "attachment put", target):
-        future = service.attach(body.switch, body.port, body.vlan, body.owner)
-        outcome = _confirm(service, reader, future, db.settings.switch_timeout)
+    outcome = await _settle(
+        db,
+        who.actor,
+        "attachment put",
+        target,
+        lambda: service.attach(body.switch, body.port, body.vlan, body.owner),
+        reader,
+    )
     return {
         "switch": body.switch,
         "port": body.port,
@@ -145,15 +178,19 @@ def attach(body: AttachmentIn, request: Request, db: Db, who: Caller) -> dict:
 
 
 @router.delete("/attachments")
-def detach(body: DetachIn, request: Request, db: Db, who: Caller) -> dict:
+async def detach(body: DetachIn, request: Request, db: Db, who: Caller) -> dict:
     """End `owner`'s attachment; the port goes back to parking, committed and read back."""
     who.require_admin()
     service, reader = _service(request)
-    with change(
-        db, who.actor, "attachment delete", f"{body.switch} {body.port} owner {body.owner}"
-    ):
-        future = service.detach(body.switch, body.port, body.owner)
-        outcome = _confirm(service, reader, future, db.settings.switch_timeout)
+    target = f"{body.switch} {body.port} owner {body.owner}"
+    outcome = await _settle(
+        db,
+        who.actor,
+        "attachment delete",
+        target,
+        lambda: service.detach(body.switch, body.port, body.owner),
+        reader,
+    )
     return {"switch": body.switch, "port": body.port, "vlan": outcome.change.vlan}
 
 

@@ -55,6 +55,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "metalnet.cli.lab:app",
         "Start or stop a simulated lab (switches, BMCs, nodes, controller) to try by hand.",
     ),
+    "boot-server": (
+        "metalnet.cli.boot:boot_server",
+        "Run the service network's DHCP/TFTP boot server (dnsmasq) for the enrolled nodes.",
+    ),
+    "ramdisk": ("metalnet.cli.ramdisk:app", "Build the provisioning ramdisk nodes network-boot."),
+    "dhcp-agent": (
+        "metalnet.cli.dhcp_agent:dhcp_agent",
+        "Run the project networks' DHCP servers (dnsmasq) from the database on this host.",
+    ),
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import typer
 
 from metalnet.cli.common import JSON_OPTION, print_fields, print_json, print_rows, say, state
@@ -77,22 +79,30 @@ def dhcp(
     ctx: typer.Context,
     name: str,
     project: str = PROJECT,
-    interface: str = typer.Option(..., help="Interface dnsmasq serves the VLAN on."),
+    interface: str | None = typer.Option(
+        None, help="Interface dnsmasq serves the VLAN on (default: from dhcp_interface(s))."
+    ),
     server: str | None = typer.Option(None, help="dnsmasq's own address (default: last host)."),
 ) -> None:
-    """Print the network's dnsmasq configuration (static MAC -> IP reservations from the
-    database), checked with `dnsmasq --test` when dnsmasq is installed.
+    """Print the network's dnsmasq configuration as the DHCP manager runs it (static
+    MAC -> IP reservations of its live instances, from the database), checked with
+    `dnsmasq --test` when dnsmasq is installed.
 
     Example: metalnet network dhcp web --project acme --interface br-vlan100 > web.conf
     """
     from metalnet import inventory
     from metalnet.dhcp import DnsmasqError, check_config, find_dnsmasq, render_dnsmasq
+    from metalnet.dhcp.interfaces import DhcpInterfaces
     from metalnet.dhcp.reservations import project_network
 
+    settings = state(ctx).settings
     state(ctx).local_only("network dhcp")
+    dns = [ipaddress.IPv4Address(address) for address in settings.dhcp_dns_servers]
     with state(ctx).database().session() as session:
         net = inventory.get_network(session, project, name)
-        text = render_dnsmasq(project_network(session, net, interface, server))
+        interface = interface or DhcpInterfaces.from_settings(settings).name_for(net.vlan)
+        dhcp = project_network(session, net, interface, server, settings.dhcp_lease_seconds, dns)
+        text = render_dnsmasq(dhcp)
     if find_dnsmasq() is None:
         typer.echo("note: dnsmasq is not installed; configuration not checked", err=True)
     else:

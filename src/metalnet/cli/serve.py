@@ -23,6 +23,7 @@ def serve(
     import logging
     import signal
     import threading
+    from contextlib import ExitStack
 
     from metalnet.api.workers import listening_socket, start_api_processes, stop_api_processes
     from metalnet.controller import Controller
@@ -38,7 +39,11 @@ def serve(
         signal.signal(sig, lambda *_: stop.set())
     try:
         helpers = start_api_processes(db.settings, sock, workers - 1)
-        with Controller(db, f"{host}:{port}", sock=sock) as controller:
+        with Controller(db, f"{host}:{port}", sock=sock) as controller, ExitStack() as dhcp:
+            if db.settings.dhcp_configured:  # this host also serves the networks' DHCP
+                from metalnet.dhcp.manager import DhcpManager
+
+                dhcp.enter_context(DhcpManager(db))
             where = f"http://{controller.host}:{controller.port}"
             typer.echo(f"metalnet controller on {where} ({workers} processes)", err=True)
             stop.wait()

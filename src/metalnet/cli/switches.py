@@ -69,15 +69,16 @@ def add(
     """
     from metalnet.service.models import SwitchIn
 
-    if chassis_mac is not None:
-        state(ctx).local_only("switch add --chassis-mac")
     secret = read_password(f"password for switch {name}", password_env, password, prompt=True)
     body = SwitchIn.of(
-        name=name, driver=driver, address=address, username=username, password=secret
+        name=name,
+        driver=driver,
+        address=address,
+        username=username,
+        password=secret,
+        chassis_mac=chassis_mac,
     )
     view = state(ctx).service.add_switch(body)
-    if chassis_mac is not None:
-        _record_chassis_mac(ctx, name, chassis_mac)
     print_json(view) if json_out else say(f"switch {name} added ({driver} at {address})")
 
 
@@ -88,27 +89,12 @@ def set_(ctx: typer.Context, name: str, chassis_mac: str = CHASSIS_MAC_OPTION) -
 
     Example: metalnet switch set tor1 --chassis-mac 3c:fd:fe:00:00:01
     """
-    state(ctx).local_only("switch set")
-    _record_chassis_mac(ctx, name, chassis_mac)
-    say(f"switch {name}: chassis MAC {chassis_mac}")
-
-
-def _record_chassis_mac(ctx: typer.Context, name: str, mac: str) -> None:
-    """Record the switch's LLDP chassis MAC (unique: it names one switch)."""
-    from sqlalchemy.exc import IntegrityError
-
     from metalnet import inventory
-    from metalnet.errors import Conflict
-    from metalnet.validate import normalize_mac
 
+    state(ctx).local_only("switch set")
     with state(ctx).database().session() as session:
-        switch = inventory.get_switch(session, name)
-        switch.chassis_mac = normalize_mac(mac)
-        try:
-            with session.begin_nested():
-                session.flush()
-        except IntegrityError as exc:
-            raise Conflict(f"chassis MAC {mac!r} is already recorded on another switch") from exc
+        inventory.set_chassis_mac(session, inventory.get_switch(session, name), chassis_mac)
+    say(f"switch {name}: chassis MAC {chassis_mac}")
 
 
 @app.command("list")

@@ -41,7 +41,12 @@ def render_dnsmasq(net: DhcpNetwork) -> str:
         f"dhcp-range={net.cidr.network_address},static,{net.cidr.netmask},{net.lease_seconds}",
         "dhcp-ignore=tag:!known",  # unknown MACs get no reply at all
         f"dhcp-option={router}",
-        *(f"dhcp-host={host.mac},{host.ip},{host.hostname}" for host in net.hosts),
+        *_dns_lines(net),
+        *(
+            [f"dhcp-hostsfile={net.hosts_file}"]
+            if net.hosts_file
+            else (f"dhcp-host={line}" for line in _host_lines(net))
+        ),
         *(_pxe_lines(net.pxe) if net.pxe else ()),
         "log-dhcp",
         *([f"log-facility={net.log_file}"] if net.log_file else ()),
@@ -50,13 +55,64 @@ def render_dnsmasq(net: DhcpNetwork) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_hosts(net: DhcpNetwork) -> str:
+    """The reservations as a `dhcp-hostsfile` (one `MAC,address,name` per line)."""
+    return "".join(f"{line}\n" for line in _host_lines(net))
+
+
+def _host_lines(net: DhcpNetwork) -> list[str]:
+    # Keyed by MAC: the name is only what the client is told, never how it is found.
+    return [f"{host.mac},{host.ip},{host.hostname}" for host in net.hosts]
+
+
+def _dns_lines(net: DhcpNetwork) -> list[str]:
+    """DNS servers when the network has some; with DNS off (port=0) dnsmasq names none."""
+    if not net.dns_servers:
+        return []
+    return ["dhcp-option=option:dns-server," + ",".join(str(a) for a in net.dns_servers)]
+
+
 def _pxe_lines(pxe: PxeOptions) -> list[str]:
     """Boot file and next-server (siaddr), plus the agent URL as a forced private option."""
-    lines = [f"dhcp-boot={pxe.boot_file},,{pxe.tftp_server}"]
+    lines = _tftp_lines(pxe)
+    if pxe.ipxe_url is None:
+        lines.append(f"dhcp-boot={pxe.boot_file},,{pxe.tftp_server}")
+    else:
+        lines += _ipxe_lines(pxe, pxe.ipxe_url)
     if pxe.agent_url:
         # "force": PXE clients do not ask for option 224, so dnsmasq must send it anyway.
         lines.append(f'dhcp-option-force={AGENT_URL_OPTION},"{pxe.agent_url}"')
     return lines
+
+
+def _tftp_lines(pxe: PxeOptions) -> list[str]:
+    """dnsmasq's own read-only TFTP server, confined to `tftp_root`.
+
+    Not `tftp-secure`: it serves only files owned by dnsmasq's user, and the iPXE
+    binaries belong to root (Debian's package).
+    """
+    if pxe.tftp_root is None:
+        return []
+    return ["enable-tftp", f"tftp-root={pxe.tftp_root}"]
+
+
+def _ipxe_lines(pxe: PxeOptions, url: str) -> list[str]:
+    """iPXE gets the HTTP URL; firmware PXE ROMs get the iPXE binary for their firmware.
+
+    iPXE identifies itself with option 175 (https://ipxe.org/howto/dhcpd); UEFI x86-64
+    firmware sends client architecture 7 or 9 in option 93 (RFC 4578, IANA "Processor
+    Architecture Types"). The three tag sets exclude each other, so exactly one
+    dhcp-boot line applies to any client.
+    """
+    efi = pxe.efi_boot_file or pxe.boot_file
+    return [
+        "dhcp-match=set:ipxe,175",
+        "dhcp-match=set:efi64,option:client-arch,7",
+        "dhcp-match=set:efi64,option:client-arch,9",
+        f"dhcp-boot=tag:ipxe,{url}",
+        f"dhcp-boot=tag:!ipxe,tag:efi64,{efi},,{pxe.tftp_server}",
+        f"dhcp-boot=tag:!ipxe,tag:!efi64,{pxe.boot_file},,{pxe.tftp_server}",
+    ]
 
 
 def check_config(text: str) -> None:

@@ -49,6 +49,40 @@ def check_hostname(value: object) -> str:
     return value.lower()
 
 
+def dhcp_hostname(name: str, mac: str) -> str:
+    """A DHCP-safe host name for `name`: one lower-case DNS label, never empty.
+
+    Node and instance names may hold dots, underscores or anything an older release
+    accepted; dnsmasq takes a dotted name as a domain and refuses the whole file on
+    one bad name. Runs of other characters become one '-'; an empty result falls
+    back to the MAC, so every host keeps a name and hosts stay keyed by MAC.
+    """
+    label = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:63].rstrip("-")
+    return label or "host-" + normalize_mac(mac).replace(":", "")
+
+
+def dhcp_hostnames(names: Sequence[tuple[str, str]]) -> list[str]:
+    """DHCP-safe names for (name, MAC) pairs, distinct within one network.
+
+    Two names can clean up to the same label (`web.1`, `web_1`); the later one gets
+    its MAC's last three octets appended (then a counter), so no reservation is
+    dropped for a name.
+    """
+    taken: set[str] = set()
+    result = []
+    for name, mac in names:
+        base = label = dhcp_hostname(name, mac)
+        suffix = normalize_mac(mac).replace(":", "")[6:]
+        tries = 0
+        while label in taken:
+            tries += 1
+            tail = suffix if tries == 1 else f"{suffix}-{tries}"
+            label = f"{base[: 62 - len(tail)]}-{tail}"
+        taken.add(label)
+        result.append(label)
+    return result
+
+
 def check_interface(value: object) -> str:
     """A Linux interface name dnsmasq can bind to (1-15 safe characters)."""
     if not isinstance(value, str) or not INTERFACE_RE.fullmatch(value):
@@ -88,24 +122,41 @@ class PxeOptions:
 
     `agent_url` tells the provisioning ramdisk where the controller's agent endpoint
     is; it travels as site-private option 224 so no standard option is overloaded.
+
+    With `ipxe_url`, firmware PXE ROMs get an iPXE binary over TFTP (`boot_file` for
+    BIOS, `efi_boot_file` for x86-64 UEFI) from dnsmasq's own TFTP server rooted at
+    `tftp_root`, and iPXE itself (which sends option 175) gets the HTTP URL instead,
+    so the chain firmware -> iPXE -> HTTP ends after one extra hop.
     """
 
     boot_file: str
     tftp_server: ipaddress.IPv4Address
     agent_url: str | None = None
+    ipxe_url: str | None = None
+    efi_boot_file: str | None = None
+    tftp_root: Path | None = None
 
     def __post_init__(self) -> None:
-        if not BOOT_FILE_RE.fullmatch(self.boot_file) or ".." in self.boot_file.split("/"):
-            raise InputError(
-                f"invalid boot file {self.boot_file!r}: use a relative TFTP path of "
-                "A-Z a-z 0-9 _ . / - (at most 128 characters)"
-            )
+        for boot_file in (self.boot_file, self.efi_boot_file):
+            if boot_file is not None:
+                _check_boot_file(boot_file)
         object.__setattr__(self, "tftp_server", _check_ip(self.tftp_server, "TFTP server"))
-        if self.agent_url is not None and not URL_RE.fullmatch(self.agent_url):
-            raise InputError(
-                f"invalid agent URL {self.agent_url!r}: expected http(s)://HOST[:PORT]/PATH "
-                "without spaces, quotes, commas or '#'"
-            )
+        for what, url in (("agent URL", self.agent_url), ("iPXE URL", self.ipxe_url)):
+            if url is not None and not URL_RE.fullmatch(url):
+                raise InputError(
+                    f"invalid {what} {url!r}: expected http(s)://HOST[:PORT]/PATH "
+                    "without spaces, quotes, commas or '#'"
+                )
+        if self.tftp_root is not None:
+            object.__setattr__(self, "tftp_root", check_path(self.tftp_root, "TFTP root"))
+
+
+def _check_boot_file(value: str) -> None:
+    if not BOOT_FILE_RE.fullmatch(value) or ".." in value.split("/"):
+        raise InputError(
+            f"invalid boot file {value!r}: use a relative TFTP path of "
+            "A-Z a-z 0-9 _ . / - (at most 128 characters)"
+        )
 
 
 @dataclass(frozen=True)
@@ -114,6 +165,8 @@ class DhcpNetwork:
 
     Reservations are checked against the subnet and against each other, because two
     reservations for one MAC or one address would make dnsmasq answer unpredictably.
+    With `hosts_file` the reservations live in a file of their own that dnsmasq
+    re-reads on SIGHUP, so they change without a restart.
     """
 
     name: str
@@ -125,8 +178,10 @@ class DhcpNetwork:
     gateway: ipaddress.IPv4Address | None = None
     pxe: PxeOptions | None = None
     lease_seconds: int = 3600
+    dns_servers: Sequence[ipaddress.IPv4Address] = ()
     log_file: Path | None = None
     lease_file: Path | None = None
+    hosts_file: Path | None = None
 
     def __post_init__(self) -> None:
         check_name(self.name, "network name")
@@ -143,7 +198,8 @@ class DhcpNetwork:
             raise InputError(
                 f"invalid lease time {self.lease_seconds}: at least {MIN_LEASE_SECONDS} seconds"
             )
-        for attribute in ("log_file", "lease_file"):
+        self._set("dns_servers", tuple(_check_ip(a, "DNS server") for a in self.dns_servers))
+        for attribute in ("log_file", "lease_file", "hosts_file"):
             value = getattr(self, attribute)
             if value is not None:
                 self._set(attribute, check_path(value, attribute.replace("_", " ")))

@@ -34,7 +34,7 @@ from sqlalchemy.exc import DBAPIError
 from metalnet import inventory, metrics
 from metalnet.db.engine import Database
 from metalnet.db.models import AgentTask, Instance, InstanceEvent, Node
-from metalnet.lifecycle import boot, quarantine, tokens
+from metalnet.lifecycle import quarantine, tokens
 from metalnet.lifecycle.states import (
     NODE_PLANS,
     OPEN_TASK,
@@ -374,13 +374,17 @@ class Engine:
     # Power ---------------------------------------------------------------------------
 
     def _pxe_boot(self, job: Job, plan: Plan) -> None:
-        """Issue a token, queue the agent's task, and boot the node into the ramdisk."""
+        """Queue the agent's task and boot the node into the ramdisk.
+
+        The boot server gives the node its script (and a fresh token) only while the
+        task is open: see metalnet.lifecycle.boot.
+        """
         kind = plan.agent_task
         if kind == "deploy":
             self.settings.image_policy.check(job.image_url)  # the policy may have changed
         with self.db.session() as session:
             node = session.scalar(select(Node).where(Node.name == job.node))
-            token = tokens.issue(node)
+            tokens.revoke(node)  # a token from an earlier boot never opens this one
             self._close_tasks(session, node, keep=(job.instance_id, kind))
             if self._open_task(session, job, kind) is None:
                 session.add(
@@ -392,11 +396,6 @@ class Engine:
                         sha256=job.sha256 if kind == "deploy" else None,
                     )
                 )
-        boot.write(
-            self.settings.boot_dir,
-            job.mac,
-            boot.AgentBoot(self.settings.controller_url, job.node, token),
-        )
         with self.power(job.bmc, self.settings.bmc_timeout) as bmc:
             bmc.set_boot_device(BootDevice.PXE)
             if bmc.power_state() == PowerState.ON:
@@ -487,12 +486,11 @@ class Engine:
             time.sleep(self.settings.poll_interval / 2)
 
     def _end_ramdisk(self, job: Job) -> None:
-        """The token dies, open tasks are cancelled and the boot entry goes."""
+        """The token dies and open tasks are cancelled (a closed task ends boot entries)."""
         with self.db.session() as session:
             node = session.scalar(select(Node).where(Node.name == job.node))
             tokens.revoke(node)
             self._close_tasks(session, node)
-        boot.remove(self.settings.boot_dir, job.mac)
 
     # Terminate's end -----------------------------------------------------------------
 

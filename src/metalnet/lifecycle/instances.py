@@ -6,15 +6,14 @@ Nothing here touches a device; it records intent (an instance in `building` or
 
 from __future__ import annotations
 
-import ipaddress
-
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from metalnet import inventory
 from metalnet.config import Settings
-from metalnet.db.models import Instance, InstanceEvent, IpAllocation, Network, Node, Project
+from metalnet.db.models import Instance, InstanceEvent, Node, Project
+from metalnet.dhcp.reservations import reserve
 from metalnet.errors import Conflict, NotFound
 from metalnet.lifecycle import quarantine
 from metalnet.lifecycle.states import LIVE, TERMINATE, InstanceState, NodeState, Step
@@ -59,26 +58,6 @@ def _claim(session: Session, node: Node, **fields: object) -> Instance:
         ) from None
     node.state = NodeState.DEPLOYING
     return instance
-
-
-def _allocate_address(session: Session, network: Network, node: Node) -> str:
-    nic = node.nics[0]
-    existing = session.scalar(
-        select(IpAllocation).where(
-            IpAllocation.network_id == network.id, IpAllocation.nic_id == nic.id
-        )
-    )
-    if existing is not None:
-        return existing.address
-    taken = set(
-        session.scalars(select(IpAllocation.address).where(IpAllocation.network_id == network.id))
-    )
-    taken.add(network.gateway or "")
-    for host in ipaddress.IPv4Network(network.cidr).hosts():
-        if str(host) not in taken:
-            session.add(IpAllocation(network_id=network.id, nic_id=nic.id, address=str(host)))
-            return str(host)
-    raise Conflict(f"network {network.name!r} ({network.cidr}) has no free address left")
 
 
 def create_instance(
@@ -127,7 +106,7 @@ def create_instance(
                 continue
         else:
             raise Conflict("no available node left (all are in use or quarantined)")
-    _allocate_address(session, net, chosen)
+    reserve(session, net, chosen)
     session.add(InstanceEvent(instance=instance, step=Step.QUEUED, message="spawn requested"))
     return instance
 

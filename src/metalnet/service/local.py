@@ -155,7 +155,13 @@ class LocalService:
         self.who.require_admin()
         with self._change("switch add", body.name) as s:
             switch = inventory.add_switch(
-                s, body.name, body.driver, body.address, body.username, body.password
+                s,
+                body.name,
+                body.driver,
+                body.address,
+                body.username,
+                body.password,
+                body.chassis_mac,
             )
             return switch_view(switch)
 

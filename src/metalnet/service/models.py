@@ -69,6 +69,7 @@ class SwitchIn(Body):
     address: Text
     username: Text
     password: Text
+    chassis_mac: Text | None = None
 
 
 class NodeIn(Body):

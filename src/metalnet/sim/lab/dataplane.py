@@ -9,13 +9,15 @@ for namespaces, bridges and probes):
   ports too, so giving it a bridge hides nothing. A port with no VLAN (or disabled)
   hangs off no bridge. On every commit the ports whose VLAN changed move to their
   new bridge; nothing else moves links.
-- Each network gets a real dnsmasq in its own namespace on its VLAN's bridge,
-  configured by `metalnet.dhcp` from the database: the service network (a subnet the
-  caller gives, since metalnet has no setting for it; node N is reserved host
-  `NODE_HOST_OFFSET + N's id`, with PXE options naming the service endpoint) and
-  every project network (reservations from `ip_allocations`, the server on the
-  subnet's last host address). Reservations are re-read before every DHCP exchange;
-  a dnsmasq whose reservations changed is restarted (it reads them only at start).
+- DHCP is metalnet's own DHCP manager (`metalnet.dhcp.manager`), as a real
+  deployment runs it: one DHCP host (a namespace, `dhcp`) sits on every VLAN that
+  has a network, with one interface per VLAN named `v{vlan}` (the lab creates them,
+  as an operator would), and the manager runs one dnsmasq per network there. It
+  serves the project networks from the database and, as an extra network, the
+  service network (a subnet the caller gives, since metalnet has no setting for it;
+  node N is reserved host `NODE_HOST_OFFSET + N's id`, with PXE options naming the
+  service endpoint). The manager passes once before every DHCP exchange, so a new
+  reservation is served at once (hosts file + SIGHUP, no restart).
 - Node model: booting (PXE or disk) brings the NIC up and runs a real DHCP client;
   a port move while the node is on is a link renegotiation, after which the node
   runs DHCP again from scratch (no offer: no address); powering off flushes the
@@ -45,13 +47,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select as sql_select
+from sqlalchemy.orm import Session
 
 from metalnet.db.engine import Database
 from metalnet.db.models import Network, Node
 from metalnet.dhcp import DhcpHost, DhcpNetwork, PxeOptions
-from metalnet.dhcp.reservations import project_network
+from metalnet.dhcp.interfaces import DhcpInterfaces
+from metalnet.dhcp.manager import DhcpManager
 from metalnet.sim.lab.netns import (
-    DhcpServer,
     HostEndpoint,
     Matrix,
     NetLab,
@@ -74,8 +77,9 @@ NODE_HOST_OFFSET = 100
 DHCP_TIMEOUT = 2.0  # a served DHCP exchange takes milliseconds; no offer costs this
 LEASE_SECONDS = 600
 READY_SECONDS = 10.0
-NIC = "eth0"
 PXE_BOOT_FILE = "pxelinux.0"
+DHCP_HOST = "dhcp"
+DHCP_INTERFACE = "v{vlan}"  # the DHCP host's interface per VLAN, as `dhcp_interface`
 
 
 @dataclass(eq=False)
@@ -103,10 +107,12 @@ class DataPlane:
         self.endpoint_ip = self.service_cidr[2]
         self.netlab = NetLab()
         self.nodes: dict[str, _NodeNamespace] = {}
-        self.servers: dict[int, DhcpServer] = {}  # VLAN -> its network's dnsmasq
+        self.dhcp: DhcpManager | None = None
         self.service: HostEndpoint | None = None
         self._db: Database | None = None
         self._links = threading.Lock()
+        self._dhcp_host = ""  # the namespace the DHCP manager's interfaces live in
+        self._dhcp_vlans: set[int] = set()
         self._dhcp_config = threading.Lock()
 
     # Addresses the controller and the demo need -------------------------------------
@@ -147,6 +153,13 @@ class DataPlane:
         address = f"{self.endpoint_ip}/{self.service_cidr.prefixlen}"
         self.service = self.netlab.add_host_endpoint(service_vlan, address, SERVICE_ENDPOINT)
         self._serve_on_service_network(images)
+        self._dhcp_host = self.netlab.add_trunk_host(DHCP_HOST)
+        self.dhcp = DhcpManager(
+            db,
+            DhcpInterfaces(template=DHCP_INTERFACE, netns=self._dhcp_host),
+            self.netlab.workdir / "dhcp",
+            extra=self._service_networks,
+        )
         self.sync_reservations()
         for node in nodes:
             endpoint = self.netlab.add_node(node.name, node.mac)
@@ -161,6 +174,8 @@ class DataPlane:
         """Stop the node workers, then remove every namespace, link and process."""
         for node in self.nodes.values():
             node.worker.shutdown(wait=True, cancel_futures=True)
+        if self.dhcp is not None:
+            self.dhcp.stop()
         self.netlab.close()
 
     def _serve_on_service_network(self, images: Path) -> None:
@@ -182,53 +197,46 @@ class DataPlane:
         if ready not in line:
             raise NetLabError(f"{what} did not start on the service network: {line!r}")
 
-    # DHCP servers follow the database -----------------------------------------------
+    # DHCP follows the database ---------------------------------------------------------
 
     def sync_reservations(self) -> None:
-        """Start a dnsmasq for every network, restart those whose reservations changed."""
-        with self._dhcp_config:
-            for network in self._networks():
-                server = self.servers.get(network.vlan)
-                if server is None:
-                    self.servers[network.vlan] = self.netlab.add_dhcp_server(network)
-                elif server.network.hosts != network.hosts:
-                    log.info("dnsmasq %s: reservations changed, restarting", network.name)
-                    self.netlab.restart_dhcp_server(server, network)
-
-    def _networks(self) -> list[DhcpNetwork]:
-        """The service network and every project network, as the database has them."""
+        """Give the DHCP host an interface on every network's VLAN, then one manager pass."""
         with self._db.session() as session:
-            nodes = session.scalars(sql_select(Node).order_by(Node.id)).all()
-            service_hosts = [
-                DhcpHost(node.nics[0].mac, self.service_cidr[NODE_HOST_OFFSET + node.id], node.name)
-                for node in nodes
-            ]
-            networks = [self._service_network(service_hosts)]
-            networks += [
-                project_network(session, net, NIC, lease_seconds=LEASE_SECONDS)
-                for net in session.scalars(sql_select(Network).order_by(Network.vlan))
-            ]
-        return networks
+            vlans = set(session.scalars(sql_select(Network.vlan)))
+        with self._dhcp_config:  # node workers call this concurrently
+            for vlan in sorted((vlans | {self._db.settings.service_vlan}) - self._dhcp_vlans):
+                interface = DHCP_INTERFACE.format(vlan=vlan)
+                self.netlab.add_trunk_vlan(self._dhcp_host, vlan, interface)
+                self._dhcp_vlans.add(vlan)
+            self.dhcp.sync()
 
-    def _service_network(self, hosts: list[DhcpHost]) -> DhcpNetwork:
+    def _service_networks(self, session: Session) -> list[DhcpNetwork]:
         """The provisioning network: every node reserved, PXE options to the endpoint."""
-        pxe = PxeOptions(PXE_BOOT_FILE, self.endpoint_ip, self.agent_url)
-        return DhcpNetwork(
-            SERVICE_ENDPOINT,
-            self._db.settings.service_vlan,
-            self.service_cidr,
-            self.service_cidr[3],
-            NIC,
-            hosts=hosts,
-            pxe=pxe,
-            lease_seconds=LEASE_SECONDS,
-        )
+        nodes = session.scalars(sql_select(Node).order_by(Node.id)).all()
+        hosts = [
+            DhcpHost(node.nics[0].mac, self.service_cidr[NODE_HOST_OFFSET + node.id], node.name)
+            for node in nodes
+        ]
+        vlan = self._db.settings.service_vlan
+        return [
+            DhcpNetwork(
+                SERVICE_ENDPOINT,
+                vlan,
+                self.service_cidr,
+                self.service_cidr[3],
+                DHCP_INTERFACE.format(vlan=vlan),
+                hosts=hosts,
+                pxe=PxeOptions(PXE_BOOT_FILE, self.endpoint_ip, self.agent_url),
+                lease_seconds=LEASE_SECONDS,
+            )
+        ]
 
     def reserved(self, node: str, vlan: int) -> ipaddress.IPv4Address | None:
         """The address `node` is reserved on VLAN `vlan`'s network, if any."""
-        server = self.servers.get(vlan)
+        mac = self.nodes[node].endpoint.mac
+        server = self.dhcp.servers.get(vlan)
         hosts = server.network.hosts if server else ()
-        return next((host.ip for host in hosts if host.hostname == node), None)
+        return next((host.ip for host in hosts if host.mac == mac), None)
 
     # The switches move links ------------------------------------------------------------
 

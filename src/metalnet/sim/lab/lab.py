@@ -24,10 +24,12 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from metalnet import inventory
+from metalnet.boot import cmdline, ipxe
 from metalnet.config import Settings
 from metalnet.db.engine import Database
-from metalnet.lifecycle import boot
 from metalnet.power import BootDevice
 from metalnet.sim.bmc import IpmiBmc, PowerEvent, RedfishBmc, SimNodePower
 from metalnet.sim.lab.dataplane import DataPlane
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 
 SWITCH_USER, SWITCH_PASSWORD = "netconf", "lab-switch-pw"
 BMC_USER, BMC_PASSWORD = "admin", "lab-bmc-pw"
+BOOT_FETCH_TIMEOUT_SECONDS = 10.0
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -196,7 +199,7 @@ class Lab:
             return f"pxe failed: no DHCP lease on the service network (port in VLAN {vlan})"
         if vlan != self.settings.service_vlan:
             return f"pxe failed: no DHCP offer (port in VLAN {vlan})"
-        entry = boot.read(self.settings.boot_dir, node.mac)
+        entry = self._fetch_boot_entry(node.mac)
         if entry is None:
             return "pxe failed: no boot entry for this MAC"
         log_file = (self.workdir / "agents" / f"{node.name}.log").open("ab")
@@ -224,6 +227,20 @@ class Lab:
         )
         log_file.close()
         return "ramdisk"
+
+    def _fetch_boot_entry(self, mac: str) -> cmdline.AgentBoot | None:
+        """What iPXE would do: fetch the node's script and read its kernel command line.
+
+        From the controller's listen address: the lab plays the firmware from the host,
+        which may not reach the service network's address for agents.
+        """
+        base = f"http://{self.settings.controller_listen}"
+        url = base + ipxe.NODE_ROUTE.format(mac=mac.replace(":", "-"))
+        reply = httpx.get(url, timeout=BOOT_FETCH_TIMEOUT_SECONDS)
+        if reply.status_code != 200:
+            return None
+        kernel = next(line for line in reply.text.splitlines() if line.startswith("kernel "))
+        return cmdline.agent_boot(kernel)
 
     def _start_agent(self, node: LabNode, argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
         """The ramdisk's agent: a process on the host, or in the node's namespace."""

@@ -204,7 +204,6 @@ def _start_controller(directory: Path, settings: Settings) -> subprocess.Popen[b
     config = write_config(
         directory / CONFIG_FILE,
         database_url=settings.database_url,
-        boot_dir=settings.boot_dir,
         controller_listen=settings.controller_listen,
         image_server=settings.image_server,
         step_timeout=settings.step_timeout,

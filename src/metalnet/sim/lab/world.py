@@ -43,7 +43,6 @@ def lab_settings(
         base,
         agent_url=agent_url or base.agent_url,
         image_server=image_server,
-        boot_dir=str(workdir / "boot"),
         controller_listen=f"127.0.0.1:{free_port()}",
         step_timeout=90.0,
         poll_interval=0.2,

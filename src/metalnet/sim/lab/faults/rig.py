@@ -188,7 +188,6 @@ def write_worker_config(path: Path, world: World, listen: str, **values: object)
     return write_config(
         path,
         database_url=s.database_url,
-        boot_dir=s.boot_dir,
         controller_listen=listen,
         image_server=s.image_server,
         **values,

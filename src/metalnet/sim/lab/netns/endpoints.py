@@ -8,10 +8,9 @@ in the root namespace, which the lab plugs into a VLAN's bridge. Identity matter
 from __future__ import annotations
 
 import ipaddress
-import subprocess
 from dataclasses import dataclass
 
-from metalnet.dhcp import DhcpNetwork
+from metalnet.dhcp.server import DnsmasqServer
 
 
 @dataclass(eq=False)
@@ -45,7 +44,6 @@ class HostEndpoint(Endpoint):
 
 @dataclass(eq=False)
 class DhcpServer(HostEndpoint):
-    """A real dnsmasq serving `network`, running in this endpoint's namespace."""
+    """A real dnsmasq, run by `metalnet.dhcp.server`, in this endpoint's namespace."""
 
-    network: DhcpNetwork
-    process: subprocess.Popen[bytes]
+    dnsmasq: DnsmasqServer

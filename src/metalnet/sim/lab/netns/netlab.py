@@ -11,7 +11,6 @@ host's stack touches every detached port, and would answer through it.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import ipaddress
 import logging
 import os
@@ -25,7 +24,9 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from metalnet.dhcp import DhcpNetwork, render_dnsmasq
+from metalnet.dhcp import DhcpNetwork
+from metalnet.dhcp.interfaces import DhcpInterfaces
+from metalnet.dhcp.server import DnsmasqServer, ServerFiles
 from metalnet.sim.lab.netns import cleanup, dhclient, probe
 from metalnet.sim.lab.netns.endpoints import DhcpServer, Endpoint, HostEndpoint, NodeEndpoint
 from metalnet.sim.lab.netns.system import (
@@ -36,6 +37,7 @@ from metalnet.sim.lab.netns.system import (
     list_links,
     list_netns,
     require_root,
+    run,
     tool,
 )
 from metalnet.validate import check_name, check_vlan, normalize_mac
@@ -44,7 +46,6 @@ log = logging.getLogger(__name__)
 
 NODE_NIC = "eth0"
 STOP_GRACE_SECONDS = 2.0
-DNSMASQ_READY_SECONDS = 5.0
 # Forward at once, and keep bridged frames away from the host's iptables (a FORWARD
 # policy of DROP, as Docker sets, would otherwise silently break every VLAN).
 BRIDGE_OPTIONS = ("forward_delay", "0", "nf_call_iptables", "0", "nf_call_ip6tables", "0",
@@ -65,6 +66,7 @@ class NetLab:
         self._names: set[str] = set()  # endpoint names, unique within the lab
         self._bridges: dict[int, str] = {}
         self._processes: list[subprocess.Popen[bytes]] = []
+        self._dnsmasq: list[DnsmasqServer] = []
         self._saved_handlers: dict[int, Any] = {}
         self._hook = Path()
 
@@ -90,7 +92,7 @@ class NetLab:
         tool("ip")
         self.prefix = _unused_prefix()
         self.workdir = cleanup.workdir_for(self.prefix)
-        self.workdir.mkdir(mode=0o700)
+        self.workdir.mkdir(mode=0o711)  # dnsmasq, no longer root, reads its hosts file here
         (self.workdir / "owner.pid").write_text(str(os.getpid()))
         self._hook = dhclient.write_hook(self.workdir)
         self._install_signal_handlers()
@@ -101,6 +103,8 @@ class NetLab:
             return
         try:
             with _signals_ignored():
+                for dnsmasq in self._dnsmasq:
+                    dnsmasq.stop()
                 _stop_all(self._processes)
                 leftovers = cleanup.remove_lab(self.prefix)
             if leftovers:
@@ -155,40 +159,42 @@ class NetLab:
         return endpoint
 
     def add_dhcp_server(self, network: DhcpNetwork) -> DhcpServer:
-        """A real dnsmasq for `network`, in its own namespace on the network's VLAN."""
+        """A real dnsmasq for `network`, in its own namespace on the network's VLAN.
+
+        It runs as metalnet's DHCP manager runs it (`metalnet.dhcp.server`), with
+        the namespace as its host; the lab stops it on exit.
+        """
         name = f"dhcp-{network.name}"
         address = ipaddress.IPv4Interface(f"{network.server}/{network.cidr.prefixlen}")
         netns, port = self._plug_address(name, network.interface, network.vlan, address)
-        files = self.workdir / name
-        files.mkdir()
-        network = dataclasses.replace(
-            network, log_file=files / "dnsmasq.log", lease_file=files / "leases"
+        dnsmasq = DnsmasqServer(
+            network, ServerFiles(self.workdir / name), DhcpInterfaces(netns=netns)
         )
-        (files / "dnsmasq.conf").write_text(render_dnsmasq(network))
-        process = self._start_dnsmasq(netns, files)
-        server = DhcpServer(
-            name, netns, network.interface, port, network.vlan, address, network, process
-        )
-        return server
+        self._dnsmasq.append(dnsmasq)
+        dnsmasq.start()
+        return DhcpServer(name, netns, network.interface, port, network.vlan, address, dnsmasq)
 
-    def restart_dhcp_server(self, server: DhcpServer, network: DhcpNetwork) -> None:
-        """Serve `network` (e.g. new reservations) from `server`'s namespace from now on.
+    def add_trunk_host(self, name: str) -> str:
+        """A namespace that will sit on many VLANs (`add_trunk_vlan`), like a DHCP host
+        on a trunk port; its name. It answers ARP only on the interface that holds
+        the address asked for and forwards nothing, so it joins no two VLANs."""
+        check_name(name, "lab endpoint name")
+        netns = f"{self.prefix}-{name}"
+        ip("netns", "add", netns)
+        ip("-n", netns, "link", "set", "lo", "up")
+        sysctl = "echo 1 > /proc/sys/net/ipv4/conf/all/arp_ignore; "
+        sysctl += "echo 2 > /proc/sys/net/ipv4/conf/all/arp_announce; "
+        sysctl += "echo 0 > /proc/sys/net/ipv4/ip_forward"
+        run(in_netns(netns, ["sh", "-c", sysctl]))
+        return netns
 
-        dnsmasq reads `dhcp-host` lines only at start, so the configuration is
-        re-rendered and dnsmasq restarted; its lease file carries over. The network
-        must keep the server's VLAN, subnet, address and interface.
-        """
-        same_place = (network.vlan, network.cidr, network.server, network.interface)
-        if same_place != (server.vlan, server.network.cidr, server.address.ip, server.nic):
-            raise ValueError(f"network {network.name!r} does not fit DHCP server {server.name}")
-        files = self.workdir / server.name
-        network = dataclasses.replace(
-            network, log_file=files / "dnsmasq.log", lease_file=files / "leases"
-        )
-        _stop_all([server.process])
-        (files / "dnsmasq.conf").write_text(render_dnsmasq(network))
-        server.process = self._start_dnsmasq(server.netns, files)
-        server.network = network
+    def add_trunk_vlan(self, netns: str, vlan_id: int, ifname: str) -> None:
+        """Give trunk host `netns` an interface `ifname` on VLAN `vlan_id`'s bridge."""
+        port = self._name(f"t{check_vlan(vlan_id)}")
+        ip("link", "add", port, "type", "veth", "peer", "name", ifname, "netns", netns)
+        harden_host_link(port)
+        ip("link", "set", port, "master", self.add_vlan(vlan_id), "up")
+        ip("-n", netns, "link", "set", ifname, "up")
 
     # --- processes and probes -----------------------------------------------------
 
@@ -272,22 +278,6 @@ class NetLab:
         )
         self._processes.append(process)
         return process
-
-    def _start_dnsmasq(self, netns: str, files: Path) -> subprocess.Popen[bytes]:
-        """Run dnsmasq in the foreground and wait until it has bound its DHCP socket."""
-        conf = files / "dnsmasq.conf"
-        argv = [tool("dnsmasq"), "--keep-in-foreground", f"--conf-file={conf}", "--pid-file="]
-        log_file = files / "dnsmasq.log"
-        logged = log_file.stat().st_size if log_file.exists() else 0  # a restart appends
-        with (files / "stderr").open("wb") as stderr:
-            process = self._spawn(netns, argv, stderr=stderr)
-        deadline = time.monotonic() + DNSMASQ_READY_SECONDS
-        while time.monotonic() < deadline and process.poll() is None:
-            if log_file.exists() and b"sockets bound" in log_file.read_bytes()[logged:]:
-                return process
-            time.sleep(0.02)
-        reason = (files / "stderr").read_text().strip() or "did not start in time"
-        raise NetLabError(f"dnsmasq in {netns}: {reason}")
 
     def _install_signal_handlers(self) -> None:
         """Turn SIGTERM/SIGHUP into SystemExit so `with` cleanup runs (main thread only)."""

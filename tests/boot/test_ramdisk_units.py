@@ -1,0 +1,94 @@
+"""The ramdisk's pieces that need no kernel download: the command-line rule, disk
+choice, the content key, and the initramfs archive as a real cpio reads it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from metalnet.boot import ramdisk
+from metalnet.boot.cmdline import AgentBoot, agent_boot
+from metalnet.boot.ramdisk_agent import agent_argv, first_disk
+from metalnet.errors import MetalnetError
+
+WORD = st.text("abcdefghijklmnopqrstuvwxyz0123456789-._~", min_size=1, max_size=40)
+
+
+@given(host=WORD, node=WORD, token=WORD, noise=st.lists(WORD, max_size=4))
+def test_kernel_args_read_back_among_other_words(
+    host: str, node: str, token: str, noise: list[str]
+) -> None:
+    boot = AgentBoot(f"http://{host}:8470", node, token)
+    cmdline = " ".join([*noise, "console=ttyS0", boot.kernel_args(), *noise, "quiet"])
+    assert agent_boot(cmdline) == boot
+
+
+def test_missing_setting_is_refused_with_one_line(tmp_path: Path) -> None:
+    assert agent_boot("metalnet.controller=http://c:1 metalnet.node=n1") is None
+    with pytest.raises(MetalnetError, match=r"lacks metalnet\.controller=, metalnet\.node="):
+        agent_argv("console=ttyS0 metalnet.node=n1", tmp_path)
+
+
+def _block(root: Path, name: str, removable: str = "0") -> None:
+    (root / name).mkdir(parents=True)
+    (root / name / "removable").write_text(removable + "\n")
+
+
+def test_the_agent_gets_the_first_fixed_disk_unless_the_entry_names_one(tmp_path: Path) -> None:
+    for name, removable in (("loop0", "0"), ("sr0", "1"), ("vdb", "0"), ("vda", "0")):
+        _block(tmp_path, name, removable)
+    cmdline = "metalnet.controller=http://c:1 metalnet.node=n1 metalnet.token=t"
+    argv, token = agent_argv(cmdline, tmp_path)
+    assert token == "t"
+    assert argv == ["--controller", "http://c:1", "--node", "n1", "--token-env",
+                    "METALNET_AGENT_TOKEN", "--disk", "/dev/vda"]  # fmt: skip
+    argv, _ = agent_argv(cmdline + " metalnet.disk=/dev/sdz", tmp_path)
+    assert argv[-1] == "/dev/sdz"
+    assert first_disk(tmp_path / "nothing") is None
+
+
+def test_content_key_follows_path_mode_content_and_links(tmp_path: Path) -> None:
+    source = tmp_path / "file"
+    source.write_bytes(b"one")
+
+    def key(**change: object) -> str:
+        tree = ramdisk.Tree()
+        tree.add(str(change.get("dest", "bin/x")), source, int(change.get("mode", 0o644)))
+        tree.links["bin/y"] = str(change.get("link", "x"))
+        return tree.digest()
+
+    base = key()
+    assert key() == base
+    assert len({base, key(dest="bin/z"), key(mode=0o755), key(link="z")}) == 4
+    source.write_bytes(b"two")
+    assert key() != base
+
+
+@pytest.mark.skipif(shutil.which("busybox") is None, reason="needs busybox (apt install busybox)")
+def test_initramfs_is_a_cpio_archive_busybox_unpacks(tmp_path: Path) -> None:
+    tree = ramdisk.Tree()
+    tree.add("init", b"#!/bin/sh\n", 0o755)
+    tree.add("etc/metalnet/modules", b"a.ko\nb.ko\n")
+    tree.add("usr/bin/python3.11", b"\x7fELF" + bytes(range(256)), 0o755)
+    tree.links["usr/bin/python3"] = "python3.11"
+    archive = tmp_path / "initrd.img"
+    ramdisk.write_initramfs(tree, archive)
+    out = tmp_path / "out"
+    out.mkdir()
+    unpacked = subprocess.run(
+        f"zcat {archive} | busybox cpio -id", shell=True, cwd=out, capture_output=True, timeout=30
+    )
+    assert unpacked.returncode == 0, unpacked.stderr
+    assert (out / "init").read_bytes() == b"#!/bin/sh\n"
+    assert (out / "init").stat().st_mode & 0o777 == 0o755
+    assert (out / "etc/metalnet/modules").stat().st_mode & 0o777 == 0o644
+    assert (out / "usr/bin/python3").readlink() == Path("python3.11")
+    assert (out / "usr/bin/python3").read_bytes() == b"\x7fELF" + bytes(range(256))
+    again = tmp_path / "again.img"
+    ramdisk.write_initramfs(tree, again)
+    assert again.read_bytes() == archive.read_bytes()  # same tree, same bytes
