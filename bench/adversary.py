@@ -469,7 +469,6 @@ def config_collision(lab: ModelLab, row: Row) -> None:
         database_url=lab.db_url,
         service_vlan=lab.world.vlans["alpha"],
         controller_listen=f"127.0.0.1:{free_port()}",
-        boot_dir=str(lab.tmp / "boot2"),
     )
     serve = subprocess.Popen(
         [sys.executable, "-m", "metalnet", "--config", str(config), "serve"],
