@@ -264,6 +264,23 @@ def quarantine_bypass(lab: ModelLab, row: Row) -> None:
         row.held()
 
 
+@attack(
+    "node clear of a quarantined node",
+    "a node is never offered again before its disk was erased and verified",
+)
+def clear_unerased(lab: ModelLab, row: Row) -> None:
+    spawn(lab, "alpha", "web", "n1")
+    disk = lab.node("n1").disk
+    disk.rename(disk.with_suffix(".pulled"))  # the erase will fail: quarantine
+    lab.tenant("alpha").delete("/v1/instances/web")
+    lab.settle()
+    disk.with_suffix(".pulled").rename(disk)  # back, the tenant's image still on it
+    cleared = lab.admin("node", "clear", "n1")
+    lab.settle()
+    offered = [o for o in lab.unerased_offers() if "node n1 " in o]
+    row.judge(f"clear exit {cleared.code}: {offered[0]}" if offered else None)
+
+
 @attack("new node offered unerased", "a new node is erased and verified before first offered")
 def new_node_unerased(lab: ModelLab, row: Row) -> None:
     lab.admin("node", "delete", "n3")
