@@ -68,9 +68,18 @@ class World:
 
 @contextmanager
 def world_with(
-    tmp_path: Path, nodes: int = 2, bmc: str = "redfish", commit_latency: float = 0.0, **settings
+    tmp_path: Path,
+    nodes: int = 2,
+    bmc: str = "redfish",
+    commit_latency: float = 0.0,
+    initial_erase: bool = False,
+    **settings,
 ) -> Iterator[World]:
-    """A started, registered lab on one switch with projects alpha and beta."""
+    """A started, registered lab on one switch with projects alpha and beta.
+
+    `initial_erase`: enrol the nodes to be erased before first offered, instead of
+    vouching for their disks (`Lab.register`).
+    """
     base = dataclasses.replace(lab_settings(tmp_path), step_timeout=30.0, **settings)
     db = Database(base)
     upgrade(db.engine)
@@ -85,7 +94,7 @@ def world_with(
     )
     lab.start()
     try:
-        lab.register(db)
+        lab.register(db, initial_erase=initial_erase)
         vlans = {}
         with db.session() as session:
             for project, cidr in PROJECTS:
