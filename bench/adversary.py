@@ -30,13 +30,11 @@ from typing import ClassVar
 import httpx
 from sqlalchemy import select, text
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "model"))
-from modellab import SWITCH, ModelLab, until
-
 from metalnet import apitokens
 from metalnet.db.models import Network
 from metalnet.errors import InputError
 from metalnet.sim.lab.controller import write_config
+from metalnet.sim.lab.model import SWITCH, ModelLab, until
 from metalnet.sim.lab.world import free_port
 
 WAIT = 90.0  # seconds any lifecycle gets to finish

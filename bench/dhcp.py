@@ -26,15 +26,11 @@ import platform
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parents[1] / "tests"
-sys.path[:0] = [str(TESTS / "dhcp")]
-
-from dhcp_world import DhcpWorld  # noqa: E402
+from metalnet.sim.lab.dhcp_world import DhcpWorld
 
 VLAN = 130
 RESULTS = Path(__file__).resolve().parent / "results" / "dhcp.json"

@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dhcp_world import DhcpWorld, why_unavailable
 
 from metalnet import inventory
 from metalnet.db.models import Instance
 from metalnet.dhcp.interfaces import DhcpHostError
 from metalnet.metrics import DHCP_SERVER_RESTARTS
+from metalnet.sim.lab.dhcp_world import DhcpWorld, why_unavailable
 
 REASON = why_unavailable()
 if REASON and os.environ.get("METALNET_REQUIRE_NETNS") == "1":

@@ -7,7 +7,6 @@ import ipaddress
 import tempfile
 
 import pytest
-from dhcp_world import claim
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -19,6 +18,7 @@ from metalnet.db.engine import Database, upgrade
 from metalnet.db.models import Instance, IpAllocation
 from metalnet.dhcp.reservations import live_reservations, networks_needing_dhcp, project_network
 from metalnet.errors import Conflict
+from metalnet.sim.lab.dhcp_world import claim
 
 
 @pytest.fixture

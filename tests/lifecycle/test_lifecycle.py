@@ -119,7 +119,7 @@ def test_erase_that_cannot_be_done_quarantines_the_node(world) -> None:
         assert another.node.name == "n2"  # --any skips the quarantined node
     with world.db.session() as s:
         instances.clear_node(s, "n1")
-        assert s.scalar(select(Node.state).where(Node.name == "n1")) == "available"
+        assert s.scalar(select(Node.state).where(Node.name == "n1")) == "cleaning"
 
 
 def test_bmc_that_never_answers_is_an_error_naming_node_and_bmc(tmp_path) -> None:

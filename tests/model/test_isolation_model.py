@@ -32,9 +32,9 @@ from hypothesis.stateful import (
     invariant,
     rule,
 )
-from modellab import NODES, PORTS, PROJECTS, STEP_SECONDS, SWITCH, ModelLab, until
 
 from metalnet.lifecycle.states import SPAWN
+from metalnet.sim.lab.model import NODES, PORTS, PROJECTS, STEP_SECONDS, SWITCH, ModelLab, until
 
 NODE_NAMES = tuple(f"n{i + 1}" for i in range(NODES))
 INSTANCE_NAMES = ("web", "db")  # shared by both tenants: names collide across projects

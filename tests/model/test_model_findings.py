@@ -11,7 +11,8 @@ a new project before its disk was erased and verified.
 from __future__ import annotations
 
 import pytest
-from modellab import ModelLab, until
+
+from metalnet.sim.lab.model import ModelLab, until
 
 
 @pytest.fixture

@@ -91,4 +91,4 @@ def clear(ctx: typer.Context, name: str) -> None:
     Example: metalnet node clear n1
     """
     state(ctx).service.clear_node(name)
-    say(f"node {name} cleared: available again")
+    say(f"node {name} cleared: its disk is erased again before it is offered")

@@ -127,10 +127,15 @@ def delete_instance(session: Session, name: str, project: str | None = None) -> 
 
 
 def clear_node(session: Session, name: str) -> Node:
-    """An operator returns a quarantined node to service (after fixing its disk)."""
+    """An operator returns a quarantined node to service (after fixing its disk).
+
+    The node is not offered yet: it is CLEANING, so the clean plan erases and verifies
+    its disk first, as for a newly enrolled node; a disk put back with a tenant's data
+    on it never reaches the next tenant.
+    """
     node = inventory.get_node(session, name)
     if node.state != NodeState.QUARANTINED:
         raise Conflict(f"node {name!r} is {node.state}, not quarantined")
-    node.state, node.state_reason = NodeState.AVAILABLE, None
+    node.state, node.state_reason = NodeState.CLEANING, None
     quarantine.forget(session, node)
     return node
