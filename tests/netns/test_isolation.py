@@ -112,7 +112,8 @@ def test_a_port_moved_behind_metalnets_back_is_caught(
             assert leak.reach["n1"]["n2"]
             forbidden = "n1 reached n2: the design forbids it"
             assert any(m.startswith(forbidden) for m in leak.mismatches)
-            assert any("tor1 committed: node n1 is in VLAN" in v for v in demo.checks.violations)
+            caught = "tor1 committed: node n1 is access VLAN"
+            assert any(v.startswith(caught) for v in demo.checks.violations), demo.checks.violations
             monkeypatch.setenv("METALNET_DATABASE_URL", demo.settings.database_url)
             checked = cli("switch", "check", alpha_node.switch.name, "--json")
     finally:
@@ -124,6 +125,7 @@ def test_a_port_moved_behind_metalnets_back_is_caught(
             "interface": alpha_node.interface,
             "desired_vlan": demo.vlans["alpha"],
             "actual_vlan": demo.vlans["beta"],
+            "device": f"access VLAN {demo.vlans['beta']}",
             "enabled": True,
             "in_sync": False,
         }

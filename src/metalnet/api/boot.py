@@ -12,11 +12,12 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, PlainTextResponse
 
+from metalnet.api.errors import ERROR_RESPONSES
 from metalnet.boot import ipxe
 from metalnet.lifecycle import boot
 from metalnet.validate import normalize_mac
 
-router = APIRouter(tags=["boot"])
+router = APIRouter(tags=["boot"], responses=ERROR_RESPONSES)
 RAMDISK_FILES = (ipxe.KERNEL, ipxe.INITRD)
 
 

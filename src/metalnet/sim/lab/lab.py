@@ -231,10 +231,14 @@ class Lab:
     def _fetch_boot_entry(self, mac: str) -> cmdline.AgentBoot | None:
         """What iPXE would do: fetch the node's script and read its kernel command line.
 
-        From the controller's listen address: the lab plays the firmware from the host,
-        which may not reach the service network's address for agents.
+        The lab plays the firmware from the host: with a data plane, the agents' address
+        is inside the service network, so it asks the controller's listen address;
+        otherwise the agents' address (a relay in front of several workers, say).
         """
-        base = f"http://{self.settings.controller_listen}"
+        if self.dataplane is not None:
+            base = f"http://{self.settings.controller_listen}"
+        else:
+            base = self.settings.controller_url
         url = base + ipxe.NODE_ROUTE.format(mac=mac.replace(":", "-"))
         reply = httpx.get(url, timeout=BOOT_FETCH_TIMEOUT_SECONDS)
         if reply.status_code != 200:
