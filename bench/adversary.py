@@ -31,7 +31,7 @@ import httpx
 from sqlalchemy import select, text
 
 from metalnet import apitokens
-from metalnet.db.models import Network
+from metalnet.db.models import Network, Project
 from metalnet.errors import InputError
 from metalnet.sim.lab.controller import write_config
 from metalnet.sim.lab.model import SWITCH, ModelLab, until
@@ -408,20 +408,26 @@ def duplicate_addresses(lab: ModelLab, row: Row) -> None:
 
 @attack("VLAN exhaustion by one project", "per-project quotas for networks and instances")
 def vlan_exhaustion(lab: ModelLab, row: Row) -> None:
-    created = 0
-    for i in range(40):
+    """Keep creating networks; every one beyond the project's quota is a try that must
+    be refused (409 naming the quota), so no project can take every VLAN."""
+    quota = lab.world.settings.quota_networks
+    with lab.world.db.session() as s:  # the networks alpha has already
+        owned = len(
+            list(s.scalars(select(Network.id).join(Project).where(Project.name == "alpha")))
+        )
+    for i in range(quota + 5):
         reply = lab.tenant("alpha").post(
-            "/v1/projects/alpha/networks", json={"name": f"grab{i}", "cidr": f"10.99.{i}.0/24"}
+            "/v1/projects/alpha/networks",
+            json={"name": f"grab{i}", "cidr": f"10.{100 + i // 256}.{i % 256}.0/24"},
         )
         if reply.status_code == 201:
-            created += 1
-        else:
-            row.held()
-    if created:
-        row.tries += created
-        with lab.world.db.session() as s:
-            total = len(list(s.scalars(select(Network.vlan))))
-        row.through.append(f"one project took {created + 1} networks ({total} VLANs in use)")
+            owned += 1
+            if owned > quota:
+                row.got(f"network {owned} created beyond the quota of {quota}")
+        elif owned >= quota:
+            row.judge(
+                None if "quota" in reply.text else f"refused for another reason: {reply.text}"
+            )
 
 
 @attack("rich markup in user text", "nothing a user supplied is interpreted as markup")

@@ -8,6 +8,7 @@ commit may fail from two workers contending for it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -51,6 +52,8 @@ def test_three_workers_one_killed_every_instance_active_once(tmp_path, pg_cluste
         proxy = Failover(ports)
         threading.Thread(target=proxy.serve_forever, daemon=True).start()
         agent_url = f"http://127.0.0.1:{proxy.server_address[1]}"
+        # the nodes' firmware fetches its boot script where the agents reach the workers
+        world.lab.settings = dataclasses.replace(world.lab.settings, agent_url=agent_url)
         violations: list[str] = []
 
         def on_commit(switch, vlans):

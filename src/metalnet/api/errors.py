@@ -28,7 +28,12 @@ class ErrorBody(BaseModel):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    status: {"model": ErrorBody, "description": description}
+    # the media type is explicit: routes that answer text (iPXE scripts) still err in JSON
+    status: {
+        "model": ErrorBody,
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
     for status, description in (
         (400, "A value is malformed or out of range."),
         (401, "No token, or an unknown or revoked one."),
