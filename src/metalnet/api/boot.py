@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, PlainTextResponse
 
 from metalnet.api.errors import ERROR_RESPONSES
 from metalnet.boot import ipxe
+from metalnet.errors import NotFound
 from metalnet.lifecycle import boot
 from metalnet.validate import normalize_mac
 
@@ -35,7 +36,7 @@ def node_script(mac: str, request: Request) -> str:
     with db.session() as session:
         entry = boot.entry_for(session, normalized, db.settings.controller_url)
     if entry is None:
-        raise HTTPException(404, f"no ramdisk boot for MAC {normalized}: no open task")
+        raise NotFound(f"no ramdisk boot for MAC {normalized}: no open task")
     return ipxe.node_script(entry)
 
 
@@ -43,8 +44,8 @@ def node_script(mac: str, request: Request) -> str:
 def ramdisk_file(name: str, request: Request) -> FileResponse:
     """The kernel or the initrd from `ramdisk_dir` (built by `metalnet ramdisk build`)."""
     if name not in RAMDISK_FILES:
-        raise HTTPException(404, f"no ramdisk file {name!r}: only {', '.join(RAMDISK_FILES)}")
+        raise NotFound(f"no ramdisk file {name!r}: only {', '.join(RAMDISK_FILES)}")
     path = Path(request.app.state.db.settings.ramdisk_dir) / name
     if not path.is_file():
-        raise HTTPException(404, f"{path} is missing: run `metalnet ramdisk build`")
+        raise NotFound(f"{path} is missing: run `metalnet ramdisk build`")
     return FileResponse(path, media_type="application/octet-stream")
