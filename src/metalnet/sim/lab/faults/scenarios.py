@@ -16,6 +16,7 @@ Worker and database faults run spawns on `metalnet serve` processes over Postgre
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -378,6 +379,8 @@ def _workers(world: World, workdir: Path, count: int) -> Iterator[list]:
     proxy = Failover(ports)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     agent_url = f"http://127.0.0.1:{proxy.server_address[1]}"
+    # the nodes' firmware fetches its boot script where the agents reach the workers
+    world.lab.settings = dataclasses.replace(world.lab.settings, agent_url=agent_url)
     procs = []
     try:
         for i, port in enumerate(ports):
