@@ -177,6 +177,13 @@ def _image_app(images: dict[str, bytes], redirects: dict[str, str]) -> FastAPI:
             raise HTTPException(404, "no such image")
         return Response(images[name], media_type="application/octet-stream")
 
+    @app.get("/encoded/{name}")
+    def get_encoded(name: str) -> Response:
+        """A .gz file labelled `Content-Encoding: gzip`, as Apache's `AddEncoding x-gzip
+        .gz` (its default configuration) serves one, whatever the client accepts."""
+        headers = {"Content-Encoding": "gzip"}
+        return Response(images[name], media_type="application/octet-stream", headers=headers)
+
     @app.get("/go/{name}")
     def go(name: str) -> RedirectResponse:
         return RedirectResponse(redirects[name], status_code=302)

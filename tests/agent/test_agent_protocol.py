@@ -6,6 +6,7 @@ what the agent reported is read back from the database, as the lifecycle reads i
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
 import os
@@ -76,6 +77,10 @@ def test_progress_and_result_are_strict() -> None:
         TaskResult.model_validate({"ok": True, "message": "", "bytes": 1, "note": "x"})
     with pytest.raises(ValidationError):
         TaskResult(ok=False, message="x", bytes=-1)
+    with pytest.raises(ValidationError):
+        TaskResult(ok=True, message="x", bytes=1, image_format="zstd", image_bytes=1)
+    earlier = {"ok": True, "message": "deployed", "bytes": 1, "sha256": None}
+    assert TaskResult.model_validate(earlier).image_format is None, "earlier agents' results"
 
 
 def test_paths_quote_the_node_name() -> None:
@@ -147,6 +152,68 @@ def test_agent_polls_then_deploys_and_reports(lab, make_disk, caplog) -> None:
         len(image),
     )
     assert f"node=n1 task={task_id} phase=verify bytes=5242887/5242887" in caplog.text
+
+
+def results(lab, task_id: int) -> list[dict]:
+    """The result payloads the agent posted for `task_id`, as JSON."""
+    return [
+        body
+        for method, path, status, body in lab.recorder.requests
+        if path.endswith(f"/tasks/{task_id}/result")
+    ]
+
+
+def test_agent_deploys_a_gzip_image_served_with_a_content_encoding(lab, make_disk) -> None:
+    """The bytes served are the image: its sha256 is the .gz file's, and the agent,
+    not the HTTP client, decompresses it."""
+    disk = make_disk(8 * MIB)
+    image = os.urandom(MIB) + bytes(3 * MIB)
+    packed = gzip.compress(image)
+    _, sha = lab.add_image("base.img.gz", packed)
+    task_id = lab.give("n1", "deploy", f"{lab.images_url}/encoded/base.img.gz", sha)
+
+    assert agent(lab, disk) == ExitCode.OK
+
+    assert disk.read_bytes()[: len(image)] == image
+    message = f"deployed {len(image)} bytes from a gzip image of {len(packed)} bytes"
+    task = lab.task(task_id)
+    assert (task.state, task.message, task.done_bytes) == ("done", message, len(image))
+    downloads = [p for p in lab.progress(task_id) if p["phase"] == "download"]
+    assert (downloads[-1]["done_bytes"], downloads[-1]["total_bytes"]) == (len(packed),) * 2
+    assert results(lab, task_id) == [
+        {
+            "ok": True,
+            "message": message,
+            "bytes": len(image),
+            "sha256": hashlib.sha256(image).hexdigest(),
+            "image_format": "gzip",
+            "image_bytes": len(packed),
+        }
+    ]
+
+
+def test_result_of_a_raw_deploy_keeps_the_fields_of_earlier_releases(lab, make_disk) -> None:
+    """A controller of the release before compressed images forbids unknown fields."""
+    disk = make_disk(MIB)
+    url, sha = lab.add_image("tiny.raw", b"raw image")
+    task_id = lab.give("n1", "deploy", url, sha)
+
+    assert agent(lab, disk) == ExitCode.OK
+
+    assert [set(body) for body in results(lab, task_id)] == [{"ok", "message", "bytes", "sha256"}]
+
+
+def test_agent_reports_a_corrupt_gzip_image_and_leaves_no_image(lab, make_disk) -> None:
+    disk = make_disk(4 * MIB, fill=0)
+    packed = bytearray(gzip.compress(os.urandom(2 * MIB)))
+    packed[MIB] ^= 0xFF
+    url, sha = lab.add_image("broken.img.gz", bytes(packed))
+    task_id = lab.give("n1", "deploy", url, sha)
+
+    assert agent(lab, disk) == ExitCode.TASK_FAILED
+
+    assert (lab.task(task_id).state, lab.task(task_id).message) == ("failed", "corrupt gzip image")
+    assert disk.read_bytes() == bytes(4 * MIB)
 
 
 def test_agent_erases_and_reports(lab, make_disk) -> None:

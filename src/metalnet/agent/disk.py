@@ -7,13 +7,21 @@ needs free space as large as the image, and the provisioning ramdisk has only RA
 (images are often larger). So a bad image cannot always be kept off the disk;
 instead the agent makes sure it never stays there:
 
-- an image announced (Content-Length) as larger than the disk is refused before a
-  single byte is written, and one that turns out larger is stopped at the disk's
-  end (a file disk is never extended);
-- on any failure (checksum mismatch, too large, broken download, read-back
-  mismatch) the region written so far is zeroed again. A node is only deployed
-  after a verified erase, so this returns the disk to its erased state and a
-  half-written or wrong image can never be booted.
+- a raw image announced (Content-Length) as larger than the disk is refused before
+  a single byte is written, and one that turns out larger, or a compressed one
+  whose content is larger (a decompression bomb included), is stopped at the
+  disk's end (a file disk is never extended);
+- on any failure (checksum mismatch, too large, broken download, corrupt or
+  truncated compressed stream, read-back mismatch) the region written so far is
+  zeroed again. A node is only deployed after a verified erase, so this returns
+  the disk to its erased state and a half-written or wrong image can never be
+  booted.
+
+Compressed images (gzip, xz; metalnet.agent.formats) are decompressed while they
+stream, so they need no more memory or space than raw ones. Two digests, because
+they are of two things: the task's sha256 is over the bytes downloaded (what the
+operator published and hashed), the read-back over the bytes written (the
+decompressed content, hashed as it was written). For a raw image they are the same.
 
 Read-back goes to the device, not the page cache: `Disk.sync` fsyncs and then
 drops the file's cached pages (posix_fadvise DONTNEED), so a disk that silently
@@ -21,6 +29,7 @@ loses writes is caught by the verify pass.
 
 The functions stream in `CHUNK` pieces and never hold an image in memory. They call
 `progress(phase, done, total)` after every chunk; throttling is the caller's job.
+A deploy's 'download' phase counts bytes downloaded, compressed or not.
 """
 
 from __future__ import annotations
@@ -33,7 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from metalnet.agent.protocol import Phase
+from metalnet.agent import formats
+from metalnet.agent.protocol import ImageFormat, Phase
 
 CHUNK = 1 << 20
 SYNC_EVERY = 64 << 20
@@ -71,6 +81,9 @@ class DiskReport:
 
     bytes: int
     sha256: str | None
+    image_format: ImageFormat = "raw"
+    image_bytes: int = 0
+    """Bytes downloaded: the published image, compressed or not (0 for an erase)."""
 
 
 class Disk:
@@ -132,8 +145,8 @@ class Disk:
 class _SequentialWriter:
     """Writes a stream from offset 0, bounded by the disk, syncing every SYNC_EVERY."""
 
-    def __init__(self, disk: Disk, phase: Phase, progress: ProgressFn, total: int) -> None:
-        self.disk, self.phase, self.progress, self.total = disk, phase, progress, total
+    def __init__(self, disk: Disk) -> None:
+        self.disk = disk
         self.offset = 0
         self._unsynced = 0
 
@@ -151,10 +164,29 @@ class _SequentialWriter:
         if self._unsynced >= SYNC_EVERY:
             self.disk.sync()
             self._unsynced = 0
-        self.progress(self.phase, self.offset, self.total)
 
     def finish(self) -> None:
         self.disk.sync()
+
+
+class _Download:
+    """The image's chunks as downloaded: hashed, counted and reported as 'download'.
+
+    The task's sha256 is over these bytes, the image as its publisher hashed it,
+    whatever format it turns out to be."""
+
+    def __init__(self, chunks: Iterable[bytes], progress: ProgressFn, total: int) -> None:
+        self.chunks, self.progress, self.total = chunks, progress, total
+        self.sha256 = hashlib.sha256()
+        self.bytes = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.progress("download", 0, self.total)
+        for chunk in self.chunks:
+            self.sha256.update(chunk)
+            self.bytes += len(chunk)
+            self.progress("download", self.bytes, self.total)
+            yield chunk
 
 
 def _read_back(disk: Disk, length: int, progress: ProgressFn) -> Iterator[bytes]:
@@ -169,10 +201,11 @@ def _read_back(disk: Disk, length: int, progress: ProgressFn) -> Iterator[bytes]
 def _zero_region(disk: Disk, length: int, progress: ProgressFn) -> None:
     """Overwrite bytes [0, length) with zeros and make that durable."""
     zeros = memoryview(bytes(CHUNK))
-    writer = _SequentialWriter(disk, "erase", progress, length)
+    writer = _SequentialWriter(disk)
     progress("erase", 0, length)
     while writer.offset < length:
         writer.write(zeros[: min(CHUNK, length - writer.offset)])
+        progress("erase", writer.offset, length)
     writer.finish()
 
 
@@ -197,35 +230,50 @@ def deploy(
     *,
     total_bytes: int | None = None,
 ) -> DiskReport:
-    """Stream `chunks` onto the start of `disk`, check the sha256, read back, check again.
+    """Stream the image in `chunks` onto the start of `disk`, decompressing it on the
+    way if its first bytes say it is compressed (metalnet.agent.formats).
 
-    `total_bytes` is the announced image size, if any: it lets an oversized image be
-    refused before anything is written. Raises DiskError (after zeroing the region
-    written so far) on any mismatch; other errors from `chunks` propagate the same way.
+    `expected_sha256` is checked against the bytes downloaded (the image as
+    published); the read-back is checked against the digest of the bytes written
+    (the decompressed content), computed while writing. `total_bytes` is the
+    announced download size, if any: a raw image announced larger than the disk is
+    refused before anything is written; a compressed one is stopped at the disk's
+    end like an image without an announced size. Raises DiskError (after zeroing the
+    region written so far) on any failure; errors from `chunks` propagate the same way.
     """
-    if total_bytes is not None and total_bytes > disk.size:
-        raise DiskError(
-            f"image larger than disk: {total_bytes} bytes announced, "
-            f"disk {disk.path} holds {disk.size} bytes",
-            public="image larger than disk",
-        )
-    writer = _SequentialWriter(disk, "download", progress, total_bytes or 0)
+    download = _Download(chunks, progress, total_bytes or 0)
+    writer = _SequentialWriter(disk)
     try:
-        progress("download", 0, total_bytes or 0)
-        downloaded = hashlib.sha256()
-        for chunk in chunks:
-            writer.write(chunk)
-            downloaded.update(chunk)
+        image_format, stream = formats.sniff(download)
+        if not image_format.compressed and total_bytes is not None and total_bytes > disk.size:
+            raise DiskError(
+                f"image larger than disk: {total_bytes} bytes announced, "
+                f"disk {disk.path} holds {disk.size} bytes",
+                public="image larger than disk",
+            )
+        written = hashlib.sha256()
+        for piece in formats.decode(image_format, stream, CHUNK):
+            writer.write(piece)
+            written.update(piece)
         writer.finish()
-        _expect(expected_sha256, downloaded.hexdigest(), "checksum mismatch", writer.offset)
+        downloaded = download.sha256.hexdigest()
+        _expect(expected_sha256, downloaded, "checksum mismatch", writer.offset)
         read_back = hashlib.sha256()
         for chunk in _read_back(disk, writer.offset, progress):
             read_back.update(chunk)
-        _expect(expected_sha256, read_back.hexdigest(), "read-back mismatch", writer.offset)
+        _expect(written.hexdigest(), read_back.hexdigest(), "read-back mismatch", writer.offset)
+    except formats.ImageFormatError as exc:
+        _scrub(disk, writer.offset, progress)
+        raise DiskError(str(exc), bytes_done=writer.offset, public=exc.public) from None
     except Exception:
         _scrub(disk, writer.offset, progress)
         raise
-    return DiskReport(bytes=writer.offset, sha256=read_back.hexdigest())
+    return DiskReport(
+        bytes=writer.offset,
+        sha256=read_back.hexdigest(),
+        image_format=image_format.name,
+        image_bytes=download.bytes,
+    )
 
 
 def _expect(expected: str, got: str, what: str, length: int) -> None:

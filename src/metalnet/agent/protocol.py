@@ -28,6 +28,7 @@ RESULT_ROUTE = PREFIX + "/nodes/{node}/tasks/{task_id}/result"
 
 TaskKind = Literal["deploy", "erase"]
 Phase = Literal["download", "write", "verify", "erase"]
+ImageFormat = Literal["raw", "gzip", "xz"]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 ByteCount = Annotated[int, Field(ge=0)]
 
@@ -80,13 +81,20 @@ class Progress(_Message):
 
 
 class TaskResult(_Message):
-    """How the task ended. `message` names the cause on failure; `sha256` is the
-    digest of what was written and read back (None when nothing was hashed)."""
+    """How the task ended. `message` names the cause on failure; `bytes` counts what
+    was written and `sha256` is its digest, read back (None when nothing was hashed).
+
+    A deployed compressed image adds its format and `image_bytes`, the size
+    downloaded. Both are absent otherwise and the agent leaves absent fields out of
+    the JSON, so a raw deploy's result is the same message as before they existed.
+    """
 
     ok: bool
     message: str
     bytes: ByteCount
     sha256: Sha256 | None = None
+    image_format: ImageFormat | None = None
+    image_bytes: ByteCount | None = None
 
 
 def task_path(node: str) -> str:

@@ -137,7 +137,7 @@ class _Controller:
             ) from exc
 
     def _attempt(self, method: str, path: str, body: pydantic.BaseModel | None) -> httpx.Response:
-        content = body.model_dump_json() if body is not None else None
+        content = body.model_dump_json(exclude_none=True) if body is not None else None
         headers = {"Content-Type": "application/json"} if body is not None else None
         try:
             response = self.http.request(method, path, content=content, headers=headers)
@@ -235,7 +235,10 @@ def _image(
     """Open the image download: its byte stream and its announced size, if any.
 
     Redirects are followed by hand, each checked against the policy before it is
-    requested. `identity` encoding keeps Content-Length equal to the image's size."""
+    requested. The bytes are taken as sent (`iter_raw`): a server that labels a
+    .gz file `Content-Encoding: gzip` despite `Accept-Encoding: identity` still
+    yields the published file, whose sha256 the task names; the disk code
+    recognises the compression from the bytes themselves."""
     _check_target(policy, url)
     for _ in range(MAX_REDIRECTS + 1):
         request = http.build_request("GET", url, headers={"Accept-Encoding": "identity"})
@@ -262,7 +265,7 @@ def _image(
                 public="image download failed: the image server answered with an error",
             )
         length = response.headers.get("Content-Length")
-        yield response.iter_bytes(CHUNK), int(length) if length is not None else None
+        yield response.iter_raw(CHUNK), int(length) if length is not None else None
     finally:
         response.close()
 
@@ -299,9 +302,19 @@ def _run_task(task: Task, disk_path: Path, images: httpx.Client, api: _Controlle
         return TaskResult(ok=False, message=_download_failure(exc), bytes=0)
     except OSError as exc:
         return TaskResult(ok=False, message=f"disk {disk_path}: {exc.strerror or exc}", bytes=0)
-    done = "deployed" if task.kind == "deploy" else "erased and verified"
+    if task.kind == "erase":
+        message = f"erased and verified {report.bytes} bytes"
+    else:
+        message = f"deployed {report.bytes} bytes"
+    if report.image_format == "raw":
+        return TaskResult(ok=True, message=message, bytes=report.bytes, sha256=report.sha256)
     return TaskResult(
-        ok=True, message=f"{done} {report.bytes} bytes", bytes=report.bytes, sha256=report.sha256
+        ok=True,
+        message=f"{message} from a {report.image_format} image of {report.image_bytes} bytes",
+        bytes=report.bytes,
+        sha256=report.sha256,
+        image_format=report.image_format,
+        image_bytes=report.image_bytes,
     )
 
 
