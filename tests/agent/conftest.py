@@ -179,8 +179,9 @@ def _image_app(images: dict[str, bytes], redirects: dict[str, str]) -> FastAPI:
 
     @app.get("/encoded/{name}")
     def get_encoded(name: str) -> Response:
-        """A .gz file labelled `Content-Encoding: gzip`, as Apache's `AddEncoding x-gzip
-        .gz` (its default configuration) serves one, whatever the client accepts."""
+        """A .gz file labelled `Content-Encoding: gzip` whatever the client accepts, as
+        Apache serves one with mod_mime's `AddEncoding x-gzip .gz` (its manual's
+        example: "marked as encoded using the x-gzip encoding")."""
         headers = {"Content-Encoding": "gzip"}
         return Response(images[name], media_type="application/octet-stream", headers=headers)
 
