@@ -5,13 +5,19 @@ over TFTP (fetched for real); an unknown MAC gets no answer at all."""
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from subprocess import Popen
 
 import pytest
 from bootworld import MACS, BootWorld
@@ -71,30 +77,84 @@ def wire() -> Iterator[Wire]:
 
 
 @pytest.fixture
-def boot_server(world: BootWorld, wire: Wire, tmp_path: Path) -> Iterator[Path]:
-    """`metalnet boot-server` running in the server namespace; yields its state dir."""
+def state(wire: Wire) -> Iterator[Path]:
+    """The boot server's state directory, which dnsmasq's own user (not root) can
+    reach: it reads the hosts file after dropping root (pytest's tmp_path is 0700)."""
+    directory = Path(tempfile.mkdtemp(prefix=f"{wire.server_ns}-"))
+    directory.chmod(0o755)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextmanager
+def running_boot_server(wire: Wire, config: Path, state: Path, log: Path) -> Iterator[Popen]:
+    """`metalnet boot-server` in the server namespace, once dnsmasq serves TFTP and
+    has read its reservations."""
+    argv = [sys.executable, "-m", "metalnet", "--config", str(config), "boot-server"]
+    argv += ["--state-dir", str(state), "--interval", "1"]
+    logged = dnsmasq_log_size(state)
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            ["ip", "netns", "exec", wire.server_ns, *argv], stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_until(
+            lambda: ready(dnsmasq_log(state, logged), state), "dnsmasq to start", process, log
+        )
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(15)
+
+
+@pytest.fixture
+def served_config(world: BootWorld, wire: Wire) -> Path:
+    """The world's configuration, serving the server namespace's end of the wire."""
     text = world.config.read_text().replace('"eth0"', f'"{wire.server_if}"')
     text = text.replace("http://127.0.0.1:", f"http://{SERVER}:")
     world.config.write_text(text)
-    state = tmp_path / "state"
-    argv = [sys.executable, "-m", "metalnet", "--config", str(world.config), "boot-server"]
-    argv += ["--state-dir", str(state), "--interval", "1"]
-    log = (tmp_path / "boot-server.log").open("wb")
-    process = subprocess.Popen(
-        ["ip", "netns", "exec", wire.server_ns, *argv], stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + READY_DEADLINE_SECONDS
-        dnsmasq_log = state / "dnsmasq.log"
-        while not (dnsmasq_log.exists() and "TFTP root" in dnsmasq_log.read_text()):
-            assert process.poll() is None, (tmp_path / "boot-server.log").read_text()
-            assert time.monotonic() < deadline, "dnsmasq did not start"
-            time.sleep(0.05)
+    return world.config
+
+
+@pytest.fixture
+def boot_server(wire: Wire, served_config: Path, state: Path, tmp_path: Path) -> Iterator[Path]:
+    """`metalnet boot-server` running in the server namespace; yields its state dir."""
+    with running_boot_server(wire, served_config, state, tmp_path / "boot-server.log"):
         yield state
-    finally:
-        process.terminate()
-        process.wait(15)
-        log.close()
+
+
+def ready(logged: str, state: Path) -> bool:
+    """dnsmasq serves TFTP and read the reservations (as its own user, not root)."""
+    hosts = state / "hosts"
+    assert f"cannot read {hosts}" not in logged, logged
+    return "TFTP root" in logged and f"read {hosts}" in logged
+
+
+def dnsmasq_log_size(state: Path) -> int:
+    path = state / "dnsmasq.log"
+    return path.stat().st_size if path.exists() else 0
+
+
+def dnsmasq_log(state: Path, offset: int = 0) -> str:
+    """What dnsmasq logged after `offset` bytes."""
+    path = state / "dnsmasq.log"
+    return path.read_bytes()[offset:].decode(errors="replace") if path.exists() else ""
+
+
+def dnsmasq_pid(state: Path) -> int:
+    return int((state / "dnsmasq.pid").read_text())
+
+
+def wait_until(condition, what: str, process: Popen | None = None, log: Path | None = None) -> None:
+    """Poll `condition` until it holds; fail after READY_DEADLINE_SECONDS, or at once
+    if the boot server exited."""
+    deadline = time.monotonic() + READY_DEADLINE_SECONDS
+    while not condition():
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"boot server exited: {log.read_text() if log else ''}")
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
 
 
 def ask(wire: Wire, tmp_path: Path, mac: str, *options: str) -> dict[str, str] | None:
@@ -150,18 +210,61 @@ def test_a_node_enrolled_later_is_served_without_a_restart_by_hand(
 ) -> None:
     from metalnet import inventory
 
+    """The reservation reaches dnsmasq by its hosts file and a SIGHUP (metalnet.dhcp's
+    DnsmasqServer): the same dnsmasq process serves it, the other leases stay."""
     late = "52:54:00:00:00:33"
     assert ask(wire, tmp_path, late) is None
+    pid = dnsmasq_pid(boot_server)
+    logged = dnsmasq_log_size(boot_server)
     db = Database(load_settings(world.config))
     with db.session() as s:
         inventory.add_node(s, db.settings, "n3", late, "sw", "eth3", "ipmi://127.0.0.1:633")
     db.engine.dispose()
-    deadline = time.monotonic() + READY_DEADLINE_SECONDS
-    while f"{late},10.30.0.4,n3" not in (boot_server / "dnsmasq.conf").read_text():
-        assert time.monotonic() < deadline, "boot server did not pick up the new node"
-        time.sleep(0.1)
+    hosts = boot_server / "hosts"
+    wait_until(
+        lambda: f"read {hosts}" in dnsmasq_log(boot_server, logged), "dnsmasq to re-read hosts"
+    )
+    assert f"{late},10.30.0.4,n3" in hosts.read_text()
     assert ask(wire, tmp_path, late) == {
         "ip": "10.30.0.4",
         "boot_file": "undionly.kpxe",
         "siaddr": SERVER,
     }
+    assert dnsmasq_pid(boot_server) == pid, "served without restarting dnsmasq"
+
+
+def test_a_dnsmasq_that_died_is_started_again(
+    world: BootWorld, wire: Wire, boot_server: Path, tmp_path: Path
+) -> None:
+    pid = dnsmasq_pid(boot_server)
+    os.kill(pid, signal.SIGKILL)
+    wait_until(
+        lambda: (boot_server / "dnsmasq.pid").exists() and dnsmasq_pid(boot_server) != pid,
+        "a new dnsmasq",
+    )
+    assert ask(wire, tmp_path, MACS["n2"]) == {
+        "ip": "10.30.0.3",
+        "boot_file": "undionly.kpxe",
+        "siaddr": SERVER,
+    }
+
+
+def test_dnsmasq_left_by_a_killed_boot_server_is_replaced(
+    world: BootWorld, wire: Wire, served_config: Path, state: Path, tmp_path: Path
+) -> None:
+    """dnsmasq runs in a session of its own, so a SIGKILL of the boot server leaves it
+    running and holding the DHCP port; the next boot server stops it first."""
+    log = tmp_path / "boot-server.log"
+    with running_boot_server(wire, served_config, state, log) as first:
+        orphan = dnsmasq_pid(state)
+        first.kill()
+        first.wait(15)
+    assert Path(f"/proc/{orphan}").exists(), "dnsmasq outlived its boot server"
+    with running_boot_server(wire, served_config, state, log):
+        assert not Path(f"/proc/{orphan}").exists()
+        assert dnsmasq_pid(state) != orphan
+        assert ask(wire, tmp_path, MACS["n1"]) == {
+            "ip": "10.30.0.2",
+            "boot_file": "undionly.kpxe",
+            "siaddr": SERVER,
+        }
