@@ -14,6 +14,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -91,13 +92,16 @@ def served(world: BootWorld, vm_network: tuple[str, str, str, str], tmp_path: Pa
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
+    # dnsmasq reads its hosts file as its own user, not root: pytest's tmp_path is 0700.
+    state = Path(tempfile.mkdtemp(prefix="metalnet-boot-"))
+    state.chmod(0o755)
     argv = [sys.executable, "-m", "metalnet", "--config", str(world.config), "boot-server"]
-    argv += ["--state-dir", str(tmp_path / "boot"), "--interval", "1"]
+    argv += ["--state-dir", str(state), "--interval", "1"]
     log = (tmp_path / "boot-server.log").open("wb")
     boot_server = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + STARTUP_DEADLINE_SECONDS
-        dnsmasq_log = tmp_path / "boot" / "dnsmasq.log"
+        dnsmasq_log = state / "dnsmasq.log"
         while not (server.started and dnsmasq_log.exists() and "TFTP" in dnsmasq_log.read_text()):
             assert boot_server.poll() is None, (tmp_path / "boot-server.log").read_text()
             assert time.monotonic() < deadline, "controller or boot server did not start"
@@ -110,6 +114,7 @@ def served(world: BootWorld, vm_network: tuple[str, str, str, str], tmp_path: Pa
         log.close()
         server.should_exit = True
         thread.join(10)
+        shutil.rmtree(state, ignore_errors=True)
         db.engine.dispose()
 
 
