@@ -63,7 +63,8 @@ def test_compressed_and_raw_image_leave_the_same_disk(
     tmp_path_factory, seed, size, kind, members, first, piece, spare
 ) -> None:
     data = mixed(seed, size)
-    assume(formats.detect(data[: formats.MAGIC_BYTES]) is formats.RAW)
+    # A raw image starting with a magic number is taken for that format (docs/boot.md).
+    assume(not data.startswith((formats.GZIP_MAGIC, formats.XZ_MAGIC, *formats.UNSUPPORTED)))
     cuts = sorted(random.Random(seed).randrange(size + 1) for _ in range(members - 1))
     bounds = [0, *cuts, size]
     packed = b"".join(COMPRESS[kind](data[a:b]) for a, b in itertools.pairwise(bounds))

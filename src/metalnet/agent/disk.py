@@ -47,7 +47,8 @@ from metalnet.agent.protocol import ImageFormat, Phase
 
 CHUNK = 1 << 20
 SYNC_EVERY = 64 << 20
-"""Bytes written between fsyncs, so progress reports durable bytes, not page cache."""
+"""Bytes written between fsyncs: the download waits on the writes, so its progress
+tracks durable bytes, not the page cache."""
 
 ProgressFn = Callable[[Phase, int, int], None]
 log = logging.getLogger(__name__)

@@ -138,8 +138,8 @@ def _prepend(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def decode(image_format: Format, chunks: Iterable[bytes], limit: int) -> Iterator[bytes]:
-    """The image's content: `chunks` as they are (raw), or decompressed, at most
-    `limit` bytes per piece. A compressed stream that is corrupt, truncated or
+    """The image's content: `chunks` as they are (raw), or decompressed in pieces of
+    at most `limit` bytes. A compressed stream that is corrupt, truncated or
     followed by anything but another member raises ImageFormatError."""
     if image_format.decoder is None:
         yield from chunks
