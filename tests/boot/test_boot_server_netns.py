@@ -268,3 +268,21 @@ def test_dnsmasq_left_by_a_killed_boot_server_is_replaced(
             "boot_file": "undionly.kpxe",
             "siaddr": SERVER,
         }
+
+
+def test_a_second_boot_server_on_the_same_state_directory_is_refused(
+    world: BootWorld, wire: Wire, boot_server: Path, served_config: Path
+) -> None:
+    pid = dnsmasq_pid(boot_server)
+    argv = [sys.executable, "-m", "metalnet", "--config", str(served_config), "boot-server"]
+    argv += ["--state-dir", str(boot_server)]
+    second = subprocess.run(
+        ["ip", "netns", "exec", wire.server_ns, *argv],
+        capture_output=True,
+        text=True,
+        timeout=READY_DEADLINE_SECONDS,
+        check=False,
+    )
+    assert second.returncode == 1
+    assert second.stderr.strip().endswith(f"another boot server runs on {boot_server}")
+    assert Path(f"/proc/{pid}").exists(), "the first boot server's dnsmasq still runs"

@@ -21,7 +21,7 @@ from metalnet.boot.service import service_network
 from metalnet.db.engine import Database
 from metalnet.dhcp import DhcpNetwork, DnsmasqError, check_config, render_dnsmasq
 from metalnet.dhcp.interfaces import DhcpHostError, DhcpInterfaces
-from metalnet.dhcp.server import DnsmasqServer, ServerFiles, kill_orphan
+from metalnet.dhcp.server import DnsmasqServer, ServerFiles, claim, kill_orphan
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +89,18 @@ class BootServer:
         )
 
     def run(self, stop: threading.Event, interval: float) -> None:
-        """Sync every `interval` seconds until `stop` is set; then stop dnsmasq."""
-        try:
-            while True:
-                self.sync()
-                if stop.wait(interval):
-                    return
-        finally:
-            self.stop()
+        """Sync every `interval` seconds until `stop` is set; then stop dnsmasq.
+
+        The state directory is locked meanwhile: a second boot server on it would
+        stop this one's dnsmasq as an orphan."""
+        with claim(self.files.directory, "boot server"):
+            try:
+                while True:
+                    self.sync()
+                    if stop.wait(interval):
+                        return
+            finally:
+                self.stop()
 
     def stop(self) -> None:
         """Stop dnsmasq (SIGTERM, then SIGKILL); its files and leases stay."""

@@ -20,7 +20,6 @@ the others; the next pass tries again.
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
 import logging
 import shutil
@@ -38,7 +37,7 @@ from metalnet.dhcp.dnsmasq import render_dnsmasq
 from metalnet.dhcp.interfaces import DhcpHostError, DhcpInterfaces
 from metalnet.dhcp.network import DhcpNetwork
 from metalnet.dhcp.reservations import networks_needing_dhcp, project_network
-from metalnet.dhcp.server import DnsmasqServer, ServerFiles, kill_orphan
+from metalnet.dhcp.server import DnsmasqServer, ServerFiles, claim, kill_orphan
 from metalnet.metrics import DHCP_SERVER_RESTARTS
 from metalnet.retry import Retry
 
@@ -247,16 +246,7 @@ class DhcpManager:
 
     def _claim_state_dir(self) -> None:
         """Refuse to share the state directory: two managers would fight over it."""
-        self.state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
-        lock = (self.state_dir / ".lock").open("a")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            raise DhcpHostError(
-                f"another DHCP manager (serve or dhcp-agent) runs on {self.state_dir}"
-            ) from None
-        self._state_lock = lock
+        self._state_lock = claim(self.state_dir, "DHCP manager (serve or dhcp-agent)")
 
     def _clear_leftovers(self, wanted: set[int]) -> None:
         """After a crash of an earlier manager: stop the dnsmasq servers it left, and

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import logging
 import os
 import shutil
@@ -24,6 +25,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import TextIO
 
 from metalnet.dhcp.dnsmasq import render_dnsmasq, render_hosts
 from metalnet.dhcp.interfaces import DhcpHostError, DhcpInterfaces, program
@@ -167,6 +169,22 @@ class DnsmasqServer:
         """Stop dnsmasq and delete every file of this network."""
         self.stop()
         shutil.rmtree(self.files.directory, ignore_errors=True)
+
+
+def claim(directory: Path, holder: str) -> TextIO:
+    """Lock `directory` for this process while the returned file stays open.
+
+    Two processes running dnsmasq from one state directory would stop each other's
+    servers as orphans; the second is refused, naming what holds the lock.
+    """
+    directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+    lock = (directory / ".lock").open("a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise DhcpHostError(f"another {holder} runs on {directory}") from None
+    return lock
 
 
 def kill_orphan(files: ServerFiles) -> None:
