@@ -55,9 +55,14 @@ class ImageFormatError(Exception):
 class _Decompressor(Protocol):
     """What the decoding loop needs: the interface of lzma.LZMADecompressor."""
 
-    eof: bool
-    needs_input: bool
-    unused_data: bytes
+    @property
+    def eof(self) -> bool: ...
+
+    @property
+    def needs_input(self) -> bool: ...
+
+    @property
+    def unused_data(self) -> bytes: ...
 
     def decompress(self, data: bytes, max_length: int = -1) -> bytes: ...
 
