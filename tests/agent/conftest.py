@@ -60,19 +60,19 @@ class Recorder:
             await send({"type": "http.response.start", "status": 503, "headers": []})
             await send({"type": "http.response.body", "body": b"restarting"})
             return
-        status = []
+        payload = json.loads(body) if body else None
 
         async def replay():
             return {"type": "http.request", "body": body, "more_body": False}
 
         async def record(message):
+            # Recorded before the client can see the answer, so a client that has its
+            # answer finds its request listed, in the order it made them.
             if message["type"] == "http.response.start":
-                status.append(message["status"])
+                self.requests.append((scope["method"], scope["path"], message["status"], payload))
             await send(message)
 
         await self.app(scope, replay, record)
-        payload = json.loads(body) if body else None
-        self.requests.append((scope["method"], scope["path"], status[0], payload))
 
 
 @dataclass
