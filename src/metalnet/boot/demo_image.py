@@ -156,9 +156,8 @@ def check_output(output: Path) -> None:
         raise InputError(f"invalid output {str(output)!r}: it is a directory")
     if not output.parent.is_dir():
         raise InputError(f"invalid output {str(output)!r}: {output.parent} is not a directory")
-    writable = os.access(output, os.W_OK) if output.exists() else os.access(output.parent, os.W_OK)
-    if not writable:
-        raise InputError(f"invalid output {str(output)!r}: not writable")
+    if not os.access(output.parent, os.W_OK):  # the image is staged there, then renamed
+        raise InputError(f"invalid output {str(output)!r}: {output.parent} is not writable")
 
 
 def _tree(parts: KernelParts) -> Tree:

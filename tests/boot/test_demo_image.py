@@ -1,0 +1,169 @@
+"""`metalnet image build-demo` for real (Debian's packages via apt) and the image booted
+in QEMU: SeaBIOS (legacy BIOS) boots the disk, syslinux the kernel, whose busybox init
+takes its address from QEMU's user-network DHCP server and opens a shell on the serial
+console that runs a command and reports its exit status.
+
+QEMU runs under TCG, never KVM (nested KVM fails on this machine kind). The build uses
+the user's cache directory, so only the first run downloads (~30 MB).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from metalnet.boot import demo_image
+from metalnet.cli.main import app
+
+QEMU = shutil.which("qemu-system-x86_64")
+NEEDED = ("apt-get", "apt-cache", "dpkg-deb", "busybox")
+MISSING = [tool for tool in NEEDED if shutil.which(tool) is None]
+NO_QEMU = "needs QEMU and its iPXE ROMs (apt-get install qemu-system-x86 ipxe-qemu)"
+REQUIRED = os.environ.get("METALNET_REQUIRE_NETNS") == "1"
+if REQUIRED and (QEMU is None or MISSING):
+    raise RuntimeError(f"VM tests required in CI but {NO_QEMU} and Debian's tools {MISSING}")
+pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"needs Debian's tools {MISSING}")
+needs_qemu = pytest.mark.skipif(QEMU is None, reason=NO_QEMU)
+BOOT_DEADLINE_SECONDS = 300.0  # TCG on a shared 2-core machine
+COMMAND_DEADLINE_SECONDS = 60.0
+MAC = "52:54:00:6d:6e:01"
+GATEWAY = "10.0.2.2"  # QEMU user networking: the gateway, DHCP server at 10.0.2.2
+ADDRESS = "10.0.2.15/24"  # the first address QEMU's built-in DHCP server hands out
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> demo_image.DemoImage:
+    return demo_image.build_demo_image(tmp_path_factory.mktemp("image") / "demo.img")
+
+
+class Console:
+    """The VM's serial console on QEMU's stdin/stdout: everything read is kept, and
+    `expect` waits, until a deadline, for a pattern after the last match."""
+
+    def __init__(self, qemu: subprocess.Popen[bytes]) -> None:
+        self.qemu = qemu
+        self.text = ""
+        self.position = 0
+        self.changed = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.qemu.stdout is not None
+        while chunk := self.qemu.stdout.read1(4096):
+            with self.changed:
+                self.text += chunk.decode(errors="replace").replace("\r", "")
+                self.changed.notify_all()
+
+    def expect(self, pattern: str, seconds: float) -> re.Match[str]:
+        deadline = time.monotonic() + seconds
+        compiled = re.compile(pattern, re.MULTILINE)
+        with self.changed:
+            while not (found := compiled.search(self.text, self.position)):
+                left = deadline - time.monotonic()
+                assert left > 0, f"no {pattern!r} within {seconds}s; console:\n{self.text[-3000:]}"
+                assert self.qemu.poll() is None, f"QEMU exited; console:\n{self.text[-3000:]}"
+                self.changed.wait(min(left, 1.0))
+            self.position = found.end()
+            return found
+
+    def run(self, command: str) -> tuple[str, int]:
+        """Type `command` at the prompt; its output lines and exit status."""
+        assert self.qemu.stdin is not None
+        self.qemu.stdin.write(f"{command}; echo rc=$?\n".encode())
+        self.qemu.stdin.flush()
+        echoed = self.expect(r"rc=\$\?\n", COMMAND_DEADLINE_SECONDS).end()
+        status = self.expect(r"^rc=([0-9]+)$", COMMAND_DEADLINE_SECONDS)
+        output = self.text[echoed : status.start()]
+        self.expect(re.escape(demo_image.PROMPT), COMMAND_DEADLINE_SECONDS)
+        return output, int(status.group(1))
+
+
+@needs_qemu
+def test_the_image_boots_takes_its_dhcp_address_and_runs_commands(
+    image: demo_image.DemoImage, tmp_path: Path
+) -> None:
+    disk = tmp_path / "disk.img"
+    shutil.copyfile(image.path, disk)
+    qemu = subprocess.Popen(
+        ["nice", "-n", "10", str(QEMU), "-accel", "tcg", "-m", "256", "-nographic",
+         "-nodefaults", "-no-reboot", "-monitor", "none", "-serial", "stdio",
+         "-drive", f"file={disk},if=virtio,format=raw", "-boot", "c",
+         "-netdev", "user,id=n0", "-device", f"virtio-net-pci,netdev=n0,mac={MAC}"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        console = Console(qemu)
+        console.expect(r"^SYSLINUX 6", BOOT_DEADLINE_SECONDS)  # the disk's bootloader ran
+        address = console.expect(r"^metalnet-demo: address (\S+)$", BOOT_DEADLINE_SECONDS)
+        assert address.group(1) == ADDRESS
+        console.expect(re.escape(demo_image.PROMPT), BOOT_DEADLINE_SECONDS)
+        output, status = console.run(f"ping -c1 -W2 {GATEWAY}")
+        assert status == 0, output
+        assert "1 packets received" in output
+        output, status = console.run(f"cat /sys/class/net/{demo_image.NIC}/address")
+        assert (output.strip(), status) == (MAC, 0)
+        _, status = console.run("false")  # the status is the command's, not always 0
+        assert status == 1
+        assert console.text.count("metalnet-demo: address") == 1
+    finally:
+        qemu.kill()
+        qemu.wait(30)
+
+
+def test_the_partition_table_reads_back_with_fdisk(image: demo_image.DemoImage) -> None:
+    """busybox fdisk (an independent reader) sees one active FAT partition at 1 MiB
+    filling the rest of the disk."""
+    listing = subprocess.run(
+        ["busybox", "fdisk", "-l", str(image.path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    rows = [line.split() for line in listing.splitlines() if line.startswith(f"{image.path}1")]
+    assert len(rows) == 1, listing
+    _, boot, _, _, start, end, sectors, _, kind, *_ = rows[0]
+    assert boot == "*"
+    assert int(start) == demo_image.PARTITION_START
+    assert int(end) + 1 == image.size_bytes // demo_image.SECTOR
+    assert int(sectors) == int(end) - int(start) + 1
+    assert kind in ("1", "e", "c")  # FAT12, FAT16 LBA, FAT32 LBA
+    with image.path.open("rb") as disk:
+        assert disk.read(512)[510:] == b"\x55\xaa"
+
+
+def test_rebuild_with_nothing_changed_reuses_the_cache(
+    image: demo_image.DemoImage, tmp_path: Path
+) -> None:
+    again = demo_image.build_demo_image(tmp_path / "again.img")
+    assert again.cached
+    assert (again.key, again.sha256) == (image.key, image.sha256)
+    assert again.path.read_bytes() == image.path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        (".", "it is a directory"),
+        ("missing/demo.img", "is not a directory"),
+        ("file/demo.img", "is not a directory"),
+    ],
+)
+def test_bad_output_is_refused_naming_it(tmp_path: Path, output: str, message: str) -> None:
+    (tmp_path / "file").write_text("a regular file\n")
+    before = sorted(tmp_path.rglob("*"))
+    path = tmp_path / output
+    result = CliRunner().invoke(app, ["image", "build-demo", "--output", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"invalid output {str(path)!r}: " in result.output
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert sorted(tmp_path.rglob("*")) == before
