@@ -10,11 +10,9 @@ the user's cache directory, so only the first run downloads (~30 MB).
 from __future__ import annotations
 
 import os
-import re
+import pty
 import shutil
 import subprocess
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -44,48 +42,6 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> demo_image.DemoImage:
     return demo_image.build_demo_image(tmp_path_factory.mktemp("image") / "demo.img")
 
 
-class Console:
-    """The VM's serial console on QEMU's stdin/stdout: everything read is kept, and
-    `expect` waits, until a deadline, for a pattern after the last match."""
-
-    def __init__(self, qemu: subprocess.Popen[bytes]) -> None:
-        self.qemu = qemu
-        self.text = ""
-        self.position = 0
-        self.changed = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.qemu.stdout is not None
-        while chunk := self.qemu.stdout.read1(4096):
-            with self.changed:
-                self.text += chunk.decode(errors="replace").replace("\r", "")
-                self.changed.notify_all()
-
-    def expect(self, pattern: str, seconds: float) -> re.Match[str]:
-        deadline = time.monotonic() + seconds
-        compiled = re.compile(pattern, re.MULTILINE)
-        with self.changed:
-            while not (found := compiled.search(self.text, self.position)):
-                left = deadline - time.monotonic()
-                assert left > 0, f"no {pattern!r} within {seconds}s; console:\n{self.text[-3000:]}"
-                assert self.qemu.poll() is None, f"QEMU exited; console:\n{self.text[-3000:]}"
-                self.changed.wait(min(left, 1.0))
-            self.position = found.end()
-            return found
-
-    def run(self, command: str) -> tuple[str, int]:
-        """Type `command` at the prompt; its output lines and exit status."""
-        assert self.qemu.stdin is not None
-        self.qemu.stdin.write(f"{command}; echo rc=$?\n".encode())
-        self.qemu.stdin.flush()
-        echoed = self.expect(r"rc=\$\?\n", COMMAND_DEADLINE_SECONDS).end()
-        status = self.expect(r"^rc=([0-9]+)$", COMMAND_DEADLINE_SECONDS)
-        output = self.text[echoed : status.start()]
-        self.expect(re.escape(demo_image.PROMPT), COMMAND_DEADLINE_SECONDS)
-        return output, int(status.group(1))
-
-
 @needs_qemu
 def test_the_image_boots_takes_its_dhcp_address_and_runs_commands(
     image: demo_image.DemoImage, tmp_path: Path
@@ -100,22 +56,44 @@ def test_the_image_boots_takes_its_dhcp_address_and_runs_commands(
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        console = Console(qemu)
+        assert qemu.stdout is not None and qemu.stdin is not None
+        console = demo_image.SerialConsole(qemu.stdout, qemu.stdin)
         console.expect(r"^SYSLINUX 6", BOOT_DEADLINE_SECONDS)  # the disk's bootloader ran
-        address = console.expect(r"^metalnet-demo: address (\S+)$", BOOT_DEADLINE_SECONDS)
-        assert address.group(1) == ADDRESS
-        console.expect(re.escape(demo_image.PROMPT), BOOT_DEADLINE_SECONDS)
-        output, status = console.run(f"ping -c1 -W2 {GATEWAY}")
+        assert console.wait_for_address(BOOT_DEADLINE_SECONDS) == ADDRESS
+        output, status = console.run(f"ping -c1 -W2 {GATEWAY}", COMMAND_DEADLINE_SECONDS)
         assert status == 0, output
         assert "1 packets received" in output
-        output, status = console.run(f"cat /sys/class/net/{demo_image.NIC}/address")
+        output, status = console.run(f"cat /sys/class/net/{demo_image.NIC}/address", 60)
         assert (output.strip(), status) == (MAC, 0)
-        _, status = console.run("false")  # the status is the command's, not always 0
+        _, status = console.run("false", COMMAND_DEADLINE_SECONDS)  # the command's status
         assert status == 1
         assert console.text.count("metalnet-demo: address") == 1
     finally:
         qemu.kill()
         qemu.wait(30)
+
+
+def test_the_console_contract_runs_on_a_real_shell_over_a_terminal() -> None:
+    """SerialConsole against busybox sh on a pseudo-terminal, which echoes typed lines
+    and ends lines in CR LF as the VM's serial tty does."""
+    leader, follower = pty.openpty()
+    script = f"echo '{demo_image.TAG}: address 192.0.2.7/28'; exec busybox sh -i"
+    shell = subprocess.Popen(
+        ["busybox", "sh", "-c", script],
+        stdin=follower, stdout=follower, stderr=follower, start_new_session=True,
+        env={"PS1": demo_image.PROMPT, "PATH": os.environ["PATH"]},
+    )  # fmt: skip
+    os.close(follower)
+    with os.fdopen(leader, "rb") as reader, os.fdopen(os.dup(leader), "wb") as writer:
+        console = demo_image.SerialConsole(reader, writer)
+        assert console.wait_for_address(COMMAND_DEADLINE_SECONDS) == "192.0.2.7/28"
+        assert console.run("echo one; echo two", COMMAND_DEADLINE_SECONDS) == ("one\ntwo\n", 0)
+        assert console.run("(exit 3)", COMMAND_DEADLINE_SECONDS)[1] == 3
+        # "exit" ends the shell before "echo rc=$?": nothing more comes, and the console
+        # says so instead of waiting until the deadline.
+        with pytest.raises(demo_image.ConsoleError, match="the console closed"):
+            console.run("exit", COMMAND_DEADLINE_SECONDS)
+    shell.wait(10)
 
 
 def test_the_partition_table_reads_back_with_fdisk(image: demo_image.DemoImage) -> None:

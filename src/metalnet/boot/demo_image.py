@@ -29,6 +29,13 @@ Serial-console contract (ttyS0, 115200 8N1; what a lab reads and writes):
    echoes the typed line, which holds `rc=$?` and so never matches). Lines end in
    "\\r\\n". If the shell exits, a new one starts.
 
+`SerialConsole` speaks this contract over any byte stream pair (QEMU's stdio pipes,
+a socket's makefile), e.g.::
+
+    console = SerialConsole(qemu.stdout, qemu.stdin)
+    address = console.wait_for_address(300)        # "10.0.2.15/24"
+    output, status = console.run("ping -c1 -W1 10.0.2.2", 60)
+
 Cache by content: the key hashes the initramfs tree, the kernel, the syslinux and
 mtools package checksums, syslinux.cfg and this module's source; an unchanged key
 copies the cached image.
@@ -37,8 +44,11 @@ copies the cached image.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import re
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +57,7 @@ import platformdirs
 
 from metalnet.boot import debian
 from metalnet.boot.initramfs import KernelParts, Tree, init_prelude, kernel_parts, write_initramfs
-from metalnet.errors import InputError
+from metalnet.errors import InputError, MetalnetError
 
 TAG = "metalnet-demo"
 NIC = "eth0"
@@ -260,3 +270,62 @@ def _chs(lba: int, heads: int = 64, per_track: int = 32) -> bytes:
     if cylinder > 1023:
         return bytes([0xFE, 0xFF, 0xFF])  # beyond CHS: LBA only
     return bytes([head, (sector + 1) | ((cylinder >> 2) & 0xC0), cylinder & 0xFF])
+
+
+class ConsoleError(MetalnetError):
+    """The demo OS's console did not show what the contract promises in time."""
+
+
+class SerialConsole:
+    """The demo OS's serial console: a thread keeps everything `reader` yields; `expect`
+    waits, until a deadline, for a pattern after the previous match."""
+
+    def __init__(self, reader: io.BufferedIOBase, writer: io.BufferedIOBase) -> None:
+        self.reader, self.writer = reader, writer
+        self.text = ""  # everything read so far, "\r" removed
+        self.position = 0  # where the next `expect` starts looking
+        self.closed = False
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            while chunk := self.reader.read1(4096):
+                with self._changed:
+                    self.text += chunk.decode(errors="replace").replace("\r", "")
+                    self._changed.notify_all()
+        except OSError:  # a pseudo-terminal's reader gets EIO when the other side hangs up
+            pass
+        with self._changed:
+            self.closed = True
+            self._changed.notify_all()
+
+    def expect(self, pattern: str, seconds: float) -> re.Match[str]:
+        """The first match of `pattern` (multi-line) after the previous match."""
+        deadline = time.monotonic() + seconds
+        compiled = re.compile(pattern, re.MULTILINE)
+        with self._changed:
+            while not (found := compiled.search(self.text, self.position)):
+                left = deadline - time.monotonic()
+                if left <= 0 or self.closed:
+                    why = "the console closed" if self.closed else f"{seconds:g}s passed"
+                    raise ConsoleError(f"no {pattern!r} before {why}: {self.text[-2000:]!r}")
+                self._changed.wait(left)
+            self.position = found.end()
+            return found
+
+    def wait_for_address(self, seconds: float) -> str:
+        """The address/prefix the OS took by DHCP, once its shell prompt is up."""
+        found = self.expect(rf"^{TAG}: address (\S+)$", seconds)
+        self.expect(re.escape(PROMPT), seconds)
+        return found.group(1)
+
+    def run(self, command: str, seconds: float) -> tuple[str, int]:
+        """Type `command` at the prompt; its output and exit status, prompt back."""
+        self.writer.write(f"{command}; echo rc=$?\n".encode())
+        self.writer.flush()
+        echoed = self.expect(r"rc=\$\?\n", seconds).end()
+        status = self.expect(r"^rc=([0-9]+)$", seconds)
+        output = self.text[echoed : status.start()]
+        self.expect(re.escape(PROMPT), seconds)
+        return output, int(status.group(1))
