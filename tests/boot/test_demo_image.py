@@ -127,6 +127,18 @@ def test_rebuild_with_nothing_changed_reuses_the_cache(
     assert again.path.read_bytes() == image.path.read_bytes()
 
 
+def test_a_fresh_build_from_the_same_inputs_gives_the_same_bytes(
+    image: demo_image.DemoImage, tmp_path: Path
+) -> None:
+    """Only the built image is missing (the .deb files are shared): the build runs
+    again, and mtools, syslinux and the MBR writer reproduce the image exactly."""
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "debs").symlink_to(demo_image.default_cache() / "debs")
+    again = demo_image.build_demo_image(tmp_path / "again.img", tmp_path / "cache")
+    assert not again.cached
+    assert (again.key, again.sha256) == (image.key, image.sha256)
+
+
 @pytest.mark.parametrize(
     ("output", "message"),
     [

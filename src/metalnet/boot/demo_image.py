@@ -48,6 +48,7 @@ import io
 import os
 import re
 import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -69,7 +70,10 @@ SECTOR = 512
 PARTITION_START = 2048  # sectors: 1 MiB, the alignment fdisk and parted use
 MIB = 1 << 20
 KERNEL_FILE, INITRD_FILE = "vmlinuz", "initrd.img"
-VOLUME_SERIAL = "6d6e6574"  # fixed FAT serial ("mnet") so the layout does not vary
+# A fixed FAT volume serial ("mnet") and file times (mtools honours SOURCE_DATE_EPOCH;
+# FAT's epoch is 1980-01-01): the same inputs give the same image, byte for byte.
+VOLUME_SERIAL = "6d6e6574"
+FAT_EPOCH = "315532800"
 
 INIT = (
     init_prelude(TAG)
@@ -143,12 +147,15 @@ def build_demo_image(output: Path, cache_dir: Path | None = None) -> DemoImage:
     cached = built.is_file()
     if not cached:
         built.parent.mkdir(parents=True, exist_ok=True)
-        partial = built.with_suffix(".partial")
-        _write_image(partial, parts, tree, layout)
-        partial.replace(built)
-    staged = output.with_name(f".{output.name}.partial")
-    shutil.copyfile(built, staged)
-    staged.replace(output)
+        with tempfile.TemporaryDirectory(dir=built.parent) as work:  # concurrent builds
+            _write_image(Path(work) / built.name, parts, tree, layout)
+            (Path(work) / built.name).replace(built)
+    staged = output.with_name(f".{output.name}.{os.getpid()}.partial")
+    try:
+        shutil.copyfile(built, staged)
+        staged.replace(output)
+    finally:
+        staged.unlink(missing_ok=True)
     return DemoImage(
         output,
         debian.file_digest(output).hex(),
@@ -202,6 +209,7 @@ def _write_image(path: Path, parts: KernelParts, tree: Tree, layout: list[Path])
     # syslinux's installer runs mcopy/mattrib; both come from the unpacked mtools.
     env = {**os.environ, "PATH": f"{mtools_root / 'usr/bin'}:{os.environ.get('PATH', '')}"}
     env["MTOOLS_SKIP_CHECK"] = "1"  # no geometry check: a partition in a file has none
+    env["SOURCE_DATE_EPOCH"] = FAT_EPOCH
     mtools = mtools_root / "usr/bin"
     debian.run(
         [str(mtools / "mformat"), "-i", fat, "-T", str(sectors), "-H", str(PARTITION_START),
