@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import subprocess
@@ -54,28 +55,27 @@ def timed(output: Path, cache: Path) -> tuple[demo_image.DemoImage, dict[str, ob
 def boot(image: Path, qemu: str) -> dict[str, float]:
     """Seconds from QEMU's start to each milestone of the console contract."""
     started = time.monotonic()
-    process = subprocess.Popen(
+    with subprocess.Popen(
         [qemu, "-accel", "tcg", "-m", "256", "-nographic", "-nodefaults", "-no-reboot",
          "-monitor", "none", "-serial", "stdio", "-boot", "c",
          "-drive", f"file={image},if=virtio,format=raw",
          "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None and process.stdin is not None
-        console = demo_image.SerialConsole(process.stdout, process.stdin)
-        milestones = {}
-        for name, pattern in (
-            ("to_bootloader_seconds", r"^SYSLINUX 6"),
-            ("to_address_seconds", rf"^{demo_image.TAG}: address "),
-            ("to_prompt_seconds", demo_image.PROMPT),
-        ):
-            console.expect(pattern, BOOT_DEADLINE_SECONDS)
-            milestones[name] = round(time.monotonic() - started, 2)
-        return milestones
-    finally:
-        process.kill()
-        process.wait(30)
+    ) as process:  # fmt: skip
+        try:
+            assert process.stdout is not None and process.stdin is not None
+            console = demo_image.SerialConsole(process.stdout, process.stdin)
+            milestones = {}
+            for name, pattern in (
+                ("to_bootloader_seconds", r"^SYSLINUX 6"),
+                ("to_address_seconds", rf"^{demo_image.TAG}: address "),
+                ("to_prompt_seconds", re.escape(demo_image.PROMPT)),
+            ):
+                console.expect(pattern, BOOT_DEADLINE_SECONDS)
+                milestones[name] = round(time.monotonic() - started, 2)
+            return milestones
+        finally:
+            process.kill()
 
 
 def run() -> dict[str, object]:

@@ -12,10 +12,13 @@ from __future__ import annotations
 import os
 import pty
 import shutil
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+from bootworld import free_port
 from typer.testing import CliRunner
 
 from metalnet.boot import demo_image
@@ -42,35 +45,74 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> demo_image.DemoImage:
     return demo_image.build_demo_image(tmp_path_factory.mktemp("image") / "demo.img")
 
 
+class Monitor:
+    """QEMU's human monitor over TCP: one command at a time, answered at its prompt."""
+
+    def __init__(self, port: int, deadline: float) -> None:
+        while True:
+            try:
+                self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "QEMU's monitor did not listen"
+                time.sleep(0.05)
+        self.reply = b""
+        self._prompt()
+
+    def _prompt(self) -> None:
+        while not self.reply.endswith(b"(qemu) "):
+            chunk = self.sock.recv(4096)  # the socket's timeout bounds each wait
+            assert chunk, "QEMU's monitor closed"
+            self.reply += chunk
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.sock.close()
+
+    def command(self, line: str) -> None:
+        self.reply = b""
+        self.sock.sendall(line.encode() + b"\n")
+        self._prompt()
+
+
 @needs_qemu
-def test_the_image_boots_takes_its_dhcp_address_and_runs_commands(
+def test_the_image_boots_retries_dhcp_until_its_link_is_up_and_runs_commands(
     image: demo_image.DemoImage, tmp_path: Path
 ) -> None:
+    """The VM starts paused with its NIC's link down (as a node whose port is still
+    moving): the OS says it has no address until the link comes up, then takes one."""
     disk = tmp_path / "disk.img"
     shutil.copyfile(image.path, disk)
-    qemu = subprocess.Popen(
+    port = free_port()
+    with subprocess.Popen(
         ["nice", "-n", "10", str(QEMU), "-accel", "tcg", "-m", "256", "-nographic",
-         "-nodefaults", "-no-reboot", "-monitor", "none", "-serial", "stdio",
-         "-drive", f"file={disk},if=virtio,format=raw", "-boot", "c",
+         "-nodefaults", "-no-reboot", "-S", "-monitor", f"tcp:127.0.0.1:{port},server=on,wait=off",
+         "-serial", "stdio", "-drive", f"file={disk},if=virtio,format=raw", "-boot", "c",
          "-netdev", "user,id=n0", "-device", f"virtio-net-pci,netdev=n0,mac={MAC}"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        assert qemu.stdout is not None and qemu.stdin is not None
-        console = demo_image.SerialConsole(qemu.stdout, qemu.stdin)
-        console.expect(r"^SYSLINUX 6", BOOT_DEADLINE_SECONDS)  # the disk's bootloader ran
-        assert console.wait_for_address(BOOT_DEADLINE_SECONDS) == ADDRESS
-        output, status = console.run(f"ping -c1 -W2 {GATEWAY}", COMMAND_DEADLINE_SECONDS)
-        assert status == 0, output
-        assert "1 packets received" in output
-        output, status = console.run(f"cat /sys/class/net/{demo_image.NIC}/address", 60)
-        assert (output.strip(), status) == (MAC, 0)
-        _, status = console.run("false", COMMAND_DEADLINE_SECONDS)  # the command's status
-        assert status == 1
-        assert console.text.count("metalnet-demo: address") == 1
-    finally:
-        qemu.kill()
-        qemu.wait(30)
+    ) as qemu:  # fmt: skip
+        try:
+            assert qemu.stdout is not None and qemu.stdin is not None
+            console = demo_image.SerialConsole(qemu.stdout, qemu.stdin)
+            with Monitor(port, time.monotonic() + COMMAND_DEADLINE_SECONDS) as monitor:
+                monitor.command("set_link n0 off")
+                monitor.command("cont")
+                console.expect(r"^SYSLINUX 6", BOOT_DEADLINE_SECONDS)  # the disk's bootloader ran
+                console.expect(r"^metalnet-demo: no address$", BOOT_DEADLINE_SECONDS)
+                monitor.command("set_link n0 on")
+            assert console.wait_for_address(BOOT_DEADLINE_SECONDS) == ADDRESS
+            output, status = console.run(f"ping -c1 -W2 {GATEWAY}", COMMAND_DEADLINE_SECONDS)
+            assert status == 0, output
+            assert "1 packets received" in output
+            output, status = console.run(f"cat /sys/class/net/{demo_image.NIC}/address", 60)
+            assert (output.strip(), status) == (MAC, 0)
+            _, status = console.run("false", COMMAND_DEADLINE_SECONDS)  # the command's status
+            assert status == 1
+            assert console.text.count("metalnet-demo: address") == 1
+        finally:
+            qemu.kill()
 
 
 def test_the_console_contract_runs_on_a_real_shell_over_a_terminal() -> None:

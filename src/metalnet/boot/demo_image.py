@@ -304,6 +304,8 @@ class SerialConsole:
                     self._changed.notify_all()
         except OSError:  # a pseudo-terminal's reader gets EIO when the other side hangs up
             pass
+        except ValueError:  # the owner closed the stream (QEMU's pipes after it ended)
+            pass
         with self._changed:
             self.closed = True
             self._changed.notify_all()
