@@ -102,7 +102,8 @@ def test_the_image_boots_retries_dhcp_until_its_link_is_up_and_runs_commands(
                 console.expect(r"^SYSLINUX 6", BOOT_DEADLINE_SECONDS)  # the disk's bootloader ran
                 console.expect(r"^metalnet-demo: no address$", BOOT_DEADLINE_SECONDS)
                 monitor.command("set_link n0 on")
-            assert console.wait_for_address(BOOT_DEADLINE_SECONDS) == ADDRESS
+            address = console.wait_for_address(BOOT_DEADLINE_SECONDS)
+            assert address == ADDRESS, console.text[-2000:]
             output, status = console.run(f"ping -c1 -W2 {GATEWAY}", COMMAND_DEADLINE_SECONDS)
             assert status == 0, output
             assert "1 packets received" in output
@@ -119,7 +120,9 @@ def test_the_console_contract_runs_on_a_real_shell_over_a_terminal() -> None:
     """SerialConsole against busybox sh on a pseudo-terminal, which echoes typed lines
     and ends lines in CR LF as the VM's serial tty does."""
     leader, follower = pty.openpty()
-    script = f"echo '{demo_image.TAG}: address 192.0.2.7/28'; exec busybox sh -i"
+    # The address line arrives in two parts, as a slow serial line may deliver it.
+    part = f"printf '{demo_image.TAG}: address 1'; sleep 0.5; echo '92.0.2.7/28'"
+    script = f"{part}; exec busybox sh -i"
     shell = subprocess.Popen(
         ["busybox", "sh", "-c", script],
         stdin=follower, stdout=follower, stderr=follower, start_new_session=True,
@@ -150,8 +153,11 @@ def test_the_partition_table_reads_back_with_fdisk(image: demo_image.DemoImage) 
     ).stdout
     rows = [line.split() for line in listing.splitlines() if line.startswith(f"{image.path}1")]
     assert len(rows) == 1, listing
-    _, boot, _, _, start, end, sectors, _, kind, *_ = rows[0]
+    _, boot, start_chs, end_chs, start, end, sectors, _, kind, *_ = rows[0]
     assert boot == "*"
+    cylinder, rest = divmod(int(end), demo_image.HEADS * demo_image.PER_TRACK)
+    head, sector = divmod(rest, demo_image.PER_TRACK)
+    assert (start_chs, end_chs) == ("1,0,1", f"{cylinder},{head},{sector + 1}")
     assert int(start) == demo_image.PARTITION_START
     assert int(end) + 1 == image.size_bytes // demo_image.SECTOR
     assert int(sectors) == int(end) - int(start) + 1

@@ -51,14 +51,18 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import platformdirs
 
 from metalnet.boot import debian
 from metalnet.boot.initramfs import KernelParts, Tree, init_prelude, kernel_parts, write_initramfs
 from metalnet.errors import InputError, MetalnetError
+
+T = TypeVar("T")
 
 TAG = "metalnet-demo"
 NIC = "eth0"
@@ -69,6 +73,7 @@ MBR_BIN = "usr/lib/syslinux/mbr/mbr.bin"  # in syslinux-common
 SECTOR = 512
 PARTITION_START = 2048  # sectors: 1 MiB, the alignment fdisk and parted use
 MIB = 1 << 20
+HEADS, PER_TRACK = 64, 32  # the disk geometry the FAT and the MBR's CHS fields state
 KERNEL_FILE, INITRD_FILE = "vmlinuz", "initrd.img"
 # A fixed FAT volume serial ("mnet") and file times (mtools honours SOURCE_DATE_EPOCH;
 # FAT's epoch is 1980-01-01): the same inputs give the same image, byte for byte.
@@ -196,24 +201,23 @@ def _key(tree: Tree, parts: KernelParts, layout: list[Path]) -> str:
 def _write_image(path: Path, parts: KernelParts, tree: Tree, layout: list[Path]) -> None:
     """MBR, one FAT partition with the kernel, initramfs and syslinux installed in it."""
     syslinux_root, common_root, mtools_root = layout
-    work = path.parent
-    initrd = work / INITRD_FILE
+    initrd = path.parent / INITRD_FILE  # path's directory is the build's own
     write_initramfs(tree, initrd)
-    cfg = work / "syslinux.cfg"
+    cfg = path.parent / "syslinux.cfg"
     cfg.write_text(SYSLINUX_CFG)
     payload = parts.vmlinuz.stat().st_size + initrd.stat().st_size
     sectors = -(-(payload + payload // 10 + MIB) // MIB) * MIB // SECTOR  # whole MiB, 10% spare
     with path.open("wb") as image:
         image.truncate((PARTITION_START + sectors) * SECTOR)
     fat = f"{path}@@{PARTITION_START * SECTOR}"  # mtools: the file system at this offset
+    mtools = mtools_root / "usr/bin"
     # syslinux's installer runs mcopy/mattrib; both come from the unpacked mtools.
-    env = {**os.environ, "PATH": f"{mtools_root / 'usr/bin'}:{os.environ.get('PATH', '')}"}
+    env = {**os.environ, "PATH": f"{mtools}:{os.environ.get('PATH', '')}"}
     env["MTOOLS_SKIP_CHECK"] = "1"  # no geometry check: a partition in a file has none
     env["SOURCE_DATE_EPOCH"] = FAT_EPOCH
-    mtools = mtools_root / "usr/bin"
     debian.run(
         [str(mtools / "mformat"), "-i", fat, "-T", str(sectors), "-H", str(PARTITION_START),
-         "-h", "64", "-s", "32", "-N", VOLUME_SERIAL, "-v", "METALNET", "::"],
+         "-h", str(HEADS), "-s", str(PER_TRACK), "-N", VOLUME_SERIAL, "-v", "METALNET", "::"],
         env=env,
     )  # fmt: skip
     for source, name in ((parts.vmlinuz, KERNEL_FILE), (initrd, INITRD_FILE), (cfg, cfg.name)):
@@ -223,8 +227,6 @@ def _write_image(path: Path, parts: KernelParts, tree: Tree, layout: list[Path])
         [str(syslinux_root / "usr/bin/syslinux"), "--offset", offset, "--install", str(path)],
         env=env,
     )
-    initrd.unlink()
-    cfg.unlink()
     with path.open("r+b") as image:
         image.seek(PARTITION_START * SECTOR)
         boot_sector = image.read(SECTOR)
@@ -270,11 +272,11 @@ def master_boot_record(code: bytes, start: int, sectors: int, kind: int) -> byte
     return sector.ljust(510, b"\0") + b"\x55\xaa"
 
 
-def _chs(lba: int, heads: int = 64, per_track: int = 32) -> bytes:
-    """Cylinder/head/sector of an LBA in the geometry mformat was given (-h 64 -s 32);
-    cylinder in 10 bits, the high two in the sector byte's top bits."""
-    cylinder, rest = divmod(lba, heads * per_track)
-    head, sector = divmod(rest, per_track)
+def _chs(lba: int) -> bytes:
+    """Cylinder/head/sector of an LBA in the geometry mformat was given; cylinder in
+    10 bits, the high two in the sector byte's top bits."""
+    cylinder, rest = divmod(lba, HEADS * PER_TRACK)
+    head, sector = divmod(rest, PER_TRACK)
     if cylinder > 1023:
         return bytes([0xFE, 0xFF, 0xFF])  # beyond CHS: LBA only
     return bytes([head, (sector + 1) | ((cylinder >> 2) & 0xC0), cylinder & 0xFF])
@@ -286,12 +288,17 @@ class ConsoleError(MetalnetError):
 
 class SerialConsole:
     """The demo OS's serial console: a thread keeps everything `reader` yields; `expect`
-    waits, until a deadline, for a pattern after the previous match."""
+    waits, until a deadline, for a complete line matching a pattern.
+
+    Only complete lines are matched: a line still arriving could match a pattern
+    ending in `$` with a part of its text (an address cut after its first digit).
+    The prompt, which no newline ends, is waited for by its exact text instead.
+    """
 
     def __init__(self, reader: io.BufferedIOBase, writer: io.BufferedIOBase) -> None:
         self.reader, self.writer = reader, writer
         self.text = ""  # everything read so far, "\r" removed
-        self.position = 0  # where the next `expect` starts looking
+        self.position = 0  # where the next wait starts looking
         self.closed = False
         self._changed = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
@@ -311,31 +318,52 @@ class SerialConsole:
             self._changed.notify_all()
 
     def expect(self, pattern: str, seconds: float) -> re.Match[str]:
-        """The first match of `pattern` (multi-line) after the previous match."""
-        deadline = time.monotonic() + seconds
+        """The first complete line after the previous wait that `pattern` matches
+        (`^` and `$` anchor at the line's ends; the match excludes the newline)."""
         compiled = re.compile(pattern, re.MULTILINE)
-        with self._changed:
-            while not (found := compiled.search(self.text, self.position)):
-                left = deadline - time.monotonic()
-                if left <= 0 or self.closed:
-                    why = "the console closed" if self.closed else f"{seconds:g}s passed"
-                    raise ConsoleError(f"no {pattern!r} before {why}: {self.text[-2000:]!r}")
-                self._changed.wait(left)
-            self.position = found.end()
-            return found
+        return self._wait(lambda: self._next_line(compiled), repr(pattern), seconds)
+
+    def expect_prompt(self, seconds: float) -> None:
+        """Wait for the shell's prompt after the previous wait."""
+        self._wait(self._prompt, repr(PROMPT), seconds)
 
     def wait_for_address(self, seconds: float) -> str:
         """The address/prefix the OS took by DHCP, once its shell prompt is up."""
         found = self.expect(rf"^{TAG}: address (\S+)$", seconds)
-        self.expect(re.escape(PROMPT), seconds)
+        self.expect_prompt(seconds)
         return found.group(1)
 
     def run(self, command: str, seconds: float) -> tuple[str, int]:
         """Type `command` at the prompt; its output and exit status, prompt back."""
         self.writer.write(f"{command}; echo rc=$?\n".encode())
         self.writer.flush()
-        echoed = self.expect(r"rc=\$\?\n", seconds).end()
+        self.expect(r"rc=\$\?$", seconds)  # the line the terminal echoed
+        start = self.position
         status = self.expect(r"^rc=([0-9]+)$", seconds)
-        output = self.text[echoed : status.start()]
-        self.expect(re.escape(PROMPT), seconds)
-        return output, int(status.group(1))
+        self.expect_prompt(seconds)
+        return self.text[start : status.start()], int(status.group(1))
+
+    def _next_line(self, compiled: re.Pattern[str]) -> re.Match[str] | None:
+        while (end := self.text.find("\n", self.position)) >= 0:
+            start, self.position = self.position, end + 1
+            if found := compiled.search(self.text, start, end):
+                return found
+        return None
+
+    def _prompt(self) -> bool | None:
+        at = self.text.find(PROMPT, self.position)
+        if at < 0:
+            return None
+        self.position = at + len(PROMPT)
+        return True
+
+    def _wait(self, find: Callable[[], T | None], what: str, seconds: float) -> T:
+        deadline = time.monotonic() + seconds
+        with self._changed:
+            while (found := find()) is None:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.closed:
+                    why = "the console closed" if self.closed else f"{seconds:g}s passed"
+                    raise ConsoleError(f"no {what} before {why}: {self.text[-2000:]!r}")
+                self._changed.wait(left)
+            return found
