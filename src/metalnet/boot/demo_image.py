@@ -12,9 +12,10 @@ Disk layout (BIOS boot):
     sectors 2048-   FAT: ldlinux.sys (boot sector patched by `syslinux --offset`),
                     ldlinux.c32, syslinux.cfg, vmlinuz, initrd.img
 
-SeaBIOS runs the MBR code, which chains to the active partition's boot sector, which
-loads ldlinux.sys; syslinux reads syslinux.cfg and boots the kernel with
-`console=ttyS0`.
+SeaBIOS runs the MBR code, which loads the boot sector of the partition marked active
+(https://wiki.syslinux.org/wiki/index.php?title=Mbr: mbr.bin is 440 bytes, the
+partition table follows at byte 446), which loads ldlinux.sys; syslinux reads
+syslinux.cfg and boots the kernel with `console=ttyS0`.
 
 Serial-console contract (ttyS0, 115200 8N1; what a lab reads and writes):
 
@@ -145,9 +146,10 @@ def build_demo_image(output: Path, cache_dir: Path | None = None) -> DemoImage:
     cache = cache_dir or default_cache()
     debs = cache / "debs"
     parts = kernel_parts(debs)
-    layout = [debian.unpacked(deb, debs) for deb in debian.resolve_all(debs, LAYOUT_PACKAGES)]
+    layout_debs = debian.resolve_all(debs, LAYOUT_PACKAGES)
+    layout = [debian.unpacked(deb, debs) for deb in layout_debs]
     tree = _tree(parts)
-    key = _key(tree, parts, layout)
+    key = _key(tree, parts, layout_debs)
     built = cache / "builds" / key[:16] / "demo.img"
     cached = built.is_file()
     if not cached:
@@ -188,12 +190,11 @@ def _tree(parts: KernelParts) -> Tree:
     return tree
 
 
-def _key(tree: Tree, parts: KernelParts, layout: list[Path]) -> str:
+def _key(tree: Tree, parts: KernelParts, layout_debs: list[debian.Deb]) -> str:
     h = hashlib.sha256()
-    for part in (tree.digest(), debian.file_digest(parts.vmlinuz).hex(), SYSLINUX_CFG):
+    kernel = debian.file_digest(parts.vmlinuz).hex()
+    for part in (tree.digest(), kernel, SYSLINUX_CFG, *(deb.sha256 for deb in layout_debs)):
         h.update(part.encode() + b"\0")
-    for root in layout:
-        h.update(root.name.encode() + b"\0")  # package_version: the .deb was checksummed
     h.update(debian.file_digest(Path(__file__)))
     return h.hexdigest()
 
