@@ -9,6 +9,7 @@ the user's cache directory, so only the first run downloads (~30 MB).
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import shutil
@@ -185,6 +186,18 @@ def test_a_fresh_build_from_the_same_inputs_gives_the_same_bytes(
     again = demo_image.build_demo_image(tmp_path / "again.img", tmp_path / "cache")
     assert not again.cached
     assert (again.key, again.sha256) == (image.key, image.sha256)
+
+
+def test_the_command_writes_the_image_and_reports_it_as_json(
+    image: demo_image.DemoImage, tmp_path: Path
+) -> None:
+    output = tmp_path / "demo.img"
+    result = CliRunner().invoke(app, ["image", "build-demo", "--output", str(output), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert (report["path"], report["sha256"]) == (str(output), image.sha256)
+    assert report["size_bytes"] == output.stat().st_size == image.size_bytes
+    assert report["cached"] is True
 
 
 @pytest.mark.parametrize(
