@@ -3,9 +3,6 @@
 The read models are the `--json` output, the REST API's response schemas and what the
 remote CLI parses back, so the same command prints the same thing locally and remotely.
 Secrets (switch and BMC passwords, token hashes) are never part of a read model.
-
-Every model defers building its validator to its first use: building all of them costs
-a command-line start-up about a tenth of a second, and a command uses one or two.
 """
 
 from __future__ import annotations
@@ -44,7 +41,7 @@ def validation_message(errors: Sequence[Any]) -> str:
 class Body(BaseModel):
     """Request bodies: unknown fields and wrong types are refused, not coerced."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     @classmethod
     def of(cls, **fields: Any) -> Self:
@@ -103,7 +100,7 @@ class TokenIn(Body):
 class View(BaseModel):
     """A read model: built from database rows or parsed from the API's JSON."""
 
-    model_config = ConfigDict(from_attributes=True, defer_build=True)
+    model_config = ConfigDict(from_attributes=True)
 
 
 class ProjectView(View):
