@@ -96,6 +96,8 @@ class Commands(MetalnetGroup):
     _listing = False
 
     def get_params(self, ctx: typer.Context) -> list[Any]:
+        """The global options and --help, as GlobalOptions (typer builds them as its own
+        options and offers no hook for their class)."""
         params = super().get_params(ctx)
         for param in params:
             if isinstance(param, TyperOption):
