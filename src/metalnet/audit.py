@@ -10,15 +10,18 @@ import getpass
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from metalnet.db.engine import Database
-from metalnet.db.models import AuditEntry
+if TYPE_CHECKING:
+    from metalnet.db.engine import Database
 
 log = logging.getLogger(__name__)
 
 
 def record(db: Database, actor: str, action: str, target: str, ok: bool, detail: str = "") -> None:
     """Append one entry; a database that cannot take it is logged, not fatal."""
+    from metalnet.db.models import AuditEntry
+
     try:
         with db.session() as session:
             session.add(
@@ -42,5 +45,5 @@ def change(db: Database, actor: str, action: str, target: str) -> Iterator[None]
 
 
 def cli_actor() -> str:
-    """Who runs the CLI: the local user."""
+    """Who runs the CLI: the local user (asking costs no database import)."""
     return f"cli:{getpass.getuser()}"

@@ -164,13 +164,15 @@ def create_instance(body: InstanceIn, svc: Svc) -> InstanceView:
 
 
 @router.get("/instances/{name}", response_model=InstanceView)
-def show_instance(name: str, svc: Svc) -> InstanceView:
-    return svc.get_instance(name)
+def show_instance(name: str, svc: Svc, project: str | None = None) -> InstanceView:
+    """`project` picks one of two live instances of the same name (admin)."""
+    return svc.get_instance(name, project)
 
 
 @router.delete("/instances/{name}", status_code=202, response_model=InstanceView)
-def delete_instance(name: str, svc: Svc) -> InstanceView:
-    return svc.delete_instance(name)
+def delete_instance(name: str, svc: Svc, project: str | None = None) -> InstanceView:
+    """`project` picks one of two live instances of the same name (admin)."""
+    return svc.delete_instance(name, project)
 
 
 # Audit log and tokens (admin only) ------------------------------------------------------

@@ -6,7 +6,6 @@ import logging
 
 import typer
 
-from metalnet.agent.runner import run_agent
 from metalnet.cli.secrets import read_password
 from metalnet.errors import InputError
 
@@ -35,6 +34,7 @@ def agent(
     if not secret:
         raise InputError("no token: pass --token-env VAR or --token")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s agent %(message)s")
+    from metalnet.agent.runner import run_agent
     from metalnet.service.http import tls_verify
 
     verify = tls_verify(ca_file)

@@ -20,18 +20,26 @@ app = typer.Typer(
 
 WAIT_OPTION = typer.Option(False, "--wait", help="Follow the lifecycle step by step until it ends.")
 TIMEOUT_OPTION = typer.Option(1800, help="Seconds --wait waits.")
+PROJECT_OPTION = typer.Option(
+    None,
+    "--project",
+    "-p",
+    help="The instance's project: picks one of two live instances of the same name (admin).",
+)
 
 
 class LifecycleFailed(MetalnetError):
     """The instance ended in the error state."""
 
 
-def _wait(ctx: typer.Context, name: str, final: tuple[str, ...], timeout: float) -> InstanceView:
+def _wait(
+    ctx: typer.Context, name: str, project: str, final: tuple[str, ...], timeout: float
+) -> InstanceView:
     """Print each step as it starts and ends; return the instance's final view."""
     seen = 0
     deadline = time.monotonic() + timeout
     while True:
-        view = state(ctx).service.get_instance(name)
+        view = state(ctx).service.get_instance(name, project)
         for event in view.history[seen:]:
             took = f" ({event.seconds:.2f}s)" if event.seconds is not None else ""
             say(f"  {event.step:<16} {event.message}{took}")
@@ -79,7 +87,7 @@ def create(
     )
     view = state(ctx).service.create_instance(body)
     if wait:
-        view = _wait(ctx, name, ("active", "error"), timeout)
+        view = _wait(ctx, name, view.project, ("active", "error"), timeout)
     _report(view, f"instance {name} on node {view.node}: {view.state} ({view.step})", json_out)
 
 
@@ -87,17 +95,18 @@ def create(
 def delete(
     ctx: typer.Context,
     name: str,
+    project: str | None = PROJECT_OPTION,
     wait: bool = WAIT_OPTION,
     timeout: float = TIMEOUT_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Terminate: port to service VLAN, PXE, erase and verify the disk, power off.
 
-    Example: metalnet instance delete web1 --wait
+    Example: metalnet instance delete web1 -p acme --wait
     """
-    view = state(ctx).service.delete_instance(name)
+    view = state(ctx).service.delete_instance(name, project)
     if wait:
-        view = _wait(ctx, name, ("deleted", "error"), timeout)
+        view = _wait(ctx, name, view.project, ("deleted", "error"), timeout)
     _report(view, f"instance {name}: {view.state} ({view.step})", json_out)
 
 
@@ -117,9 +126,14 @@ def list_(
 
 
 @app.command("show")
-def show(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
-    """Show an instance and its step history.  Example: metalnet instance show web1"""
-    view = state(ctx).service.get_instance(name)
+def show(
+    ctx: typer.Context,
+    name: str,
+    project: str | None = PROJECT_OPTION,
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Show an instance and its step history.  Example: metalnet instance show web1 -p acme"""
+    view = state(ctx).service.get_instance(name, project)
     if json_out:
         print_json(view)
         return

@@ -8,11 +8,15 @@ lists every command from the table below without importing any of them.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, Any
 
-import click
 import typer
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from metalnet.cli.common import AppState, MetalnetGroup
+
+if TYPE_CHECKING:
+    from typer._click.formatting import HelpFormatter
 
 # name -> (module:attribute, one-line help). The attribute is a Typer app (a command
 # group) or a command function.
@@ -72,23 +76,47 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class GlobalOption(TyperOption):
+    """An option of the top-level group: one not given is None, taken as it is.
+
+    Typer builds a pydantic TypeAdapter for a parameter before coercing its value, even
+    a None it then returns unchanged; the global options (and --help) are processed
+    before any command runs, so `metalnet X --help` would import pydantic, about a
+    third of its start-up, for options nobody gave.
+    """
+
+    def process_value(self, ctx: typer.Context, value: Any) -> Any:
+        if value is None and not self.required and self.nargs == 1 and not self.multiple:
+            return self.callback(ctx, self, value) if self.callback else None
+        return super().process_value(ctx, value)
+
+
 class Commands(MetalnetGroup):
     """The top-level group: commands imported when invoked, listed from COMMANDS."""
 
     _listing = False
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        """The global options and --help, as GlobalOptions (typer builds them as its own
+        options and offers no hook for their class)."""
+        params = super().get_params(ctx)
+        for param in params:
+            if isinstance(param, TyperOption):
+                param.__class__ = GlobalOption
+        return params
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
         return list(COMMANDS)
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> TyperCommand | TyperGroup | None:
         if cmd_name not in COMMANDS:
             return None
         target, summary = COMMANDS[cmd_name]
         if self._listing:
-            return click.Command(cmd_name, help=summary, short_help=summary)
+            return TyperCommand(cmd_name, help=summary, short_help=summary)
         return load(cmd_name, target)
 
-    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_help(self, ctx: typer.Context, formatter: HelpFormatter) -> None:
         self._listing = True
         try:
             super().format_help(ctx, formatter)
@@ -96,12 +124,12 @@ class Commands(MetalnetGroup):
             self._listing = False
 
 
-def load(name: str, target: str) -> click.Command:
+def load(name: str, target: str) -> TyperCommand | TyperGroup:
     """Import one command group (a Typer app) or command (a function) as a click command."""
     module, attribute = target.split(":")
     obj = getattr(importlib.import_module(module), attribute)
     if isinstance(obj, typer.Typer):
-        command: click.Command = typer.main.get_group(obj)
+        command: TyperCommand | TyperGroup = typer.main.get_group(obj)
     else:
         single = typer.Typer(add_completion=False)
         single.command(name)(obj)

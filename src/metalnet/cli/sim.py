@@ -12,14 +12,18 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import asyncssh
 import typer
 
 from metalnet.cli.sim_bmc import serve_bmc
 from metalnet.errors import InputError
-from metalnet.sim.switch import SimSwitch
 from metalnet.validate import check_listen
+
+if TYPE_CHECKING:
+    import asyncssh
+
+    from metalnet.sim.switch import SimSwitch
 
 app = typer.Typer(help="Simulators for trying metalnet without hardware.", no_args_is_help=True)
 
@@ -43,6 +47,8 @@ def parse_stall(stall: str) -> tuple[str, float]:
 
 def load_host_key(path: Path | None) -> asyncssh.SSHKey | None:
     """The host key at `path`, created there on first use so clients see a stable key."""
+    import asyncssh
+
     if path is None:
         return None
     if not path.exists():
@@ -97,6 +103,7 @@ def switch(
 
     Example: metalnet sim switch --listen 127.0.0.1:8300 --ports 48 --commit-latency 2
     """
+    from metalnet.sim.switch import SimSwitch
     from metalnet.sim.switch.dialect import DIALECTS
 
     host, port = check_listen(listen)

@@ -59,6 +59,11 @@ def _q(name: str) -> str:
     return quote(name, safe="")
 
 
+def _project(project: str | None) -> dict[str, str]:
+    """The `project` query parameter, when one is named."""
+    return {} if project is None else {"project": project}
+
+
 class HttpService:
     """A bearer-token client of the /v1 API implementing metalnet.service.Service."""
 
@@ -113,8 +118,7 @@ class HttpService:
         self._call("DELETE", f"/v1/projects/{_q(name)}")
 
     def list_networks(self, project: str | None = None) -> list[NetworkView]:
-        params = {} if project is None else {"project": project}
-        return self._many(NetworkView, "/v1/networks", params=params)
+        return self._many(NetworkView, "/v1/networks", params=_project(project))
 
     def get_network(self, project: str, name: str) -> NetworkView:
         return self._one(NetworkView, "GET", f"/v1/projects/{_q(project)}/networks/{_q(name)}")
@@ -165,14 +169,16 @@ class HttpService:
     def list_instances(self, include_deleted: bool = False) -> list[InstanceView]:
         return self._many(InstanceView, "/v1/instances", params={"all": include_deleted})
 
-    def get_instance(self, name: str) -> InstanceView:
-        return self._one(InstanceView, "GET", f"/v1/instances/{_q(name)}")
+    def get_instance(self, name: str, project: str | None = None) -> InstanceView:
+        return self._one(InstanceView, "GET", f"/v1/instances/{_q(name)}", params=_project(project))
 
     def create_instance(self, body: InstanceIn) -> InstanceView:
         return self._one(InstanceView, "POST", "/v1/instances", body=body)
 
-    def delete_instance(self, name: str) -> InstanceView:
-        return self._one(InstanceView, "DELETE", f"/v1/instances/{_q(name)}")
+    def delete_instance(self, name: str, project: str | None = None) -> InstanceView:
+        return self._one(
+            InstanceView, "DELETE", f"/v1/instances/{_q(name)}", params=_project(project)
+        )
 
     def audit_log(self, limit: int) -> list[AuditView]:
         return self._many(AuditView, "/v1/audit", params={"limit": limit})

@@ -219,9 +219,12 @@ class LocalService:
 
     # Instances --------------------------------------------------------------------------
 
-    def _instance(self, s: Session, name: str) -> Instance:
-        """The caller's instance `name`: a tenant's lookup is scoped to its project."""
-        inst = instances.get_instance(s, name, self.who.project)
+    def _instance(self, s: Session, name: str, project: str | None) -> Instance:
+        """The caller's instance `name`, in `project` when named (how an admin picks one of
+        two live instances of the same name); a tenant's lookup is scoped to its project."""
+        if project is not None:
+            inventory.get_project(s, self._visible(project))
+        inst = instances.get_instance(s, name, project or self.who.project)
         if not self.who.may_see(inst.project.name):
             raise NotFound(f"unknown instance {name!r}")
         return inst
@@ -235,9 +238,9 @@ class LocalService:
         with self.db.session() as s:
             return [self._view(i) for i in s.scalars(query)]
 
-    def get_instance(self, name: str) -> InstanceView:
+    def get_instance(self, name: str, project: str | None = None) -> InstanceView:
         with self.db.session() as s:
-            return self._view(self._instance(s, name), history=True)
+            return self._view(self._instance(s, name, project), history=True)
 
     def create_instance(self, body: InstanceIn) -> InstanceView:
         project = body.project or self.who.project
@@ -268,9 +271,10 @@ class LocalService:
             return exc
         return Conflict(f"node {body.node!r} is not available")
 
-    def delete_instance(self, name: str) -> InstanceView:
-        with self._change("instance delete", name) as s:
-            inst = self._instance(s, name)
+    def delete_instance(self, name: str, project: str | None = None) -> InstanceView:
+        target = name if project is None else f"{project}/{name}"
+        with self._change("instance delete", target) as s:
+            inst = self._instance(s, name, project)
             return self._view(instances.delete_instance(s, name, inst.project.name))
 
     def _view(self, inst: Instance, history: bool = False) -> InstanceView:
