@@ -39,7 +39,8 @@ def test_service_network_reserves_every_nic_and_chains_ipxe(world: BootWorld) ->
         "dhcp-match=set:ipxe,175",
         f"dhcp-boot=tag:ipxe,{url}",
         "dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi,,10.30.0.1",
-        "dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe,,10.30.0.1",
+        "dhcp-boot=tag:!ipxe,tag:bios,undionly.kpxe,,10.30.0.1",
+        "dhcp-boot=tag:!ipxe,tag:!arch,undionly.kpxe,,10.30.0.1",
     ):
         assert line in lines
     check_config(text)

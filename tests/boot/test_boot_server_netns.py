@@ -201,6 +201,10 @@ def test_known_macs_get_reservation_and_boot_chain_unknown_gets_nothing(
 
     as_uefi = ask(wire, tmp_path, MACS["n1"], "0x5d:0007")  # option 93: x86-64 UEFI
     assert as_uefi is not None and as_uefi["boot_file"] == "ipxe.efi"
+    as_bios = ask(wire, tmp_path, MACS["n1"], "0x5d:0000")  # option 93: x86 BIOS
+    assert as_bios is not None and as_bios["boot_file"] == "undionly.kpxe"
+    as_arm = ask(wire, tmp_path, MACS["n1"], "0x5d:000b")  # ARM64 UEFI: nothing it runs
+    assert as_arm is not None and as_arm["boot_file"] == ""
 
     assert ask(wire, tmp_path, "52:54:00:00:00:99", "0xaf:010101") is None
 

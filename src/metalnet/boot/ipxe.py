@@ -27,7 +27,14 @@ def chain_script(controller: str) -> str:
 def node_script(boot: AgentBoot) -> str:
     """Boot the ramdisk with the agent's settings on the kernel command line.
 
-    `initrd=NAME` lets a UEFI kernel's EFI stub find the initrd iPXE loaded.
+    `initrd=NAME` is what a UEFI boot needs: there iPXE starts the kernel as an EFI
+    program, and its EFI stub loads the initrd itself, from the file system of the
+    device the kernel came from. iPXE offers every downloaded image as a file of a
+    virtual file system (src/interface/efi/efi_file.c), named by the last segment of
+    its URL's path (image_set_uri in src/core/image.c), so NAME must be exactly that
+    segment. Newer iPXE than the 2019 snapshot Debian 12 ships also hands the initrd
+    over LoadFile2 (the kernel's LINUX_INITRD_MEDIA_GUID), which needs no name. Under
+    BIOS iPXE places the initrd itself and the kernel ignores the word.
     """
     base = boot.controller + FILE_ROUTE.format(name="")
     args = f"initrd={INITRD} {CONSOLE_ARGS} {boot.kernel_args()}"

@@ -97,22 +97,33 @@ def _tftp_lines(pxe: PxeOptions) -> list[str]:
 
 
 def _ipxe_lines(pxe: PxeOptions, url: str) -> list[str]:
-    """iPXE gets the HTTP URL; firmware PXE ROMs get the iPXE binary for their firmware.
+    """iPXE gets the HTTP URL; a firmware PXE client gets the iPXE binary its firmware
+    runs, and no binary at all when there is none for its architecture.
 
-    iPXE identifies itself with option 175 (https://ipxe.org/howto/dhcpd); UEFI x86-64
-    firmware sends client architecture 7 or 9 in option 93 (RFC 4578, IANA "Processor
-    Architecture Types"). The three tag sets exclude each other, so exactly one
-    dhcp-boot line applies to any client.
+    iPXE identifies itself with option 175 (https://ipxe.org/howto/dhcpd). Firmware
+    names its architecture in option 93 (RFC 4578 2.1; IANA "Processor Architecture
+    Types"): 0 is x86 BIOS, 7 and 9 are x86-64 UEFI (edk2/OVMF sends 7). A PXE ROM
+    without option 93 predates RFC 4578 and is BIOS. Any other architecture (32-bit
+    or ARM UEFI, UEFI HTTP boot) gets its address only, so its firmware moves on to
+    the next boot option instead of running a binary built for another one. The tag
+    sets exclude each other: at most one dhcp-boot line applies to any client.
     """
-    efi = pxe.efi_boot_file or pxe.boot_file
-    return [
+    server = pxe.tftp_server
+    lines = [
         "dhcp-match=set:ipxe,175",
-        "dhcp-match=set:efi64,option:client-arch,7",
-        "dhcp-match=set:efi64,option:client-arch,9",
+        "dhcp-match=set:arch,option:client-arch",  # option 93 sent at all
+        "dhcp-match=set:bios,option:client-arch,0",
         f"dhcp-boot=tag:ipxe,{url}",
-        f"dhcp-boot=tag:!ipxe,tag:efi64,{efi},,{pxe.tftp_server}",
-        f"dhcp-boot=tag:!ipxe,tag:!efi64,{pxe.boot_file},,{pxe.tftp_server}",
+        f"dhcp-boot=tag:!ipxe,tag:bios,{pxe.boot_file},,{server}",
+        f"dhcp-boot=tag:!ipxe,tag:!arch,{pxe.boot_file},,{server}",
     ]
+    if pxe.efi_boot_file:
+        lines += [
+            "dhcp-match=set:efi64,option:client-arch,7",
+            "dhcp-match=set:efi64,option:client-arch,9",
+            f"dhcp-boot=tag:!ipxe,tag:efi64,{pxe.efi_boot_file},,{server}",
+        ]
+    return lines
 
 
 def check_config(text: str) -> None:

@@ -124,9 +124,10 @@ class PxeOptions:
     is; it travels as site-private option 224 so no standard option is overloaded.
 
     With `ipxe_url`, firmware PXE ROMs get an iPXE binary over TFTP (`boot_file` for
-    BIOS, `efi_boot_file` for x86-64 UEFI) from dnsmasq's own TFTP server rooted at
-    `tftp_root`, and iPXE itself (which sends option 175) gets the HTTP URL instead,
-    so the chain firmware -> iPXE -> HTTP ends after one extra hop.
+    BIOS, `efi_boot_file` for x86-64 UEFI; other firmware gets none) from dnsmasq's
+    own TFTP server rooted at `tftp_root`, and iPXE itself (which sends option 175)
+    gets the HTTP URL instead, so the chain firmware -> iPXE -> HTTP ends after one
+    extra hop.
     """
 
     boot_file: str
