@@ -9,7 +9,10 @@ measures with wrk (Debian package `wrk`; load generator on the same machine):
 * `GET /v1/projects/alpha/networks` (all `--networks` networks) at the same load;
 * `GET /v1/projects/alpha` one request at a time (one connection, one thread).
 
-Each run lasts `--duration` seconds. Prints requests/s, p50 and p99 latency, and writes
+Each run lasts `--duration` seconds. Prints requests/s, p50 and p99 latency and the
+server's CPU time per request (CPU seconds of the serve process and its children over
+the requests wrk completed: less sensitive than latency to other load on the machine),
+and writes
 bench/results/api.json (under the key given by `--label`, e.g. "sqlite" or
 "postgresql-4-workers"), keeping other labels already there. `--database-url` selects
 PostgreSQL; the default is a throwaway SQLite file. `--workers N` is passed to serve.
@@ -34,7 +37,7 @@ from pathlib import Path
 
 import httpx
 
-from metalnet import apitokens, inventory
+from metalnet import apitokens, inventory, quotas
 from metalnet.config import load_settings
 from metalnet.db.engine import Database, upgrade
 
@@ -47,7 +50,8 @@ def seed(url: str, networks: int) -> str:
     db = Database(load_settings(None, url))
     upgrade(db.engine)
     with db.session() as s:
-        inventory.create_project(s, "alpha")
+        project = inventory.create_project(s, "alpha")
+        quotas.set_quota(s, project, networks=networks, instances=None)
         for i in range(networks):
             inventory.create_network(
                 s, db.settings, "alpha", f"net{i}", f"10.{i // 250}.{i % 250}.0/24"
@@ -85,8 +89,36 @@ def wait_ready(base: str, token: str, deadline: float) -> None:
     raise SystemExit("metalnet serve did not answer in time")
 
 
-def run_wrk(url: str, token: str, connections: int, threads: int, duration: int) -> dict:
-    """wrk's requests/s and latency percentiles (ms) for GET `url`."""
+def cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of process `root` and every descendant, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents, used = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # exited while we looked
+        fields = text[text.rindex(")") + 2 :].split()
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        used[pid] = (int(fields[11]) + int(fields[12])) / tick
+
+    def descends(pid: int) -> bool:
+        while pid > 1:
+            if pid == root:
+                return True
+            pid = parents.get(pid, 0)
+        return False
+
+    return sum(seconds for pid, seconds in used.items() if descends(pid))
+
+
+def run_wrk(
+    url: str, token: str, connections: int, threads: int, duration: int, server: int
+) -> dict:
+    """wrk's requests/s and latency percentiles (ms) for GET `url`, and the CPU time
+    the server (process id `server`) spent per request."""
+    cpu_before = cpu_seconds(server)
     out = subprocess.run(
         [
             "wrk",
@@ -103,6 +135,8 @@ def run_wrk(url: str, token: str, connections: int, threads: int, duration: int)
         check=True,
         timeout=duration + 60,
     ).stdout
+    cpu = cpu_seconds(server) - cpu_before
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     percentiles = {
         p: float(v) * UNITS[unit]
@@ -114,6 +148,7 @@ def run_wrk(url: str, token: str, connections: int, threads: int, duration: int)
         "p50_ms": round(percentiles["50"], 2),
         "p99_ms": round(percentiles["99"], 2),
         "non_2xx": int(errors.group(1)) if errors else 0,
+        "server_cpu_ms_per_request": round(1000 * cpu / max(requests, 1), 3),
         "connections": connections,
         "seconds": duration,
     }
@@ -139,12 +174,12 @@ def main() -> None:
         try:
             wait_ready(base, token, time.monotonic() + 60)
             one = f"{base}/v1/projects/alpha"
+            networks = f"{base}/v1/projects/alpha/networks"
+            pid, load, seconds = server.pid, args.connections, args.duration
             results = {
-                "project_at_load": run_wrk(one, token, args.connections, 2, args.duration),
-                "networks_at_load": run_wrk(
-                    f"{base}/v1/projects/alpha/networks", token, args.connections, 2, args.duration
-                ),
-                "project_one_at_a_time": run_wrk(one, token, 1, 1, args.duration),
+                "project_at_load": run_wrk(one, token, load, 2, seconds, pid),
+                "networks_at_load": run_wrk(networks, token, load, 2, seconds, pid),
+                "project_one_at_a_time": run_wrk(one, token, 1, 1, seconds, pid),
             }
         finally:
             server.terminate()
@@ -152,7 +187,8 @@ def main() -> None:
     for name, r in results.items():
         print(
             f"{name:<24} {r['requests_per_s']:>9.1f} req/s  p50 {r['p50_ms']:>8.2f} ms  "
-            f"p99 {r['p99_ms']:>8.2f} ms  non-2xx {r['non_2xx']}"
+            f"p99 {r['p99_ms']:>8.2f} ms  CPU {r['server_cpu_ms_per_request']:>6.3f} ms/req  "
+            f"non-2xx {r['non_2xx']}"
         )
     load = os.getloadavg()[0]
     print(f"load average while measuring: {load:.2f} on {os.cpu_count()} cores")
