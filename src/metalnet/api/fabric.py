@@ -79,8 +79,8 @@ class DeviceReads:
 _reads_lock = threading.Lock()
 
 
-def device_reads(request: Request) -> DeviceReads:
-    """The app's shared device reads, made on first use."""
+async def device_reads(request: Request) -> DeviceReads:
+    """The app's shared device reads, made on first use (a coroutine: no I/O here)."""
     state = request.app.state
     with _reads_lock:
         if getattr(state, "device_reads", None) is None:
