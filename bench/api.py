@@ -14,7 +14,8 @@ measures with wrk (Debian package `wrk`; load generator on the same machine):
 
 Prints requests/s, p50 and p99 latency, and the server's CPU time per request: CPU
 seconds of the serve process and its children over the requests wrk completed, much
-less sensitive than latency to other load on the machine. Writes bench/results/api.json
+less sensitive than latency to other load on the machine (PostgreSQL's own processes
+are counted apart, as database CPU per request). Writes bench/results/api.json
 under "<label>-sqlite", "<label>-postgresql-1-workers", ... (`--label`, default
 "latest"), keeping other keys, with the load average and CPU pressure while measuring.
 `--only sqlite` or `--only postgresql` runs one backend.
@@ -118,11 +119,18 @@ def cpu_seconds(root: int) -> float:
 
 
 def run_wrk(
-    url: str, token: str, connections: int, threads: int, duration: int, server: int
+    url: str,
+    token: str,
+    connections: int,
+    threads: int,
+    duration: int,
+    server: int,
+    database: int | None,
 ) -> dict:
     """wrk's requests/s and latency percentiles (ms) for GET `url`, and the CPU time
     the server (process id `server`) spent per request."""
     cpu_before = cpu_seconds(server)
+    db_before = cpu_seconds(database) if database else 0.0
     out = subprocess.run(
         [
             "wrk",
@@ -140,6 +148,7 @@ def run_wrk(
         timeout=duration + 60,
     ).stdout
     cpu = cpu_seconds(server) - cpu_before
+    db_cpu = cpu_seconds(database) - db_before if database else 0.0
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     percentiles = {
@@ -153,13 +162,17 @@ def run_wrk(
         "p99_ms": round(percentiles["99"], 2),
         "non_2xx": int(errors.group(1)) if errors else 0,
         "server_cpu_ms_per_request": round(1000 * cpu / max(requests, 1), 3),
+        "database_cpu_ms_per_request": round(1000 * db_cpu / max(requests, 1), 3),
         "connections": connections,
         "seconds": duration,
     }
 
 
-def measure(new_url: Callable[[str], str], workers: int, args: argparse.Namespace) -> dict:
-    """Seed a new database, serve it with `workers` processes, run the three loads."""
+def measure(
+    new_url: Callable[[str], str], workers: int, database: int | None, args: argparse.Namespace
+) -> dict:
+    """Seed a new database, serve it with `workers` processes, run the three loads;
+    `database`: the database server's process id (its CPU is counted apart)."""
     with tempfile.TemporaryDirectory() as home:
         url = new_url(home)
         token = seed(url, args.networks)
@@ -170,11 +183,11 @@ def measure(new_url: Callable[[str], str], workers: int, args: argparse.Namespac
             wait_ready(base, token, time.monotonic() + 60)
             one = f"{base}/v1/projects/alpha"
             networks = f"{base}/v1/projects/alpha/networks"
-            pid, load, seconds = server.pid, args.connections, args.duration
+            pids, load, seconds = (server.pid, database), args.connections, args.duration
             results = {
-                "project_at_load": run_wrk(one, token, load, 2, seconds, pid),
-                "networks_at_load": run_wrk(networks, token, load, 2, seconds, pid),
-                "project_one_at_a_time": run_wrk(one, token, 1, 1, seconds, pid),
+                "project_at_load": run_wrk(one, token, load, 2, seconds, *pids),
+                "networks_at_load": run_wrk(networks, token, load, 2, seconds, *pids),
+                "project_one_at_a_time": run_wrk(one, token, 1, 1, seconds, *pids),
             }
         finally:
             server.terminate()
@@ -198,19 +211,25 @@ def cpu_pressure() -> float | None:
     return float(re.search(r"avg10=([\d.]+)", line).group(1))
 
 
-def configurations(only: str | None) -> Iterator[tuple[str, int, Callable[[str], str]]]:
-    """(name, processes, database URL maker given a scratch directory) to measure."""
+Configuration = tuple[str, int, Callable[[str], str], int | None]
+
+
+def configurations(only: str | None) -> Iterator[Configuration]:
+    """(name, processes, database URL maker given a scratch directory, the database
+    server's process id or None) of each configuration to measure."""
     if only in (None, "sqlite"):
-        yield "sqlite", 1, lambda home: f"sqlite:///{home}/api.db"
+        yield "sqlite", 1, lambda home: f"sqlite:///{home}/api.db", None
     if only in (None, "postgresql"):
         pg_bin = find_pg_bin()
         if pg_bin is None:
             raise SystemExit("PostgreSQL (initdb, pg_ctl) is not installed: use --only sqlite")
         cluster = PgCluster(pg_bin)
         cluster.start()
+        postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
         try:
             for workers in sorted({1, os.cpu_count() or 1}):
-                yield f"postgresql-{workers}-workers", workers, lambda _home: cluster.new_database()
+                name = f"postgresql-{workers}-workers"
+                yield name, workers, lambda _home: cluster.new_database(), postmaster
         finally:
             cluster.stop()
 
@@ -226,8 +245,8 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     recorded = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    for name, workers, new_url in configurations(args.only):
-        entry = measure(new_url, workers, args)
+    for name, workers, new_url, database in configurations(args.only):
+        entry = measure(new_url, workers, database, args)
         print(
             f"{name} ({workers} processes, load average {entry['load_average']:.2f}, "
             f"CPU pressure {entry['cpu_pressure_pct']}%):"
@@ -236,7 +255,8 @@ def main() -> None:
             print(
                 f"  {load:<24} {r['requests_per_s']:>8.1f} req/s  p50 {r['p50_ms']:>8.2f} ms"
                 f"  p99 {r['p99_ms']:>8.2f} ms  CPU {r['server_cpu_ms_per_request']:>6.3f}"
-                f" ms/req  non-2xx {r['non_2xx']}"
+                f" ms/req (+ database {r['database_cpu_ms_per_request']:.3f})"
+                f"  non-2xx {r['non_2xx']}"
             )
         recorded[f"{args.label}-{name}"] = entry
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
