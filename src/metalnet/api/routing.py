@@ -3,8 +3,8 @@
 FastAPI runs a plain (`def`) endpoint in a worker thread and then, in a second hop,
 validates its answer against the response model in a worker thread again. Each hop
 hands the interpreter lock between threads (queue, wake-up, the loop's self-pipe): at
-50 concurrent requests the hops cost more than the endpoint. Endpoints here do blocking
-database I/O, so they stay plain functions; this route class runs such a function in
+50 concurrent requests the hops took about as much of it as the endpoint. Endpoints do
+blocking database I/O, so they stay plain functions; this route class runs one in
 the thread pool from a coroutine, so FastAPI validates and serialises the answer on
 the event loop (no I/O there) and the request makes exactly one hop.
 """
