@@ -97,6 +97,7 @@ def template(tmp_path_factory) -> tuple[Path, dict[str, str], dict[str, int]]:
 @pytest.fixture
 def api(tmp_path, template) -> Iterator[Api]:
     source, tokens, ids = template
+    apitokens.VERIFIED.forget()  # as a new server process: every test's copy has the same tokens
     shutil.copy(source, tmp_path / "api.db")
     db = Database(api_settings(f"sqlite:///{tmp_path / 'api.db'}"))
     port = _free_port()

@@ -23,15 +23,16 @@ from metalnet.agent.protocol import (
     Task,
     TaskResult,
 )
+from metalnet.api.routing import Route
 from metalnet.db.models import AgentTask, Node
 from metalnet.lifecycle import tokens
 from metalnet.lifecycle.states import OPEN_TASK, TaskState
 
-router = APIRouter(tags=["agent"])
+router = APIRouter(tags=["agent"], route_class=Route)
 
 
-def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str:
-    """The bearer token of the request, or 401."""
+async def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str:
+    """The bearer token of the request, or 401 (a coroutine: no I/O, so no thread hop)."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise HTTPException(401, "missing bearer token")

@@ -26,6 +26,7 @@ from sqlalchemy import select
 from metalnet import audit
 from metalnet.api.auth import Caller, Db
 from metalnet.api.errors import ERROR_RESPONSES
+from metalnet.api.routing import Route
 from metalnet.db.engine import Database
 from metalnet.db.models import PortAttachment, Switch, SwitchPort
 from metalnet.errors import InputError, MetalnetError, NotFound
@@ -35,7 +36,7 @@ from metalnet.switches.queue import ChangeOutcome
 from metalnet.switches.service import SwitchService
 from metalnet.validate import normalize_mac
 
-router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES, route_class=Route)
 Owner = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 

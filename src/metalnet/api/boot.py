@@ -13,12 +13,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, PlainTextResponse
 
 from metalnet.api.errors import ERROR_RESPONSES
+from metalnet.api.routing import Route
 from metalnet.boot import ipxe
 from metalnet.errors import NotFound
 from metalnet.lifecycle import boot
 from metalnet.validate import normalize_mac
 
-router = APIRouter(tags=["boot"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["boot"], responses=ERROR_RESPONSES, route_class=Route)
 RAMDISK_FILES = (ipxe.KERNEL, ipxe.INITRD)
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import select
 from metalnet import audit, metrics
 from metalnet.api.auth import Caller, Db, Principal
 from metalnet.api.errors import ERROR_RESPONSES
+from metalnet.api.routing import Route
 from metalnet.config import Settings
 from metalnet.db.models import Instance, Network, Project, Switch, SwitchChange, SwitchPort
 from metalnet.lifecycle.instances import LIVE
@@ -32,7 +33,7 @@ from metalnet.switches.drift import describe, in_sync
 from metalnet.switches.reconcile import reconcile
 from metalnet.switches.service import SwitchService
 
-router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES, route_class=Route)
 
 READ_TTL = 0.5  # seconds one device read serves every caller; a change shows within a poll + this
 RECENT_COMMITS = 1000  # change-log rows searched for each port's last commit
@@ -78,8 +79,8 @@ class DeviceReads:
 _reads_lock = threading.Lock()
 
 
-def device_reads(request: Request) -> DeviceReads:
-    """The app's shared device reads, made on first use."""
+async def device_reads(request: Request) -> DeviceReads:
+    """The app's shared device reads, made on first use (a coroutine: no I/O here)."""
     state = request.app.state
     with _reads_lock:
         if getattr(state, "device_reads", None) is None:

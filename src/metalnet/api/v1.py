@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from metalnet.api.auth import Caller
 from metalnet.api.errors import ERROR_RESPONSES
+from metalnet.api.routing import Route
 from metalnet.service.local import LocalService
 from metalnet.service.models import (
     MAX_LIMIT,
@@ -45,7 +46,7 @@ Svc = Annotated[LocalService, Depends(service)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Newest N entries.")]
 NO_CONTENT = {"status_code": 204, "response_class": Response}
 
-router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES, route_class=Route)
 
 
 # Projects and networks ---------------------------------------------------------------

@@ -33,7 +33,12 @@ def serve(
     import threading
     from contextlib import ExitStack
 
-    from metalnet.api.workers import listening_socket, start_api_processes, stop_api_processes
+    from metalnet.api.workers import (
+        freeze_heap,
+        listening_socket,
+        start_api_processes,
+        stop_api_processes,
+    )
     from metalnet.controller import Controller
     from metalnet.validate import check_host_port
 
@@ -54,6 +59,7 @@ def serve(
                 from metalnet.dhcp.manager import DhcpManager
 
                 dhcp.enter_context(DhcpManager(db))
+            freeze_heap()
             where = f"{controller.scheme}://{controller.host}:{controller.port}"
             typer.echo(f"metalnet controller on {where} ({workers} processes)", err=True)
             stop.wait()

@@ -43,7 +43,7 @@ def list_(ctx: typer.Context, json_out: bool = JSON_OPTION) -> None:
 
 @app.command("revoke")
 def revoke(ctx: typer.Context, token_id: str = typer.Argument(..., help="Token id.")) -> None:
-    """Revoke a token; it stops working at once.  Example: metalnet token revoke 3"""
+    """Revoke a token; servers refuse it within a second.  Example: metalnet token revoke 3"""
     state(ctx).service.revoke_token(token_id)
     say(f"token {token_id} revoked")
 

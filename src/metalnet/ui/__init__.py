@@ -28,6 +28,7 @@ from metalnet.api.auth import (
     Unauthorized,
     csrf_value,
 )
+from metalnet.api.routing import Route
 
 STATIC = Path(__file__).parent / "static"
 
@@ -42,7 +43,7 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 
-router = APIRouter(prefix="/ui", include_in_schema=False)
+router = APIRouter(prefix="/ui", include_in_schema=False, route_class=Route)
 
 
 class SignIn(BaseModel):
