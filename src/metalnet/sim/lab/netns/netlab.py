@@ -28,7 +28,13 @@ from metalnet.dhcp import DhcpNetwork
 from metalnet.dhcp.interfaces import DhcpInterfaces
 from metalnet.dhcp.server import DnsmasqServer, ServerFiles
 from metalnet.sim.lab.netns import cleanup, dhclient, probe
-from metalnet.sim.lab.netns.endpoints import DhcpServer, Endpoint, HostEndpoint, NodeEndpoint
+from metalnet.sim.lab.netns.endpoints import (
+    DhcpServer,
+    Endpoint,
+    HostEndpoint,
+    NodeEndpoint,
+    TapPort,
+)
 from metalnet.sim.lab.netns.system import (
     NetLabError,
     harden_host_link,
@@ -133,7 +139,20 @@ class NetLab:
         node = NodeEndpoint(name=name, netns=netns, nic=NODE_NIC, port=port, mac=mac)
         return node
 
-    def set_port_vlan(self, node: NodeEndpoint, vlan_id: int | None) -> None:
+    def add_tap(self, name: str, mac: str) -> TapPort:
+        """A virtual machine's port: a tap in the root namespace for QEMU to open
+        (`-netdev tap,ifname=...`); it starts detached, and carries no host traffic."""
+        check_name(name, "lab endpoint name")
+        if name in self._names:
+            raise ValueError(f"invalid lab endpoint name {name!r}: already used in this lab")
+        tap = self._name(f"p{len(self._names) + 1}")
+        self._names.add(name)
+        ip("tuntap", "add", "dev", tap, "mode", "tap")
+        harden_host_link(tap)
+        ip("link", "set", tap, "up")
+        return TapPort(name=name, port=tap, mac=normalize_mac(mac))
+
+    def set_port_vlan(self, node: NodeEndpoint | TapPort, vlan_id: int | None) -> None:
         """Move the node's switch port to VLAN `vlan_id`'s bridge; None detaches it."""
         if vlan_id is None:
             ip("link", "set", node.port, "nomaster")

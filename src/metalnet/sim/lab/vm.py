@@ -1,0 +1,280 @@
+"""A lab node as a real QEMU machine: what its BMC's power actions do to it.
+
+The simulated BMCs (metalnet.sim.bmc) keep the power and boot-device model; with a
+`VmMachine` behind a node, their `on_change` callback becomes QEMU itself:
+
+- power on: start `qemu-system-x86_64 -accel tcg` (never KVM: nested KVM fails on this
+  machine kind) booting the chosen device, as Ironic's virtual BMCs do with libvirt
+  (sushy-tools' libvirt driver sets the domain's boot order, then starts it):
+  network is SeaBIOS running the iPXE ROM of the virtio NIC (Debian's `ipxe-qemu`),
+  disk is SeaBIOS booting the virtio disk;
+- power off: QMP `quit` (a hard power cut, as a BMC's ForceOff);
+- reset: QMP `system_reset`; when the boot device changed since the process started,
+  the process is restarted instead (QEMU's boot order is fixed on its command line).
+
+QMP is spoken through `qemu.qmp`, QEMU's own client library. The NIC is a tap the
+lab's data plane moves between VLAN bridges like any other switch port; the disk is
+the node's raw disk file. The serial console is a Unix socket that QEMU also logs to a
+file: the lab reads boot progress and addresses from the log, and runs commands in a
+tenant OS that offers a shell there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qemu.qmp import QMPClient, QMPError
+
+from metalnet.errors import MetalnetError
+from metalnet.power import BootDevice
+from metalnet.retry import Retry
+from metalnet.sim.bmc import PowerEvent
+
+log = logging.getLogger(__name__)
+
+MEMORY_MIB = 512
+QMP_TIMEOUT = 10.0
+QMP_READY = Retry(seconds=10.0, first=0.05, cap=0.5)
+QUIT_SECONDS = 15.0
+CONSOLE_PROMPT_SECONDS = 5.0
+# What the ramdisk (metalnet.boot.ramdisk) and the demo image print once DHCP answered.
+ADDRESS_LINE = re.compile(r"metalnet[- ](?:ramdisk|demo): address (\d+\.\d+\.\d+\.\d+)")
+AGENT_LINE = "metalnet ramdisk: starting the agent"
+WATCH_SECONDS = 0.2
+PROBE_LINE = re.compile(r"mn-probe (\d+\.\d+\.\d+\.\d+) rc=(\d+)")
+
+
+class VmError(MetalnetError):
+    """QEMU is not installed."""
+
+
+def qemu_binary() -> str:
+    """The QEMU system emulator, or a clear error naming the Debian packages."""
+    path = shutil.which("qemu-system-x86_64")
+    if path is None:
+        raise VmError(
+            "qemu-system-x86_64 is missing (Debian: apt-get install qemu-system-x86 ipxe-qemu)"
+        )
+    return path
+
+
+@dataclass
+class BootRecord:
+    """One boot as the console showed it: wall-clock times (time.time()) of power on
+    or reset, of the OS reporting its DHCP address, and of the ramdisk starting the agent."""
+
+    device: BootDevice
+    started: float
+    address_at: float | None = None
+    agent_at: float | None = None
+
+    def summary(self) -> dict[str, object]:
+        def since(moment: float | None) -> float | None:
+            return None if moment is None else round(moment - self.started, 2)
+
+        return {
+            "device": str(self.device),
+            "to_address_seconds": since(self.address_at),
+            "to_agent_seconds": since(self.agent_at),
+        }
+
+
+@dataclass
+class VmMachine:
+    """One QEMU machine: NIC `tap` with `mac`, raw `disk`, state files under `workdir`.
+
+    Power actions run on the node's own timeline (the lab's data plane worker), so
+    they never overlap; `lock` guards the process for readers on other threads.
+    """
+
+    name: str
+    mac: str
+    disk: Path
+    workdir: Path
+    tap: str = ""  # set by the data plane, which creates the tap
+    process: subprocess.Popen[bytes] | None = None
+    booted_from: BootDevice | None = None
+    boot_offset: int = 0  # console log size when the current boot began
+    boot_started: float = 0.0
+    boots: list[BootRecord] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def console_log(self) -> Path:
+        return self.workdir / f"{self.name}.console.log"
+
+    @property
+    def console_socket(self) -> Path:
+        return self.workdir / f"{self.name}.console.sock"
+
+    @property
+    def qmp_socket(self) -> Path:
+        return self.workdir / f"{self.name}.qmp.sock"
+
+    # Power, as the BMC's callback asks ------------------------------------------------
+
+    def power(self, event: PowerEvent, device: BootDevice | None) -> str:
+        """Apply a BMC power event; what the machine now runs, for the lab's record."""
+        if event == PowerEvent.POWER_OFF:
+            self.stop()
+            return "off"
+        assert device is not None  # power on and reset always name a boot device
+        if event == PowerEvent.REBOOT and self.running and device == self.booted_from:
+            self._mark_boot(device)
+            self._qmp("system_reset")
+        else:
+            self.stop()
+            self.start(device)
+        return f"vm booting from {device}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, device: BootDevice) -> None:
+        """Start QEMU booting `device` (network: the NIC's iPXE ROM; disk: virtio disk)."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for stale in (self.qmp_socket, self.console_socket):
+            stale.unlink(missing_ok=True)
+        self._mark_boot(device)
+        stderr = (self.workdir / f"{self.name}.qemu.log").open("ab")
+        with self.lock:
+            self.process = subprocess.Popen(
+                self.argv(device), stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr
+            )
+        stderr.close()
+        QMP_READY.call(lambda: self._qmp("query-status"), retry_on=(OSError, QMPError), what="QMP")
+        log.info("vm %s: started from %s (pid %d)", self.name, device, self.process.pid)
+
+    def argv(self, device: BootDevice) -> list[str]:
+        """The QEMU command line: TCG, SeaBIOS, virtio NIC on the tap, virtio raw disk."""
+        order = "n" if device == BootDevice.PXE else "c"
+        console = f"socket,id=console,path={self.console_socket},server=on,wait=off"
+        console += f",logfile={self.console_log},logappend=on"
+        return [
+            qemu_binary(), "-name", self.name, "-accel", "tcg", "-m", str(MEMORY_MIB),
+            "-display", "none", "-nodefaults", "-boot", f"order={order}",
+            "-chardev", console, "-serial", "chardev:console",
+            "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
+            "-netdev", f"tap,id=nic,ifname={self.tap},script=no,downscript=no",
+            "-device", f"virtio-net-pci,netdev=nic,mac={self.mac}",
+            "-drive", f"file={self.disk},format=raw,if=virtio,cache=writethrough",
+        ]  # fmt: skip
+
+    def stop(self) -> None:
+        """Power cut: QMP `quit`, then wait for the process (killed if it lingers)."""
+        with self.lock:
+            process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            try:
+                self._qmp("quit")
+            except (OSError, QMPError) as exc:
+                log.warning("vm %s: QMP quit failed (%s), killing QEMU", self.name, exc)
+                process.kill()
+            try:
+                process.wait(QUIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.booted_from = None
+        log.info("vm %s: powered off", self.name)
+
+    def _mark_boot(self, device: BootDevice) -> None:
+        self.booted_from = device
+        self.boot_offset = self.console_log.stat().st_size if self.console_log.exists() else 0
+        self.boot_started = time.monotonic()
+        record = BootRecord(device, time.time())
+        self.boots.append(record)
+        threading.Thread(target=self._watch, args=(record,), daemon=True).start()
+
+    def _watch(self, record: BootRecord) -> None:
+        """Note when this boot's console shows the address and the agent (polling the
+        log every WATCH_SECONDS), until both appear or another boot begins."""
+        while self.boots[-1] is record and self.booted_from is not None:
+            text = self.console_since_boot()
+            if record.address_at is None and ADDRESS_LINE.search(text):
+                record.address_at = time.time()
+            if record.agent_at is None and AGENT_LINE in text:
+                record.agent_at = time.time()
+            if record.address_at and (record.agent_at or record.device == BootDevice.DISK):
+                return
+            time.sleep(WATCH_SECONDS)
+
+    def _qmp(self, command: str) -> object:
+        """One QMP command over a fresh connection (QEMU's monitor socket)."""
+        return asyncio.run(_execute(str(self.qmp_socket), command, self.name))
+
+    # What the machine shows --------------------------------------------------------------
+
+    def console_since_boot(self) -> str:
+        """The serial console's output since the current boot began."""
+        if not self.console_log.exists():
+            return ""
+        with self.console_log.open("rb") as console:
+            console.seek(self.boot_offset)
+            return console.read().decode(errors="replace")
+
+    def address(self) -> ipaddress.IPv4Address | None:
+        """The address the running OS reported on its console after DHCP, if any."""
+        if not self.running:
+            return None
+        found = ADDRESS_LINE.findall(self.console_since_boot())
+        return ipaddress.IPv4Address(found[-1]) if found else None
+
+    def ping_all(self, targets: Sequence[str], timeout: float) -> dict[str, bool]:
+        """From inside the running OS (a shell on its serial console): one ICMP echo to
+        each target, `ping -c1 -W1`; which answered. Empty if no shell answered."""
+        nonce = secrets.randbelow(10**6)
+        probes = " ".join(targets)
+        command = (
+            f'for a in {probes}; do ping -c1 -W1 "$a" >/dev/null 2>&1; '
+            f'echo "mn-probe $a rc=$?"; done; echo "mn-done-$(({nonce} + 1))"\n'
+        )
+        output = self._console(command, f"mn-done-{nonce + 1}", timeout)
+        return {ip: rc == "0" for ip, rc in PROBE_LINE.findall(output)}
+
+    def _console(self, command: str, marker: str, timeout: float) -> str:
+        """Send `command` to the serial console; its output up to `marker` ("" if none)."""
+        deadline = time.monotonic() + timeout
+        received = b""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as console:
+                console.settimeout(CONSOLE_PROMPT_SECONDS)
+                console.connect(str(self.console_socket))
+                console.sendall(b"\n" + command.encode())
+                while marker.encode() not in received:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return ""
+                    console.settimeout(remaining)
+                    chunk = console.recv(4096)
+                    if not chunk:
+                        return ""
+                    received += chunk
+        except OSError as exc:
+            log.info("vm %s: console command failed: %s", self.name, exc)
+            return ""
+        return received.decode(errors="replace")
+
+
+async def _execute(path: str, command: str, name: str) -> object:
+    client = QMPClient(name)
+    await asyncio.wait_for(client.connect(path), QMP_TIMEOUT)
+    try:
+        return await asyncio.wait_for(client.execute(command), QMP_TIMEOUT)
+    finally:
+        await client.disconnect()
