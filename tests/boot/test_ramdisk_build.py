@@ -18,7 +18,7 @@ from bootworld import MACS, BootWorld
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from metalnet.boot import ipxe, ramdisk
+from metalnet.boot import initramfs, ipxe, ramdisk
 from metalnet.cli.main import app
 from metalnet.db.models import AgentTask
 
@@ -65,7 +65,7 @@ def test_modules_load_after_their_dependencies(built: tuple[ramdisk.Ramdisk, Pat
     modules_root = root / "lib/modules"
     for i, path in enumerate(order):
         assert (modules_root / path).is_file()
-        for dependency in ramdisk.modinfo_depends(modules_root / path):
+        for dependency in initramfs.modinfo_depends(modules_root / path):
             assert dependency + ".ko" in names[:i], f"{names[i]} loads before {dependency}"
     assert "net_failover.ko" in names[: names.index("virtio_net.ko")]
     assert (root / "init").stat().st_mode & 0o111

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metalnet.boot import ramdisk
+from metalnet.boot import initramfs
 from metalnet.boot.cmdline import AgentBoot, agent_boot
 from metalnet.boot.ramdisk_agent import agent_argv, first_disk
 from metalnet.errors import MetalnetError
@@ -57,7 +57,7 @@ def test_content_key_follows_path_mode_content_and_links(tmp_path: Path) -> None
     source.write_bytes(b"one")
 
     def key(**change: object) -> str:
-        tree = ramdisk.Tree()
+        tree = initramfs.Tree()
         tree.add(str(change.get("dest", "bin/x")), source, int(change.get("mode", 0o644)))
         tree.links["bin/y"] = str(change.get("link", "x"))
         return tree.digest()
@@ -71,13 +71,13 @@ def test_content_key_follows_path_mode_content_and_links(tmp_path: Path) -> None
 
 @pytest.mark.skipif(shutil.which("busybox") is None, reason="needs busybox (apt install busybox)")
 def test_initramfs_is_a_cpio_archive_busybox_unpacks(tmp_path: Path) -> None:
-    tree = ramdisk.Tree()
+    tree = initramfs.Tree()
     tree.add("init", b"#!/bin/sh\n", 0o755)
     tree.add("etc/metalnet/modules", b"a.ko\nb.ko\n")
     tree.add("usr/bin/python3.11", b"\x7fELF" + bytes(range(256)), 0o755)
     tree.links["usr/bin/python3"] = "python3.11"
     archive = tmp_path / "initrd.img"
-    ramdisk.write_initramfs(tree, archive)
+    initramfs.write_initramfs(tree, archive)
     out = tmp_path / "out"
     out.mkdir()
     unpacked = subprocess.run(
@@ -90,5 +90,5 @@ def test_initramfs_is_a_cpio_archive_busybox_unpacks(tmp_path: Path) -> None:
     assert (out / "usr/bin/python3").readlink() == Path("python3.11")
     assert (out / "usr/bin/python3").read_bytes() == b"\x7fELF" + bytes(range(256))
     again = tmp_path / "again.img"
-    ramdisk.write_initramfs(tree, again)
+    initramfs.write_initramfs(tree, again)
     assert again.read_bytes() == archive.read_bytes()  # same tree, same bytes
