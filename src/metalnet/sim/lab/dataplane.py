@@ -28,7 +28,8 @@ for namespaces, bridges and probes):
 - A node may be a QEMU machine (`LabNode.vm`, metalnet.sim.lab.vm): its port is then
   a tap in the root namespace, moved between bridges like a veth; its own firmware
   and OS do DHCP (the service network answers iPXE with the controller's chain
-  script), so the lab's DHCP client is not used for it. Reachability to a machine is
+  script), so the lab's DHCP client is not used for it; the manager passes before
+  each of its power events instead. Reachability to a machine is
   probed from the lab's endpoints to every address it may hold, and from inside it
   through its serial console while its OS offers a shell.
 - The service endpoint (host 2 of the service subnet) runs a relay to the
@@ -284,7 +285,10 @@ class DataPlane:
         answer at once while the node boots, and `boot`/`power_off` run in order with
         the DHCP exchanges that port moves trigger.
         """
-        self._submit(self.nodes[node.name], action)
+        plane_node = self.nodes[node.name]
+        if node.vm is not None:  # its own firmware or OS asks at once: serve what it may ask
+            self._submit(plane_node, self.sync_reservations)
+        self._submit(plane_node, action)
 
     def boot(self, node: LabNode, pxe: bool) -> bool:
         """The node boots (call on its timeline): NIC up, DHCP. True if it got an address;
@@ -321,6 +325,10 @@ class DataPlane:
                 deadline = time.monotonic() + max(0.0, left)
                 while vm.address() is None and time.monotonic() < deadline and vm.running:
                     time.sleep(0.2)
+
+    def port_vlan(self, node: str) -> int | None:
+        """The VLAN whose bridge the node's port (veth or tap) is on, read from the kernel."""
+        return self.netlab.port_vlan(self.nodes[node].endpoint.port)
 
     def fixed_planes(self) -> dict[str, int]:
         """The endpoints that never move, by name, and the VLAN each one is on: the

@@ -156,7 +156,7 @@ class Lab:
             power=SimNodePower(name),
         )
         if self.vms:
-            disk.truncate(max(self.disk_bytes, self.image_bytes))
+            os.truncate(disk, max(self.disk_bytes, self.image_bytes))
             node.vm = VmMachine(name, node.mac, disk, self.workdir / "vms")
         node.power.on_change = partial(self._on_power, node)
         kind = self.bmc_kind if self.bmc_kind != "mixed" else ("redfish", "ipmi")[index % 2]

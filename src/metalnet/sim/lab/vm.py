@@ -52,6 +52,7 @@ CONSOLE_PROMPT_SECONDS = 5.0
 # What the ramdisk (metalnet.boot.ramdisk) and the demo image print once DHCP answered.
 ADDRESS_LINE = re.compile(r"metalnet[- ](?:ramdisk|demo): address (\d+\.\d+\.\d+\.\d+)")
 AGENT_LINE = "metalnet ramdisk: starting the agent"
+SHELL_LINE = "metalnet-demo: shell"  # the demo image's console contract (boot/demo_image.py)
 WATCH_SECONDS = 0.2
 PROBE_LINE = re.compile(r"mn-probe (\d+\.\d+\.\d+\.\d+) rc=(\d+)")
 
@@ -238,6 +239,11 @@ class VmMachine:
     def ping_all(self, targets: Sequence[str], timeout: float) -> dict[str, bool]:
         """From inside the running OS (a shell on its serial console): one ICMP echo to
         each target, `ping -c1 -W1`; which answered. Empty if no shell answered."""
+        deadline = time.monotonic() + CONSOLE_PROMPT_SECONDS
+        while SHELL_LINE not in self.console_since_boot():
+            if time.monotonic() > deadline or not self.running:
+                return {}
+            time.sleep(WATCH_SECONDS)
         nonce = secrets.randbelow(10**6)
         probes = " ".join(targets)
         command = (

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import logging
 import os
 import secrets
@@ -159,6 +160,12 @@ class NetLab:
         else:
             ip("link", "set", node.port, "master", self.add_vlan(vlan_id))
         node.vlan = vlan_id
+
+    def port_vlan(self, port: str) -> int | None:
+        """The VLAN whose bridge the kernel has `port` on now (None: on none)."""
+        (link,) = json.loads(ip("-j", "link", "show", "dev", port))
+        vlans = {bridge: vlan for vlan, bridge in self._bridges.items()}
+        return vlans.get(link.get("master"))
 
     def add_host_endpoint(
         self, vlan_id: int, ip_cidr: str | ipaddress.IPv4Interface, name: str = "controller"
