@@ -38,9 +38,9 @@ from metalnet.config import Settings
 from metalnet.db.engine import Database
 from metalnet.power import BootDevice
 from metalnet.sim.bmc import IpmiBmc, PowerEvent, RedfishBmc, SimNodePower
+from metalnet.sim.lab import vm
 from metalnet.sim.lab.dataplane import DataPlane
 from metalnet.sim.lab.nodes import LabNode
-from metalnet.sim.lab.vm import VmMachine
 from metalnet.sim.switch.device import SimSwitch
 from metalnet.sim.switch.fleet import SimFleet
 
@@ -79,6 +79,8 @@ class Lab:
         `vms`: QEMU machines for nodes (needs `dataplane`)."""
         if vms and dataplane is None:
             raise ValueError("QEMU machines need the root-mode data plane")
+        if vms:
+            vm.require()
         self.workdir = workdir
         self.dataplane = dataplane
         self.settings = settings
@@ -157,7 +159,7 @@ class Lab:
         )
         if self.vms:
             os.truncate(disk, max(self.disk_bytes, self.image_bytes))
-            node.vm = VmMachine(name, node.mac, disk, self.workdir / "vms")
+            node.vm = vm.VmMachine(name, node.mac, disk, self.workdir / "vms")
         node.power.on_change = partial(self._on_power, node)
         kind = self.bmc_kind if self.bmc_kind != "mixed" else ("redfish", "ipmi")[index % 2]
         bmc_class = RedfishBmc if kind == "redfish" else IpmiBmc

@@ -22,6 +22,8 @@ tenant OS that offers a shell there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib.util
 import ipaddress
 import logging
 import re
@@ -34,8 +36,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from qemu.qmp import QMPClient, QMPError
 
 from metalnet.errors import MetalnetError
 from metalnet.power import BootDevice
@@ -69,6 +69,13 @@ def qemu_binary() -> str:
             "qemu-system-x86_64 is missing (Debian: apt-get install qemu-system-x86 ipxe-qemu)"
         )
     return path
+
+
+def require() -> None:
+    """Fail early, naming what to install, when QEMU or its QMP client is missing."""
+    qemu_binary()
+    if importlib.util.find_spec("qemu.qmp") is None:
+        raise VmError("qemu.qmp is missing: pip install 'metalnet[vm]'")
 
 
 @dataclass
@@ -156,7 +163,7 @@ class VmMachine:
                 self.argv(device), stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr
             )
         stderr.close()
-        QMP_READY.call(lambda: self._qmp("query-status"), retry_on=(OSError, QMPError), what="QMP")
+        QMP_READY.call(lambda: self._qmp("query-status"), retry_on=_qmp_errors(), what="QMP")
         log.info("vm %s: started from %s (pid %d)", self.name, device, self.process.pid)
 
     def argv(self, device: BootDevice) -> list[str]:
@@ -183,7 +190,7 @@ class VmMachine:
         if process.poll() is None:
             try:
                 self._qmp("quit")
-            except (OSError, QMPError) as exc:
+            except _qmp_errors() as exc:
                 log.warning("vm %s: QMP quit failed (%s), killing QEMU", self.name, exc)
                 process.kill()
             try:
@@ -277,10 +284,21 @@ class VmMachine:
         return received.decode(errors="replace")
 
 
+def _qmp_errors() -> tuple[type[BaseException], ...]:
+    from qemu.qmp import QMPError
+
+    return (OSError, QMPError)
+
+
 async def _execute(path: str, command: str, name: str) -> object:
+    from qemu.qmp import QMPClient  # metalnet[vm]: only the VM lab needs it
+
     client = QMPClient(name)
     await asyncio.wait_for(client.connect(path), QMP_TIMEOUT)
     try:
         return await asyncio.wait_for(client.execute(command), QMP_TIMEOUT)
     finally:
-        await client.disconnect()
+        # After `quit` QEMU closes the monitor as it exits; qemu.qmp then reports the
+        # reader's end of file from disconnect(): the expected end, not a failure.
+        with contextlib.suppress(EOFError):
+            await client.disconnect()
