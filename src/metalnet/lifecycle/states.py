@@ -145,7 +145,7 @@ TERMINATE = Plan(
     agent_task="erase",
     steps=(Step.PORT_TO_SERVICE, Step.PXE_BOOT, Step.ERASE, Step.POWER_OFF, Step.RELEASE),
     leaves={
-        Step.PORT_TO_SERVICE: Plane.SERVICE,
+        Step.PORT_TO_SERVICE: Plane.OFF,  # powered off first: see the engine's step
         Step.PXE_BOOT: Plane.SERVICE,
         Step.ERASE: Plane.SERVICE,
         Step.POWER_OFF: Plane.OFF,
@@ -160,7 +160,7 @@ CLEAN = Plan(
     agent_task="erase",
     steps=(Step.PORT_TO_SERVICE, Step.PXE_BOOT, Step.ERASE, Step.POWER_OFF),
     leaves={
-        Step.PORT_TO_SERVICE: Plane.SERVICE,
+        Step.PORT_TO_SERVICE: Plane.OFF,
         Step.PXE_BOOT: Plane.SERVICE,
         Step.ERASE: Plane.SERVICE,
         Step.POWER_OFF: Plane.OFF,

@@ -95,6 +95,9 @@ DHCP_INTERFACE = "v{vlan}"  # the DHCP host's interface per VLAN, as `dhcp_inter
 DHCP_ENDPOINT = "dhcp-v{vlan}"  # the DHCP host's interface on one VLAN, as a probe endpoint
 VM_BOOT_SECONDS = 120.0  # a QEMU machine under TCG: firmware, kernel, DHCP
 VM_CONSOLE_SECONDS = 60.0  # one round of console pings (1 s per unanswered target)
+# A TCG guest on a loaded host may answer ARP later than a namespace's 0.5 s (seen in a
+# demo run with another test beside it).
+VM_PROBE_TIMEOUT = 2.0
 
 
 @dataclass(eq=False)
@@ -370,6 +373,7 @@ class DataPlane:
         timeout: float,
     ) -> None:
         held = {e.name: [str(a) for a in self.netlab.addresses(e)] for e in endpoints}
+        vm_timeout = max(timeout, VM_PROBE_TIMEOUT)
         for vm in vms:
             address = vm.vm.address()
             addresses[vm.name] = [str(address)] if address else []
@@ -377,7 +381,7 @@ class DataPlane:
         with ThreadPoolExecutor(max_workers=probe.MAX_PARALLEL_PROBES) as pool:
             to_vm = {
                 (src.name, vm.name): pool.submit(
-                    lambda s, targets: any(probe.adjacent(s, a, timeout) for a in targets),
+                    lambda s, targets: any(probe.adjacent(s, a, vm_timeout) for a in targets),
                     src,
                     held[vm.name],
                 )

@@ -35,7 +35,6 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import UTC
 from pathlib import Path
 
 from sqlalchemy import select
@@ -45,7 +44,7 @@ from metalnet.boot import ramdisk
 from metalnet.boot.demo_image import build_demo_image
 from metalnet.controller import Controller
 from metalnet.db.engine import Database, upgrade
-from metalnet.db.models import AgentTask, Instance, InstanceEvent, Network, Node
+from metalnet.db.models import Instance, InstanceEvent, Network, Node
 from metalnet.lifecycle import instances
 from metalnet.lifecycle.engine import Job
 from metalnet.lifecycle.invariants import port_violation
@@ -56,6 +55,7 @@ from metalnet.sim.lab.isolation import IsolationProof, Measurement
 from metalnet.sim.lab.lab import Lab
 from metalnet.sim.lab.netns.system import require_root
 from metalnet.sim.lab.nodes import LabNode
+from metalnet.sim.lab.vm import agent_runs
 from metalnet.sim.lab.world import PROJECTS, lab_settings
 from metalnet.sim.switch.device import SimSwitch
 from metalnet.switches.junos import JunosDriver
@@ -451,40 +451,29 @@ class Demo:
         }
 
     def vm_report(self) -> dict[str, object]:
-        """Boot timings per machine as their consoles showed them, and agent speeds:
-        task bytes over the time from the ramdisk starting the agent to the task's end."""
+        """Boot timings per machine as their consoles showed them, and the agent's
+        speeds as it logged them there (task taken to task reported done)."""
         machines, speeds = {}, defaultdict(list)
-        with self.db.session() as session:
-            for node in self.lab.nodes:
-                db_node = session.scalar(select(Node).where(Node.name == node.name))
-                tasks = session.scalars(
-                    select(AgentTask)
-                    .where(AgentTask.node_id == db_node.id, AgentTask.state == "done")
-                    .order_by(AgentTask.id)
-                ).all()
-                agents = [b for b in node.vm.boots if b.device == BootDevice.PXE and b.agent_at]
-                for task, boot in zip(tasks, agents, strict=False):
-                    finished = task.finished_at.replace(tzinfo=task.finished_at.tzinfo or UTC)
-                    seconds = finished.timestamp() - boot.agent_at
-                    if seconds > 0:
-                        speeds[task.kind].append(task.total_bytes / seconds / 1e6)
-                machines[node.name] = {
-                    "bmc": type(node.bmc).__name__,
-                    "boots": [boot.summary() for boot in node.vm.boots],
-                    **({} if self.checks.violations == [] else {"console_tail": self._tail(node)}),
-                }
-        boots = [b for n in self.lab.nodes for b in n.vm.boots]
+        for node in self.lab.nodes:
+            for run in agent_runs(node.vm.console_log.read_text(errors="replace")):
+                speeds[run.kind].append(round(run.mb_per_s, 2))
+            machines[node.name] = {
+                "bmc": type(node.bmc).__name__,
+                "boots": [boot.summary() for boot in node.vm.boots],
+                **({"console_tail": self._tail(node)} if self.checks.violations else {}),
+            }
+        boots = [boot.summary() for node in self.lab.nodes for boot in node.vm.boots]
 
         def seconds(device: BootDevice, key: str) -> list[float]:
-            return [b.summary()[key] for b in boots if b.device == device and b.summary()[key]]
+            return [b[key] for b in boots if b["device"] == device and b[key] is not None]
 
         return {
             **self.artifacts,
             "machines": machines,
             "firmware_to_agent_seconds": seconds(BootDevice.PXE, "to_agent_seconds"),
             "disk_boot_to_tenant_dhcp_seconds": seconds(BootDevice.DISK, "to_address_seconds"),
-            "deploy_mb_per_s": [round(v, 2) for v in speeds["deploy"]],
-            "erase_mb_per_s": [round(v, 2) for v in speeds["erase"]],
+            "deploy_mb_per_s": speeds["deploy"],
+            "erase_mb_per_s": speeds["erase"],
             "goal_seconds": VM_GOAL_SECONDS,
             "accelerator": "tcg",
             "firmware": "SeaBIOS + iPXE ROM of virtio-net-pci (BIOS network boot)",

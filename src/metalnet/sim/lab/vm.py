@@ -35,18 +35,17 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from metalnet.errors import MetalnetError
 from metalnet.power import BootDevice
-from metalnet.retry import Retry
 from metalnet.sim.bmc import PowerEvent
 
 log = logging.getLogger(__name__)
 
 MEMORY_MIB = 512
 QMP_TIMEOUT = 10.0
-QMP_READY = Retry(seconds=10.0, first=0.05, cap=0.5)
 QUIT_SECONDS = 15.0
 CONSOLE_PROMPT_SECONDS = 5.0
 # What the ramdisk (metalnet.boot.ramdisk) and the demo image print once DHCP answered.
@@ -55,6 +54,13 @@ AGENT_LINE = "metalnet ramdisk: starting the agent"
 SHELL_LINE = "metalnet-demo: shell"  # the demo image's console contract (boot/demo_image.py)
 WATCH_SECONDS = 0.2
 PROBE_LINE = re.compile(r"mn-probe (\d+\.\d+\.\d+\.\d+) rc=(\d+)")
+# The agent's log lines on the console (metalnet.cli.agent's format): when it took a
+# task (`kind=`) and when it reported it done (`result=ok bytes=N`).
+AGENT_TASK_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) agent node=\S+ task=(\d+) "
+    r"(?:kind=(\w+)|result=ok bytes=(\d+))",
+    re.MULTILINE,
+)
 
 
 class VmError(MetalnetError):
@@ -99,6 +105,34 @@ class BootRecord:
         }
 
 
+@dataclass(frozen=True)
+class AgentRun:
+    """One task as the agent logged it on the console: from taking it to reporting it
+    done (download, write and read-back for a deploy; write and read-back for an erase)."""
+
+    kind: str
+    bytes: int
+    seconds: float
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes / self.seconds / 1e6 if self.seconds > 0 else 0.0
+
+
+def agent_runs(console: str) -> list[AgentRun]:
+    """The agent's finished tasks in a console log, timed by the agent's own clock."""
+    taken: dict[str, tuple[str, datetime]] = {}
+    runs = []
+    for stamp, task, kind, size in AGENT_TASK_LINE.findall(console):
+        moment = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f")
+        if kind:
+            taken[task] = (kind, moment)
+        elif task in taken:
+            kind, started = taken.pop(task)
+            runs.append(AgentRun(kind, int(size), (moment - started).total_seconds()))
+    return runs
+
+
 @dataclass
 class VmMachine:
     """One QEMU machine: NIC `tap` with `mac`, raw `disk`, state files under `workdir`.
@@ -126,6 +160,10 @@ class VmMachine:
     @property
     def console_socket(self) -> Path:
         return self.workdir / f"{self.name}.console.sock"
+
+    @property
+    def qemu_log(self) -> Path:
+        return self.workdir / f"{self.name}.qemu.log"
 
     @property
     def qmp_socket(self) -> Path:
@@ -157,17 +195,33 @@ class VmMachine:
         for stale in (self.qmp_socket, self.console_socket):
             stale.unlink(missing_ok=True)
         self._mark_boot(device)
-        stderr = (self.workdir / f"{self.name}.qemu.log").open("ab")
-        with self.lock:
-            self.process = subprocess.Popen(
-                self.argv(device), stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr
-            )
-        stderr.close()
-        QMP_READY.call(lambda: self._qmp("query-status"), retry_on=_qmp_errors(), what="QMP")
+        # The monitor socket is bound here and handed to QEMU, so it accepts from the
+        # start: a connection made before QEMU is ready waits in the listen backlog.
+        with (
+            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as monitor,
+            self.qemu_log.open("ab") as output,
+        ):
+            monitor.bind(str(self.qmp_socket))
+            monitor.listen()
+            with self.lock:
+                self.process = subprocess.Popen(
+                    self.argv(device, monitor.fileno()),
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=output,
+                    pass_fds=(monitor.fileno(),),
+                )
+        try:
+            self._qmp("query-status")
+        except (*_qmp_errors(), EOFError) as exc:
+            self.stop()
+            tail = self.qemu_log.read_text(errors="replace")[-500:]
+            raise VmError(f"QEMU for {self.name} did not start ({exc}): {tail}") from None
         log.info("vm %s: started from %s (pid %d)", self.name, device, self.process.pid)
 
-    def argv(self, device: BootDevice) -> list[str]:
-        """The QEMU command line: TCG, SeaBIOS, virtio NIC on the tap, virtio raw disk."""
+    def argv(self, device: BootDevice, monitor_fd: int) -> list[str]:
+        """The QEMU command line: TCG, SeaBIOS, virtio NIC on the tap, virtio raw disk,
+        the QMP monitor on the listening socket `monitor_fd`."""
         order = "n" if device == BootDevice.PXE else "c"
         console = f"socket,id=console,path={self.console_socket},server=on,wait=off"
         console += f",logfile={self.console_log},logappend=on"
@@ -175,7 +229,8 @@ class VmMachine:
             qemu_binary(), "-name", self.name, "-accel", "tcg", "-m", str(MEMORY_MIB),
             "-display", "none", "-nodefaults", "-boot", f"order={order}",
             "-chardev", console, "-serial", "chardev:console",
-            "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
+            "-chardev", f"socket,id=qmp,fd={monitor_fd},server=on,wait=off",
+            "-mon", "chardev=qmp,mode=control",
             "-netdev", f"tap,id=nic,ifname={self.tap},script=no,downscript=no",
             "-device", f"virtio-net-pci,netdev=nic,mac={self.mac}",
             "-drive", f"file={self.disk},format=raw,if=virtio,cache=writethrough",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import subprocess
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -51,12 +52,14 @@ def reachable(src: Endpoint, dst_ip: ipaddress.IPv4Address | str, timeout: float
 def adjacent(src: Endpoint, dst_ip: ipaddress.IPv4Address | str, timeout: float = 0.5) -> bool:
     """True if an ARP probe from `src`'s NIC for `dst_ip` is answered within `timeout`.
 
-    busybox arping only waits whole seconds, so coreutils `timeout` bounds it; in
+    busybox arping only waits whole seconds (the timeout rounded up), so coreutils
+    `timeout` bounds it; in
     DAD mode (-D) it exits 1 on a reply, which the printed reply line confirms (an
     error such as a NIC that is down also exits 1, but prints no reply).
     """
     target = str(ipaddress.IPv4Address(dst_ip))
-    arping = [tool("busybox"), "arping", "-D", "-f", "-c", "1", "-w", "1", "-I", src.nic, target]
+    wait = str(max(1, math.ceil(timeout)))
+    arping = [tool("busybox"), "arping", "-D", "-f", "-c", "1", "-w", wait, "-I", src.nic, target]
     argv = in_netns(src.netns, [tool("timeout"), f"{timeout:g}", *arping])
     try:
         result = subprocess.run(
