@@ -15,7 +15,8 @@ clean:     port_to_service -> pxe_boot -> erase -> power_off   (a node newly enr
 The node's port is in the service VLAN before the node boots the ramdisk; after the
 deploy the node is powered off, its port moved into the project VLAN (committed and
 read back), and only then is it powered on into the tenant's image. On terminate
-the port goes back to the service VLAN before anything else happens.
+the node is powered off and its port goes back to the service VLAN before anything
+else happens, so the tenant's OS never runs on the service VLAN.
 """
 
 from __future__ import annotations
