@@ -64,7 +64,7 @@ AGENT_TASK_LINE = re.compile(
 
 
 class VmError(MetalnetError):
-    """QEMU is not installed."""
+    """QEMU or its QMP client is missing, or QEMU did not start."""
 
 
 def qemu_binary() -> str:
