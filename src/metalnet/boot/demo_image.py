@@ -12,9 +12,10 @@ Disk layout (BIOS boot):
     sectors 2048-   FAT: ldlinux.sys (boot sector patched by `syslinux --offset`),
                     ldlinux.c32, syslinux.cfg, vmlinuz, initrd.img
 
-SeaBIOS runs the MBR code, which chains to the active partition's boot sector, which
-loads ldlinux.sys; syslinux reads syslinux.cfg and boots the kernel with
-`console=ttyS0`.
+SeaBIOS runs the MBR code, which loads the boot sector of the partition marked active
+(https://wiki.syslinux.org/wiki/index.php?title=Mbr: mbr.bin is 440 bytes, the
+partition table follows at byte 446), which loads ldlinux.sys; syslinux reads
+syslinux.cfg and boots the kernel with `console=ttyS0`.
 
 Serial-console contract (ttyS0, 115200 8N1; what a lab reads and writes):
 
@@ -29,6 +30,13 @@ Serial-console contract (ttyS0, 115200 8N1; what a lab reads and writes):
    echoes the typed line, which holds `rc=$?` and so never matches). Lines end in
    "\\r\\n". If the shell exits, a new one starts.
 
+`SerialConsole` speaks this contract over any byte stream pair (QEMU's stdio pipes,
+a socket's makefile), e.g.::
+
+    console = SerialConsole(qemu.stdout, qemu.stdin)
+    address = console.wait_for_address(300)        # "10.0.2.15/24"
+    output, status = console.run("ping -c1 -W1 10.0.2.2", 60)
+
 Cache by content: the key hashes the initramfs tree, the kernel, the syslinux and
 mtools package checksums, syslinux.cfg and this module's source; an unchanged key
 copies the cached image.
@@ -37,17 +45,25 @@ copies the cached image.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import re
 import shutil
+import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import platformdirs
 
 from metalnet.boot import debian
 from metalnet.boot.initramfs import KernelParts, Tree, init_prelude, kernel_parts, write_initramfs
-from metalnet.errors import InputError
+from metalnet.errors import InputError, MetalnetError
+
+T = TypeVar("T")
 
 TAG = "metalnet-demo"
 NIC = "eth0"
@@ -58,8 +74,12 @@ MBR_BIN = "usr/lib/syslinux/mbr/mbr.bin"  # in syslinux-common
 SECTOR = 512
 PARTITION_START = 2048  # sectors: 1 MiB, the alignment fdisk and parted use
 MIB = 1 << 20
+HEADS, PER_TRACK = 64, 32  # the disk geometry the FAT and the MBR's CHS fields state
 KERNEL_FILE, INITRD_FILE = "vmlinuz", "initrd.img"
-VOLUME_SERIAL = "6d6e6574"  # fixed FAT serial ("mnet") so the layout does not vary
+# A fixed FAT volume serial ("mnet") and file times (mtools honours SOURCE_DATE_EPOCH;
+# FAT's epoch is 1980-01-01): the same inputs give the same image, byte for byte.
+VOLUME_SERIAL = "6d6e6574"
+FAT_EPOCH = "315532800"
 
 INIT = (
     init_prelude(TAG)
@@ -126,19 +146,23 @@ def build_demo_image(output: Path, cache_dir: Path | None = None) -> DemoImage:
     cache = cache_dir or default_cache()
     debs = cache / "debs"
     parts = kernel_parts(debs)
-    layout = [debian.unpacked(deb, debs) for deb in debian.resolve_all(debs, LAYOUT_PACKAGES)]
+    layout_debs = debian.resolve_all(debs, LAYOUT_PACKAGES)
+    layout = [debian.unpacked(deb, debs) for deb in layout_debs]
     tree = _tree(parts)
-    key = _key(tree, parts, layout)
+    key = _key(tree, parts, layout_debs)
     built = cache / "builds" / key[:16] / "demo.img"
     cached = built.is_file()
     if not cached:
         built.parent.mkdir(parents=True, exist_ok=True)
-        partial = built.with_suffix(".partial")
-        _write_image(partial, parts, tree, layout)
-        partial.replace(built)
-    staged = output.with_name(f".{output.name}.partial")
-    shutil.copyfile(built, staged)
-    staged.replace(output)
+        with tempfile.TemporaryDirectory(dir=built.parent) as work:  # concurrent builds
+            _write_image(Path(work) / built.name, parts, tree, layout)
+            (Path(work) / built.name).replace(built)
+    staged = output.with_name(f".{output.name}.{os.getpid()}.partial")
+    try:
+        shutil.copyfile(built, staged)
+        staged.replace(output)
+    finally:
+        staged.unlink(missing_ok=True)
     return DemoImage(
         output,
         debian.file_digest(output).hex(),
@@ -156,9 +180,8 @@ def check_output(output: Path) -> None:
         raise InputError(f"invalid output {str(output)!r}: it is a directory")
     if not output.parent.is_dir():
         raise InputError(f"invalid output {str(output)!r}: {output.parent} is not a directory")
-    writable = os.access(output, os.W_OK) if output.exists() else os.access(output.parent, os.W_OK)
-    if not writable:
-        raise InputError(f"invalid output {str(output)!r}: not writable")
+    if not os.access(output.parent, os.W_OK):  # the image is staged there, then renamed
+        raise InputError(f"invalid output {str(output)!r}: {output.parent} is not writable")
 
 
 def _tree(parts: KernelParts) -> Tree:
@@ -167,12 +190,11 @@ def _tree(parts: KernelParts) -> Tree:
     return tree
 
 
-def _key(tree: Tree, parts: KernelParts, layout: list[Path]) -> str:
+def _key(tree: Tree, parts: KernelParts, layout_debs: list[debian.Deb]) -> str:
     h = hashlib.sha256()
-    for part in (tree.digest(), debian.file_digest(parts.vmlinuz).hex(), SYSLINUX_CFG):
+    kernel = debian.file_digest(parts.vmlinuz).hex()
+    for part in (tree.digest(), kernel, SYSLINUX_CFG, *(deb.sha256 for deb in layout_debs)):
         h.update(part.encode() + b"\0")
-    for root in layout:
-        h.update(root.name.encode() + b"\0")  # package_version: the .deb was checksummed
     h.update(debian.file_digest(Path(__file__)))
     return h.hexdigest()
 
@@ -180,23 +202,23 @@ def _key(tree: Tree, parts: KernelParts, layout: list[Path]) -> str:
 def _write_image(path: Path, parts: KernelParts, tree: Tree, layout: list[Path]) -> None:
     """MBR, one FAT partition with the kernel, initramfs and syslinux installed in it."""
     syslinux_root, common_root, mtools_root = layout
-    work = path.parent
-    initrd = work / INITRD_FILE
+    initrd = path.parent / INITRD_FILE  # path's directory is the build's own
     write_initramfs(tree, initrd)
-    cfg = work / "syslinux.cfg"
+    cfg = path.parent / "syslinux.cfg"
     cfg.write_text(SYSLINUX_CFG)
     payload = parts.vmlinuz.stat().st_size + initrd.stat().st_size
     sectors = -(-(payload + payload // 10 + MIB) // MIB) * MIB // SECTOR  # whole MiB, 10% spare
     with path.open("wb") as image:
         image.truncate((PARTITION_START + sectors) * SECTOR)
     fat = f"{path}@@{PARTITION_START * SECTOR}"  # mtools: the file system at this offset
-    # syslinux's installer runs mcopy/mattrib; both come from the unpacked mtools.
-    env = {**os.environ, "PATH": f"{mtools_root / 'usr/bin'}:{os.environ.get('PATH', '')}"}
-    env["MTOOLS_SKIP_CHECK"] = "1"  # no geometry check: a partition in a file has none
     mtools = mtools_root / "usr/bin"
+    # syslinux's installer runs mcopy/mattrib; both come from the unpacked mtools.
+    env = {**os.environ, "PATH": f"{mtools}:{os.environ.get('PATH', '')}"}
+    env["MTOOLS_SKIP_CHECK"] = "1"  # no geometry check: a partition in a file has none
+    env["SOURCE_DATE_EPOCH"] = FAT_EPOCH
     debian.run(
         [str(mtools / "mformat"), "-i", fat, "-T", str(sectors), "-H", str(PARTITION_START),
-         "-h", "64", "-s", "32", "-N", VOLUME_SERIAL, "-v", "METALNET", "::"],
+         "-h", str(HEADS), "-s", str(PER_TRACK), "-N", VOLUME_SERIAL, "-v", "METALNET", "::"],
         env=env,
     )  # fmt: skip
     for source, name in ((parts.vmlinuz, KERNEL_FILE), (initrd, INITRD_FILE), (cfg, cfg.name)):
@@ -206,8 +228,6 @@ def _write_image(path: Path, parts: KernelParts, tree: Tree, layout: list[Path])
         [str(syslinux_root / "usr/bin/syslinux"), "--offset", offset, "--install", str(path)],
         env=env,
     )
-    initrd.unlink()
-    cfg.unlink()
     with path.open("r+b") as image:
         image.seek(PARTITION_START * SECTOR)
         boot_sector = image.read(SECTOR)
@@ -253,11 +273,98 @@ def master_boot_record(code: bytes, start: int, sectors: int, kind: int) -> byte
     return sector.ljust(510, b"\0") + b"\x55\xaa"
 
 
-def _chs(lba: int, heads: int = 64, per_track: int = 32) -> bytes:
-    """Cylinder/head/sector of an LBA in the geometry mformat was given (-h 64 -s 32);
-    cylinder in 10 bits, the high two in the sector byte's top bits."""
-    cylinder, rest = divmod(lba, heads * per_track)
-    head, sector = divmod(rest, per_track)
+def _chs(lba: int) -> bytes:
+    """Cylinder/head/sector of an LBA in the geometry mformat was given; cylinder in
+    10 bits, the high two in the sector byte's top bits."""
+    cylinder, rest = divmod(lba, HEADS * PER_TRACK)
+    head, sector = divmod(rest, PER_TRACK)
     if cylinder > 1023:
         return bytes([0xFE, 0xFF, 0xFF])  # beyond CHS: LBA only
     return bytes([head, (sector + 1) | ((cylinder >> 2) & 0xC0), cylinder & 0xFF])
+
+
+class ConsoleError(MetalnetError):
+    """The demo OS's console did not show what the contract promises in time."""
+
+
+class SerialConsole:
+    """The demo OS's serial console: a thread keeps everything `reader` yields; `expect`
+    waits, until a deadline, for a complete line matching a pattern.
+
+    Only complete lines are matched: a line still arriving could match a pattern
+    ending in `$` with a part of its text (an address cut after its first digit).
+    The prompt, which no newline ends, is waited for by its exact text instead.
+    """
+
+    def __init__(self, reader: io.BufferedIOBase, writer: io.BufferedIOBase) -> None:
+        self.reader, self.writer = reader, writer
+        self.text = ""  # everything read so far, "\r" removed
+        self.position = 0  # where the next wait starts looking
+        self.closed = False
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            while chunk := self.reader.read1(4096):
+                with self._changed:
+                    self.text += chunk.decode(errors="replace").replace("\r", "")
+                    self._changed.notify_all()
+        except OSError:  # a pseudo-terminal's reader gets EIO when the other side hangs up
+            pass
+        except ValueError:  # the owner closed the stream (QEMU's pipes after it ended)
+            pass
+        with self._changed:
+            self.closed = True
+            self._changed.notify_all()
+
+    def expect(self, pattern: str, seconds: float) -> re.Match[str]:
+        """The first complete line after the previous wait that `pattern` matches
+        (`^` and `$` anchor at the line's ends; the match excludes the newline)."""
+        compiled = re.compile(pattern, re.MULTILINE)
+        return self._wait(lambda: self._next_line(compiled), repr(pattern), seconds)
+
+    def expect_prompt(self, seconds: float) -> None:
+        """Wait for the shell's prompt after the previous wait."""
+        self._wait(self._prompt, repr(PROMPT), seconds)
+
+    def wait_for_address(self, seconds: float) -> str:
+        """The address/prefix the OS took by DHCP, once its shell prompt is up."""
+        found = self.expect(rf"^{TAG}: address (\S+)$", seconds)
+        self.expect_prompt(seconds)
+        return found.group(1)
+
+    def run(self, command: str, seconds: float) -> tuple[str, int]:
+        """Type `command` at the prompt; its output and exit status, prompt back."""
+        self.writer.write(f"{command}; echo rc=$?\n".encode())
+        self.writer.flush()
+        self.expect(r"rc=\$\?$", seconds)  # the line the terminal echoed
+        start = self.position
+        status = self.expect(r"^rc=([0-9]+)$", seconds)
+        self.expect_prompt(seconds)
+        return self.text[start : status.start()], int(status.group(1))
+
+    def _next_line(self, compiled: re.Pattern[str]) -> re.Match[str] | None:
+        while (end := self.text.find("\n", self.position)) >= 0:
+            start, self.position = self.position, end + 1
+            if found := compiled.search(self.text, start, end):
+                return found
+        return None
+
+    def _prompt(self) -> bool | None:
+        at = self.text.find(PROMPT, self.position)
+        if at < 0:
+            return None
+        self.position = at + len(PROMPT)
+        return True
+
+    def _wait(self, find: Callable[[], T | None], what: str, seconds: float) -> T:
+        deadline = time.monotonic() + seconds
+        with self._changed:
+            while (found := find()) is None:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.closed:
+                    why = "the console closed" if self.closed else f"{seconds:g}s passed"
+                    raise ConsoleError(f"no {what} before {why}: {self.text[-2000:]!r}")
+                self._changed.wait(left)
+            return found

@@ -64,6 +64,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Run the service network's DHCP/TFTP boot server (dnsmasq) for the enrolled nodes.",
     ),
     "ramdisk": ("metalnet.cli.ramdisk:app", "Build the provisioning ramdisk nodes network-boot."),
+    "image": ("metalnet.cli.image:app", "Build the bootable demo disk image a lab deploys."),
     "dhcp-agent": (
         "metalnet.cli.dhcp_agent:dhcp_agent",
         "Run the project networks' DHCP servers (dnsmasq) from the database on this host.",
