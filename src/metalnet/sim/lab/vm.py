@@ -27,7 +27,6 @@ import importlib.util
 import ipaddress
 import logging
 import re
-import secrets
 import shutil
 import socket
 import subprocess
@@ -38,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from metalnet.boot.demo_image import TAG, ConsoleError, SerialConsole
 from metalnet.errors import MetalnetError
 from metalnet.power import BootDevice
 from metalnet.sim.bmc import PowerEvent
@@ -51,9 +51,8 @@ CONSOLE_PROMPT_SECONDS = 5.0
 # What the ramdisk (metalnet.boot.ramdisk) and the demo image print once DHCP answered.
 ADDRESS_LINE = re.compile(r"metalnet[- ](?:ramdisk|demo): address (\d+\.\d+\.\d+\.\d+)")
 AGENT_LINE = "metalnet ramdisk: starting the agent"
-SHELL_LINE = "metalnet-demo: shell"  # the demo image's console contract (boot/demo_image.py)
+SHELL_LINE = f"{TAG}: shell"  # the demo image's console contract (boot/demo_image.py)
 WATCH_SECONDS = 0.2
-PROBE_LINE = re.compile(r"mn-probe (\d+\.\d+\.\d+\.\d+) rc=(\d+)")
 # The agent's log lines on the console (metalnet.cli.agent's format): when it took a
 # task (`kind=`) and when it reported it done (`result=ok bytes=N`).
 AGENT_TASK_LINE = re.compile(
@@ -299,44 +298,25 @@ class VmMachine:
         return ipaddress.IPv4Address(found[-1]) if found else None
 
     def ping_all(self, targets: Sequence[str], timeout: float) -> dict[str, bool]:
-        """From inside the running OS (a shell on its serial console): one ICMP echo to
-        each target, `ping -c1 -W1`; which answered. Empty if no shell answered."""
+        """From inside the running OS (the demo image's shell on its serial console,
+        spoken through `SerialConsole`): `ping -c1 -W1` to each target; which answered.
+        Empty if no shell answered."""
         deadline = time.monotonic() + CONSOLE_PROMPT_SECONDS
         while SHELL_LINE not in self.console_since_boot():
             if time.monotonic() > deadline or not self.running:
                 return {}
             time.sleep(WATCH_SECONDS)
-        nonce = secrets.randbelow(10**6)
-        probes = " ".join(targets)
-        command = (
-            f'for a in {probes}; do ping -c1 -W1 "$a" >/dev/null 2>&1; '
-            f'echo "mn-probe $a rc=$?"; done; echo "mn-done-$(({nonce} + 1))"\n'
-        )
-        output = self._console(command, f"mn-done-{nonce + 1}", timeout)
-        return {ip: rc == "0" for ip, rc in PROBE_LINE.findall(output)}
-
-    def _console(self, command: str, marker: str, timeout: float) -> str:
-        """Send `command` to the serial console; its output up to `marker` ("" if none)."""
-        deadline = time.monotonic() + timeout
-        received = b""
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as console:
-                console.settimeout(CONSOLE_PROMPT_SECONDS)
-                console.connect(str(self.console_socket))
-                console.sendall(b"\n" + command.encode())
-                while marker.encode() not in received:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        return ""
-                    console.settimeout(remaining)
-                    chunk = console.recv(4096)
-                    if not chunk:
-                        return ""
-                    received += chunk
-        except OSError as exc:
-            log.info("vm %s: console command failed: %s", self.name, exc)
-            return ""
-        return received.decode(errors="replace")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as link:
+            try:
+                link.connect(str(self.console_socket))
+                console = SerialConsole(link.makefile("rb"), link.makefile("wb"))
+                return {ip: console.run(f"ping -c1 -W1 {ip}", timeout)[1] == 0 for ip in targets}
+            except (OSError, ConsoleError) as exc:
+                log.info("vm %s: console command failed: %s", self.name, exc)
+                return {}
+            finally:
+                with contextlib.suppress(OSError):
+                    link.shutdown(socket.SHUT_RDWR)  # ends the console's reader thread
 
 
 def _qmp_errors() -> tuple[type[BaseException], ...]:
