@@ -96,8 +96,8 @@ DHCP_ENDPOINT = "dhcp-v{vlan}"  # the DHCP host's interface on one VLAN, as a pr
 VM_BOOT_SECONDS = 120.0  # a QEMU machine under TCG: firmware, kernel, DHCP
 VM_CONSOLE_SECONDS = 60.0  # one round of console pings (1 s per unanswered target)
 # A TCG guest on a loaded host may answer ARP later than a namespace's 0.5 s (seen in a
-# demo run with another test beside it).
-VM_PROBE_TIMEOUT = 2.0
+# demo run with another test beside it, twice with 2 s).
+VM_PROBE_TIMEOUT = 3.0
 
 
 @dataclass(eq=False)
@@ -318,15 +318,15 @@ class DataPlane:
 
     def settle(self, timeout: float = 30.0) -> None:
         """Wait until every node action submitted so far (DHCP after a move...) is done,
-        and every running machine's OS has reported its address (or has given up)."""
+        and every running machine's OS has finished booting (or has given up)."""
         pending = [node.last for node in self.nodes.values() if node.last is not None]
         wait_all(pending, timeout)
         for node in self.nodes.values():
             vm = node.node.vm
-            if vm is not None and vm.running and vm.address() is None:
+            if vm is not None and vm.running and not vm.booted():
                 left = VM_BOOT_SECONDS - (time.monotonic() - vm.boot_started)
                 deadline = time.monotonic() + max(0.0, left)
-                while vm.address() is None and time.monotonic() < deadline and vm.running:
+                while not vm.booted() and time.monotonic() < deadline and vm.running:
                     time.sleep(0.2)
 
     def port_vlan(self, node: str) -> int | None:

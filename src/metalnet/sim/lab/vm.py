@@ -290,6 +290,12 @@ class VmMachine:
             console.seek(self.boot_offset)
             return console.read().decode(errors="replace")
 
+    def booted(self) -> bool:
+        """Whether the running OS finished booting: the ramdisk started its agent, the
+        tenant OS opened its shell (its console prints the line)."""
+        done = AGENT_LINE if self.booted_from == BootDevice.PXE else SHELL_LINE
+        return self.running and done in self.console_since_boot()
+
     def address(self) -> ipaddress.IPv4Address | None:
         """The address the running OS reported on its console after DHCP, if any."""
         if not self.running:
