@@ -50,7 +50,7 @@ from metalnet.lifecycle.engine import Job
 from metalnet.lifecycle.invariants import port_violation
 from metalnet.lifecycle.states import SPAWN, TERMINATE, InstanceState, NodeState, Step
 from metalnet.power import BootDevice, PowerState
-from metalnet.sim.lab.dataplane import DataPlane
+from metalnet.sim.lab.dataplane import VM_PROBE_TIMEOUT, DataPlane
 from metalnet.sim.lab.isolation import IsolationProof, Measurement
 from metalnet.sim.lab.lab import Lab
 from metalnet.sim.lab.netns.system import require_root
@@ -476,6 +476,8 @@ class Demo:
             "erase_mb_per_s": speeds["erase"],
             "goal_seconds": VM_GOAL_SECONDS,
             "accelerator": "tcg",
+            "machine_probes": f"ARP ({VM_PROBE_TIMEOUT:g}s) to every address a machine may hold; "
+            "`ping -c1 -W1` from the tenant OS's serial console to every other address",
             "firmware": "SeaBIOS + iPXE ROM of virtio-net-pci (BIOS network boot)",
         }
 
