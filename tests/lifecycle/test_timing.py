@@ -91,6 +91,26 @@ def test_tenant_image_is_never_on_outside_its_vlan_nor_while_the_port_moves(tmp_
         assert "tenant image" not in {running for _, _, running in samples}
 
 
+def test_a_tenant_os_never_runs_on_the_service_vlan_when_it_is_terminated(tmp_path) -> None:
+    """Terminate powers the node off before its port leaves the project VLAN: at the
+    commit that takes it to the service VLAN the tenant image no longer runs (a QEMU
+    machine in `metalnet demo --vm` showed the tenant OS on the service VLAN before)."""
+    with world_with(tmp_path, nodes=1) as world:
+        node = world.node("n1")
+        samples: list[tuple[int | None, PowerState, str]] = []
+        with Controller(world.db):
+            spawn(world, "web", "n1")
+            assert wait_state(world, "web", ("active", "error")).state == "active"
+            assert node.running == "tenant image"
+            power_at_commits(world, samples)
+            with world.db.session() as s:
+                instances.delete_instance(s, "web")
+            assert wait_state(world, "web", ("deleted", "error")).state == "deleted"
+        service = world.settings.service_vlan
+        _, power, running = next(sample for sample in samples if sample[0] == service)
+        assert (power, running) == (PowerState.OFF, "off"), samples
+
+
 def test_failed_move_into_the_project_leaves_the_node_off_in_the_service_vlan(
     tmp_path: Path, virtual_clock
 ) -> None:

@@ -78,16 +78,24 @@ def test_demo_netns_matches_the_design_after_every_step(
     assert (isolation["steps_passed"], isolation["steps_failed"]) == (steps, 0)
     spawned, terminated = isolation["final"]["after spawn"], isolation["final"]["after terminate"]
     assert spawned["ok"] and terminated["ok"]
-    # alpha = n1, n3 (10.20.0.0/24); beta = n2, n4 (10.30.0.0/24): each reaches its peer only.
-    assert reachable_pairs(spawned) == {("n1", "n3"), ("n3", "n1"), ("n2", "n4"), ("n4", "n2")}
+    # alpha = n1, n3 (10.20.0.0/24); beta = n2, n4 (10.30.0.0/24): each reaches its peer
+    # and its network's DHCP server only; the service endpoint and the service network's
+    # DHCP server reach each other only.
+    dhcp = {row["node"]: f"dhcp-v{row['project_vlan']}" for row in report["nodes"]}
+    service = {("service", f"dhcp-v{report['service_vlan']}")}
+    service |= {(b, a) for a, b in service}
+    to_dhcp = {(node, server) for node, server in dhcp.items()}
+    to_dhcp |= {(b, a) for a, b in to_dhcp}
+    peers = {("n1", "n3"), ("n3", "n1"), ("n2", "n4"), ("n4", "n2")}
+    assert reachable_pairs(spawned) == peers | to_dhcp | service
     assert spawned["addresses"] == {
         "n1": ["10.20.0.2"],
         "n2": ["10.30.0.2"],
         "n3": ["10.20.0.3"],
         "n4": ["10.30.0.3"],
     }
-    # Powered off after the erase: nobody answers, the service endpoint reaches no one.
-    assert reachable_pairs(terminated) == set()
+    # Powered off after the erase: no node answers or reaches anyone.
+    assert reachable_pairs(terminated) == service
     assert all(held == [] for held in terminated["addresses"].values())
 
 

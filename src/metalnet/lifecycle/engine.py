@@ -46,7 +46,14 @@ from metalnet.lifecycle.states import (
     Step,
     TaskState,
 )
-from metalnet.power import BmcTarget, BootDevice, PowerDriver, PowerState, driver_for
+from metalnet.power import (
+    BmcTarget,
+    BootDevice,
+    PowerDriver,
+    PowerError,
+    PowerState,
+    driver_for,
+)
 from metalnet.retry import Retry
 from metalnet.switches import drift
 from metalnet.switches.base import SwitchError
@@ -355,7 +362,30 @@ class Engine:
         )
 
     def _port_to_service(self, job: Job, plan: Plan) -> None:
+        """Power the node off, then take its port to the service VLAN.
+
+        A node leaving its project may still run the tenant's OS, which must never sit
+        on the service VLAN (it would be served a service address there and reach the
+        agent endpoint): Ironic's tear-down likewise powers off before it unconfigures
+        the tenant networks (ironic/drivers/modules/ansible/deploy.py, `tear_down`).
+        When the BMC fails, the port still leaves the project VLAN (it is there only
+        while the instance is active) and the step fails. A spawn starts from a free
+        node, which the plan that freed it left powered off.
+        """
+        failure = None if plan is SPAWN else self._try_power_off(job)
         self._move(job, self.settings.service_vlan)
+        if failure is not None:
+            failed = f"node {job.node}: could not power off before the move: {failure}"
+            raise StepFailed(failed) from failure
+
+    def _try_power_off(self, job: Job) -> PowerError | None:
+        """The BMC's error if the power-off failed, for the caller to raise after the move."""
+        try:
+            with self.power(job.bmc, self.settings.bmc_timeout) as bmc:
+                bmc.power_off()
+        except PowerError as exc:
+            return exc
+        return None
 
     def _port_to_project(self, job: Job, plan: Plan) -> None:
         """Move the port, then read it back from the switch: the tenant's image is only

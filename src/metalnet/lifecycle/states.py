@@ -15,7 +15,8 @@ clean:     port_to_service -> pxe_boot -> erase -> power_off   (a node newly enr
 The node's port is in the service VLAN before the node boots the ramdisk; after the
 deploy the node is powered off, its port moved into the project VLAN (committed and
 read back), and only then is it powered on into the tenant's image. On terminate
-the port goes back to the service VLAN before anything else happens.
+the node is powered off and its port goes back to the service VLAN before anything
+else happens, so the tenant's OS never runs on the service VLAN.
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ TERMINATE = Plan(
     agent_task="erase",
     steps=(Step.PORT_TO_SERVICE, Step.PXE_BOOT, Step.ERASE, Step.POWER_OFF, Step.RELEASE),
     leaves={
-        Step.PORT_TO_SERVICE: Plane.SERVICE,
+        Step.PORT_TO_SERVICE: Plane.OFF,  # powered off first: see the engine's step
         Step.PXE_BOOT: Plane.SERVICE,
         Step.ERASE: Plane.SERVICE,
         Step.POWER_OFF: Plane.OFF,
@@ -160,7 +161,7 @@ CLEAN = Plan(
     agent_task="erase",
     steps=(Step.PORT_TO_SERVICE, Step.PXE_BOOT, Step.ERASE, Step.POWER_OFF),
     leaves={
-        Step.PORT_TO_SERVICE: Plane.SERVICE,
+        Step.PORT_TO_SERVICE: Plane.OFF,
         Step.PXE_BOOT: Plane.SERVICE,
         Step.ERASE: Plane.SERVICE,
         Step.POWER_OFF: Plane.OFF,

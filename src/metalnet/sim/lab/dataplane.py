@@ -25,6 +25,13 @@ for namespaces, bridges and probes):
   action on one node runs on that node's own serial worker, so a DHCP exchange
   triggered by a commit and one triggered by a reboot never overlap; `settle()`
   waits for all of them.
+- A node may be a QEMU machine (`LabNode.vm`, metalnet.sim.lab.vm): its port is then
+  a tap in the root namespace, moved between bridges like a veth; its own firmware
+  and OS do DHCP (the service network answers iPXE with the controller's chain
+  script), so the lab's DHCP client is not used for it; the manager passes before
+  each of its power events instead. Reachability to a machine is
+  probed from the lab's endpoints to every address it may hold, and from inside it
+  through its serial console while its OS offers a shell.
 - The service endpoint (host 2 of the service subnet) runs a relay to the
   controller's Unix socket (`metalnet.sim.lab.netns.forwarder`) and an HTTP server for the
   lab's image directory: agents inside node namespaces reach both on the service
@@ -39,6 +46,7 @@ import select
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
@@ -49,17 +57,21 @@ from typing import Any
 from sqlalchemy import select as sql_select
 from sqlalchemy.orm import Session
 
+from metalnet.boot import ipxe
 from metalnet.db.engine import Database
 from metalnet.db.models import Network, Node
 from metalnet.dhcp import DhcpHost, DhcpNetwork, PxeOptions
 from metalnet.dhcp.interfaces import DhcpInterfaces
 from metalnet.dhcp.manager import DhcpManager
+from metalnet.power import BootDevice
 from metalnet.sim.lab.netns import (
+    Endpoint,
     HostEndpoint,
     Matrix,
     NetLab,
     NetLabError,
     NodeEndpoint,
+    TapPort,
     forwarder,
     probe,
 )
@@ -80,6 +92,12 @@ READY_SECONDS = 10.0
 PXE_BOOT_FILE = "pxelinux.0"
 DHCP_HOST = "dhcp"
 DHCP_INTERFACE = "v{vlan}"  # the DHCP host's interface per VLAN, as `dhcp_interface`
+DHCP_ENDPOINT = "dhcp-v{vlan}"  # the DHCP host's interface on one VLAN, as a probe endpoint
+VM_BOOT_SECONDS = 120.0  # a QEMU machine under TCG: firmware, kernel, DHCP
+VM_CONSOLE_SECONDS = 60.0  # one round of console pings (1 s per unanswered target)
+# A TCG guest on a loaded host may answer ARP later than a namespace's 0.5 s (seen in a
+# demo run with another test beside it, twice with 2 s).
+VM_PROBE_TIMEOUT = 3.0
 
 
 @dataclass(eq=False)
@@ -87,7 +105,7 @@ class _NodeNamespace:
     """One lab node, its namespace and the serial worker that acts on it."""
 
     node: LabNode
-    endpoint: NodeEndpoint
+    endpoint: NodeEndpoint | TapPort
     worker: ThreadPoolExecutor
     powered: bool = False
     last: Future[object] | None = field(default=None, repr=False)
@@ -162,8 +180,13 @@ class DataPlane:
         )
         self.sync_reservations()
         for node in nodes:
-            endpoint = self.netlab.add_node(node.name, node.mac)
             worker = ThreadPoolExecutor(1, f"plane-{node.name}")
+            if node.vm is not None:
+                tap = self.netlab.add_tap(node.name, node.mac)
+                node.vm.tap = tap.port
+                self.nodes[node.name] = _NodeNamespace(node, tap, worker)
+                continue
+            endpoint = self.netlab.add_node(node.name, node.mac)
             self.nodes[node.name] = _NodeNamespace(node, endpoint, worker)
             _nic_down(endpoint)  # lab nodes start powered off
         for switch in switches:
@@ -226,7 +249,12 @@ class DataPlane:
                 self.service_cidr[3],
                 DHCP_INTERFACE.format(vlan=vlan),
                 hosts=hosts,
-                pxe=PxeOptions(PXE_BOOT_FILE, self.endpoint_ip, self.agent_url),
+                pxe=PxeOptions(
+                    PXE_BOOT_FILE,
+                    self.endpoint_ip,
+                    self.agent_url,
+                    ipxe_url=self.agent_url + ipxe.CHAIN_ROUTE,
+                ),
                 lease_seconds=LEASE_SECONDS,
             )
         ]
@@ -260,7 +288,10 @@ class DataPlane:
         answer at once while the node boots, and `boot`/`power_off` run in order with
         the DHCP exchanges that port moves trigger.
         """
-        self._submit(self.nodes[node.name], action)
+        plane_node = self.nodes[node.name]
+        if node.vm is not None:  # its own firmware or OS asks at once: serve what it may ask
+            self._submit(plane_node, self.sync_reservations)
+        self._submit(plane_node, action)
 
     def boot(self, node: LabNode, pxe: bool) -> bool:
         """The node boots (call on its timeline): NIC up, DHCP. True if it got an address;
@@ -286,16 +317,104 @@ class DataPlane:
     # Observing ------------------------------------------------------------------------------
 
     def settle(self, timeout: float = 30.0) -> None:
-        """Wait until every node action submitted so far (DHCP after a move...) is done."""
+        """Wait until every node action submitted so far (DHCP after a move...) is done,
+        and every running machine's OS has finished booting (or has given up)."""
         pending = [node.last for node in self.nodes.values() if node.last is not None]
         wait_all(pending, timeout)
+        for node in self.nodes.values():
+            vm = node.node.vm
+            if vm is not None and vm.running and not vm.booted():
+                left = VM_BOOT_SECONDS - (time.monotonic() - vm.boot_started)
+                deadline = time.monotonic() + max(0.0, left)
+                while not vm.booted() and time.monotonic() < deadline and vm.running:
+                    time.sleep(0.2)
+
+    def port_vlan(self, node: str) -> int | None:
+        """The VLAN whose bridge the node's port (veth or tap) is on, read from the kernel."""
+        return self.netlab.port_vlan(self.nodes[node].endpoint.port)
+
+    def fixed_planes(self) -> dict[str, int]:
+        """The endpoints that never move, by name, and the VLAN each one is on: the
+        service endpoint and the DHCP host's interface on every network's VLAN."""
+        vlans = {DHCP_ENDPOINT.format(vlan=vlan): vlan for vlan in sorted(self._dhcp_vlans)}
+        return {SERVICE_ENDPOINT: self.service.vlan, **vlans}
+
+    def _fixed_endpoints(self) -> list[Endpoint]:
+        host, names = self._dhcp_host, (DHCP_ENDPOINT, DHCP_INTERFACE)
+        dhcp = [
+            Endpoint(names[0].format(vlan=v), host, names[1].format(vlan=v), "")
+            for v in sorted(self._dhcp_vlans)
+        ]
+        return [self.service, *dhcp]
 
     def observe(self, timeout: float) -> tuple[Matrix, dict[str, list[str]]]:
-        """ARP reachability between all nodes and the service endpoint, and node addresses."""
-        endpoints = [node.endpoint for node in self.nodes.values()]
+        """ARP reachability between all namespaces (nodes, service endpoint, DHCP host
+        interfaces), then to and from the QEMU machines; the nodes' addresses.
+
+        A machine holds no namespace: it is probed by ARP for every address it may hold
+        (its reservations), and probes from inside through its console while its OS
+        offers a shell; pairs it cannot be probed from stay out of the matrix.
+        """
+        endpoints = [n.endpoint for n in self.nodes.values() if isinstance(n.endpoint, Endpoint)]
         addresses = {e.name: [str(a) for a in self.netlab.addresses(e)] for e in endpoints}
-        reach = self.netlab.matrix([*endpoints, self.service], timeout, probe.adjacent)
+        fixed = self._fixed_endpoints()
+        reach = self.netlab.matrix([*endpoints, *fixed], timeout, probe.adjacent)
+        vms = [n.node for n in self.nodes.values() if n.node.vm is not None]
+        if vms:
+            self._observe_vms(vms, [*endpoints, *fixed], reach, addresses, timeout)
         return reach, addresses
+
+    def _observe_vms(
+        self,
+        vms: list[LabNode],
+        endpoints: list[Endpoint],
+        reach: Matrix,
+        addresses: dict[str, list[str]],
+        timeout: float,
+    ) -> None:
+        held = {e.name: [str(a) for a in self.netlab.addresses(e)] for e in endpoints}
+        vm_timeout = max(timeout, VM_PROBE_TIMEOUT)
+        for vm in vms:
+            address = vm.vm.address()
+            addresses[vm.name] = [str(address)] if address else []
+            held[vm.name] = [str(a) for a in self.reservations(vm.name)]
+        with ThreadPoolExecutor(max_workers=probe.MAX_PARALLEL_PROBES) as pool:
+            to_vm = {
+                (src.name, vm.name): pool.submit(
+                    lambda s, targets: any(probe.adjacent(s, a, vm_timeout) for a in targets),
+                    src,
+                    held[vm.name],
+                )
+                for src in endpoints
+                for vm in vms
+            }
+            from_vm = {
+                vm.name: pool.submit(self._console_row, vm, held)
+                for vm in vms
+                if vm.vm.booted_from == BootDevice.DISK and addresses[vm.name]
+            }
+            for (src, dst), answer in to_vm.items():
+                reach[src][dst] = answer.result()
+            for vm in vms:
+                reach[vm.name] = from_vm[vm.name].result() if vm.name in from_vm else {}
+
+    def _console_row(self, vm: LabNode, held: dict[str, list[str]]) -> dict[str, bool]:
+        """From inside the machine: does one ICMP echo reach any address of each other
+        endpoint? Empty when no shell answered on the console (a ramdisk offers none)."""
+        others = {name: targets for name, targets in held.items() if name != vm.name}
+        targets = sorted({a for addrs in others.values() for a in addrs})
+        answered = vm.vm.ping_all(targets, VM_CONSOLE_SECONDS)
+        if not answered:
+            return {}
+        return {name: any(answered.get(a, False) for a in addrs) for name, addrs in others.items()}
+
+    def reservations(self, node: str) -> list[ipaddress.IPv4Address]:
+        """Every address `node` is reserved on any network (where it may hold one)."""
+        return [
+            address
+            for vlan in sorted(self.dhcp.servers)
+            if (address := self.reserved(node, vlan)) is not None
+        ]
 
     # Node actions, each on the node's own worker ------------------------------------------------
 

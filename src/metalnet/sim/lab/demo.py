@@ -13,10 +13,22 @@ are network namespaces, VLANs are bridges, every network has a real dnsmasq, age
 reach the controller over the service network only, and after every step a
 reachability matrix measured with packets must match what the design allows
 (metalnet.sim.lab.isolation).
+
+With `vm` (root) every node is a real QEMU machine on that data plane (see
+metalnet.sim.lab.vm): its BMC (Redfish or IPMI, driven by metalnet's real sushy and
+pyghmi drivers) starts it; SeaBIOS and the NIC's iPXE ROM network-boot the real
+ramdisk (`metalnet ramdisk build`), whose real agent writes the demo tenant image
+(`metalnet image build-demo`) to the machine's disk file; the machine then boots that
+disk and takes its tenant address from its network's dnsmasq. The matrix is also
+measured from inside the tenant OS (pings on its serial console), every tap's bridge
+is compared with the VLAN read over NETCONF after every step, a port moved behind
+metalnet's back must be caught (negative control), and after terminate every disk
+file is read on the host and must be all zeros.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import tempfile
 import threading
@@ -28,6 +40,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from metalnet import inventory
+from metalnet.boot import ramdisk
+from metalnet.boot.demo_image import build_demo_image
 from metalnet.controller import Controller
 from metalnet.db.engine import Database, upgrade
 from metalnet.db.models import Instance, InstanceEvent, Network, Node
@@ -35,17 +49,25 @@ from metalnet.lifecycle import instances
 from metalnet.lifecycle.engine import Job
 from metalnet.lifecycle.invariants import port_violation
 from metalnet.lifecycle.states import SPAWN, TERMINATE, InstanceState, NodeState, Step
-from metalnet.power import PowerState
-from metalnet.sim.lab.dataplane import DataPlane
+from metalnet.power import BootDevice, PowerState
+from metalnet.sim.lab.dataplane import VM_PROBE_TIMEOUT, DataPlane
 from metalnet.sim.lab.isolation import IsolationProof, Measurement
 from metalnet.sim.lab.lab import Lab
 from metalnet.sim.lab.netns.system import require_root
 from metalnet.sim.lab.nodes import LabNode
+from metalnet.sim.lab.vm import agent_runs
 from metalnet.sim.lab.world import PROJECTS, lab_settings
 from metalnet.sim.switch.device import SimSwitch
 from metalnet.switches.junos import JunosDriver
 
 SERVICE_CIDR = "10.10.0.0/24"  # the provisioning network's subnet (netns mode)
+WAIT_SECONDS = 150.0
+# QEMU machines under TCG on a shared machine: firmware, ramdisk and agent in one step.
+VM_STEP_TIMEOUT = 420.0
+VM_WAIT_SECONDS = 900.0
+VM_DISK_MIB = 32
+VM_GOAL_SECONDS = 180.0  # the whole demo with two machines
+CONSOLE_TAIL = 2000
 Progress = Callable[[str], None]
 
 
@@ -79,15 +101,22 @@ class Demo:
         progress: Progress,
         commit_latency: float,
         netns: bool = False,
+        vm: bool = False,
     ) -> None:
         self.workdir = workdir
         self.progress = progress
-        self.plane = DataPlane(SERVICE_CIDR) if netns else None
+        self.vm = vm
+        self.plane = DataPlane(SERVICE_CIDR) if netns or vm else None
         self.settings = lab_settings(
             workdir,
             self.plane.agent_url if self.plane else None,
             self.plane.image_base_url if self.plane else "http://127.0.0.1",
         )
+        if vm:
+            self.settings = dataclasses.replace(
+                self.settings, ramdisk_dir=str(workdir / "ramdisk"), step_timeout=VM_STEP_TIMEOUT
+            )
+        self.wait_seconds = VM_WAIT_SECONDS if vm else WAIT_SECONDS
         self.db = Database(self.settings)
         switches = 2 if nodes > 2 else 1
         self.lab = Lab(
@@ -98,7 +127,12 @@ class Demo:
             ports=max(8, nodes),
             commit_latency=commit_latency,
             dataplane=self.plane,
+            disk_mib=VM_DISK_MIB if vm else 8,
+            vms=vm,
         )
+        self.artifacts: dict[str, object] = {}
+        self.control: dict[str, object] = {}
+        self._control_caught: list[str] | None = None
         self.checks = Checks()
         self.proof: IsolationProof | None = None
         self.finals: dict[str, Measurement] = {}
@@ -131,24 +165,67 @@ class Demo:
                 f"{job.instance} on {node.name}: after {step} port {node.interface} is in VLAN "
                 f"{actual}, expected {expected}"
             )
+        if self.vm:
+            self.check_tap(node, actual, f"after {job.instance} {step}")
         if self.proof is not None:
             label = f"{job.instance} {step}"
             for mismatch in self.proof.measure(label).mismatches:
                 self.checks.violation(f"isolation after {label}: {mismatch}")
 
+    def check_tap(self, node: LabNode, netconf_vlan: int | None, when: str) -> None:
+        """The machine's tap hangs off the bridge of the VLAN the switch reports."""
+        bridge = self.plane.port_vlan(node.name)
+        if bridge != netconf_vlan:
+            self.checks.violation(
+                f"{when}: {node.name}'s tap is on the bridge of VLAN {bridge}, "
+                f"NETCONF says VLAN {netconf_vlan}"
+            )
+
     def on_commit(self, switch: SimSwitch, vlans: dict[str, int | None]) -> None:
-        """Every committed state of every port obeys the isolation invariant."""
+        """Every committed state of every port obeys the isolation invariant (during the
+        negative control, what it catches is recorded as caught, not as a violation)."""
         with self.db.session() as session:
             for node in self.lab.nodes:
                 if node.switch is switch:
                     problem = port_violation(session, node.name, vlans.get(node.interface))
-                    if problem:
+                    if problem and self._control_caught is not None:
+                        self._control_caught.append(f"{switch.name} committed: {problem}")
+                    elif problem:
                         self.checks.violation(f"{switch.name} committed: {problem}")
 
     # The story -----------------------------------------------------------------------
 
+    def build_artifacts(self) -> None:
+        """The ramdisk and the tenant image, from their caches when nothing changed."""
+        started = time.monotonic()
+        built = ramdisk.build(Path(self.settings.ramdisk_dir))
+        (self.workdir / "tenant").mkdir(exist_ok=True)
+        image = build_demo_image(self.workdir / "tenant" / "demo.img")
+        self.lab.image = image.path
+        self.artifacts = {
+            "ramdisk": {
+                "kernel_bytes": built.kernel_bytes,
+                "initrd_bytes": built.initrd_bytes,
+                "cached": built.cached,
+                "seconds": round(built.seconds, 2),
+            },
+            "tenant_image": {
+                "bytes": image.size_bytes,
+                "sha256": image.sha256,
+                "cached": image.cached,
+                "seconds": round(image.seconds, 2),
+            },
+            "build_seconds": round(time.monotonic() - started, 2),
+        }
+        self.progress(
+            f"ramdisk {built.initrd_bytes >> 20} MiB initrd (cached: {built.cached}), "
+            f"tenant image {image.size_bytes >> 20} MiB (cached: {image.cached})"
+        )
+
     def setup(self) -> None:
         upgrade(self.db.engine)
+        if self.vm:
+            self.build_artifacts()
         self.lab.start()
         self.lab.register(self.db)
         with self.db.session() as session:
@@ -216,7 +293,7 @@ class Demo:
                 names.append(name)
         self.progress(f"spawning {len(names)} instances at once")
         started = time.monotonic()
-        states = self.wait(names, (InstanceState.ACTIVE, InstanceState.ERROR), 150)
+        states = self.wait(names, (InstanceState.ACTIVE, InstanceState.ERROR), self.wait_seconds)
         self.spawn_seconds = time.monotonic() - started
         self.checks.check(
             "every instance active",
@@ -234,10 +311,58 @@ class Demo:
                 vlan == self.vlans[project],
                 f"NETCONF says VLAN {vlan}",
             )
+            if self.vm:
+                continue
             self.checks.check(
                 f"{node.name} boots the tenant image", node.running == "tenant image", node.running
             )
         self.prove_isolation("after spawn")
+        if self.vm:
+            self.verify_tenant_os()
+
+    def verify_tenant_os(self) -> None:
+        """Each machine booted its disk and its OS reported the address reserved for it
+        on its project's network (the matrix above waited for the report)."""
+        for i, node in enumerate(self.lab.nodes):
+            vlan = self.vlans[PROJECTS[i % len(PROJECTS)][0]]
+            held, reserved = node.vm.address(), self.plane.reserved(node.name, vlan)
+            self.checks.check(
+                f"{node.name} booted its disk", node.vm.booted_from == BootDevice.DISK
+            )
+            self.checks.check(
+                f"{node.name} tenant OS has its tenant address",
+                held is not None and held == reserved,
+                f"console says {held}, reserved on VLAN {vlan}: {reserved}",
+            )
+
+    def negative_control(self) -> None:
+        """Move the first node's port to the other project's VLAN behind metalnet's back:
+        the commit check and the matrix must both catch it; then put it back."""
+        node, home, other = (
+            self.lab.nodes[0],
+            self.vlans[PROJECTS[0][0]],
+            self.vlans[PROJECTS[1][0]],
+        )
+        self._control_caught = []
+        try:
+            node.switch.set_port_vlan_out_of_band(node.interface, other)
+            self.check_tap(node, self.netconf_vlan(node), "negative control")
+            measurement = self.proof.measure("negative control")
+            node.switch.set_port_vlan_out_of_band(node.interface, home)
+            caught_by_commit = list(self._control_caught)
+        finally:
+            self._control_caught = None
+        self.finals["negative control"] = measurement
+        self.control = {
+            "moved": f"{node.name} {node.interface}: VLAN {home} -> {other} (console change)",
+            "caught_by_commit_check": caught_by_commit,
+            "caught_by_matrix": measurement.mismatches,
+        }
+        self.checks.check(
+            "negative control: the commit check caught the wrong port", bool(caught_by_commit)
+        )
+        self.checks.check("negative control: the matrix caught the wrong port", not measurement.ok)
+        self.prove_isolation("after the negative control")
 
     def terminate_all(self, names: list[str]) -> None:
         with self.db.session() as session:
@@ -245,7 +370,7 @@ class Demo:
                 instances.delete_instance(session, name)
         self.progress(f"terminating {len(names)} instances")
         started = time.monotonic()
-        states = self.wait(names, (InstanceState.DELETED, InstanceState.ERROR), 150)
+        states = self.wait(names, (InstanceState.DELETED, InstanceState.ERROR), self.wait_seconds)
         self.terminate_seconds = time.monotonic() - started
         self.checks.check(
             "every instance deleted",
@@ -263,7 +388,9 @@ class Demo:
                 vlan == self.settings.service_vlan,
                 f"NETCONF says VLAN {vlan}",
             )
-            self.checks.check(f"{node.name} disk erased", self.lab.disk_is_zero(node))
+            self.checks.check(
+                f"{node.name} disk erased (its file read on the host)", self.lab.disk_is_zero(node)
+            )
             self.checks.check(f"{node.name} powered off", node.power.state == PowerState.OFF)
             self.checks.check(
                 f"{node.name} available again",
@@ -305,7 +432,10 @@ class Demo:
         order = [f"spawn:{s}" for s in SPAWN.steps] + [f"terminate:{s}" for s in TERMINATE.steps]
         steps = {k: round(statistics.mean(per_step[k]), 3) for k in order if per_step[k]}
         commits = sum(s.commit_count() for s in self.lab.fleet.switches)
-        isolation = {"isolation": self.proof.report(self.finals)} if self.proof else {}
+        extra = {"isolation": self.proof.report(self.finals)} if self.proof else {}
+        if self.vm:
+            extra["vm"] = self.vm_report()
+            extra["negative_control"] = self.control
         return {
             "ok": not self.checks.violations,
             "nodes": rows,
@@ -317,14 +447,51 @@ class Demo:
             "netconf_step_checks": self.step_reads,
             "checks": self.checks.results,
             "violations": self.checks.violations,
-            **isolation,
+            **extra,
         }
+
+    def vm_report(self) -> dict[str, object]:
+        """Boot timings per machine as their consoles showed them, and the agent's
+        speeds as it logged them there (task taken to task reported done)."""
+        machines, speeds = {}, defaultdict(list)
+        for node in self.lab.nodes:
+            for run in agent_runs(node.vm.console_log.read_text(errors="replace")):
+                speeds[run.kind].append(round(run.mb_per_s, 2))
+            machines[node.name] = {
+                "bmc": type(node.bmc).__name__,
+                "boots": [boot.summary() for boot in node.vm.boots],
+                **({"console_tail": self._tail(node)} if self.checks.violations else {}),
+            }
+        boots = [boot.summary() for node in self.lab.nodes for boot in node.vm.boots]
+
+        def seconds(device: BootDevice, key: str) -> list[float]:
+            return [b[key] for b in boots if b["device"] == device and b[key] is not None]
+
+        return {
+            **self.artifacts,
+            "machines": machines,
+            "firmware_to_agent_seconds": seconds(BootDevice.PXE, "to_agent_seconds"),
+            "disk_boot_to_tenant_dhcp_seconds": seconds(BootDevice.DISK, "to_address_seconds"),
+            "deploy_mb_per_s": speeds["deploy"],
+            "erase_mb_per_s": speeds["erase"],
+            "goal_seconds": VM_GOAL_SECONDS,
+            "accelerator": "tcg",
+            "machine_probes": f"ARP ({VM_PROBE_TIMEOUT:g}s) to every address a machine may hold; "
+            "`ping -c1 -W1` from the tenant OS's serial console to every other address",
+            "firmware": "SeaBIOS + iPXE ROM of virtio-net-pci (BIOS network boot)",
+        }
+
+    def _tail(self, node: LabNode) -> str:
+        log = node.vm.console_log
+        return log.read_text(errors="replace")[-CONSOLE_TAIL:] if log.exists() else ""
 
     def run(self) -> dict[str, object]:
         self.setup()
         with self.controller():
             names = self.spawn_all()
             self.verify_active()
+            if self.vm:
+                self.negative_control()
             self.terminate_all(names)
             self.verify_terminated()
         return self.report(names)
@@ -346,20 +513,23 @@ def run_demo(
     commit_latency: float = 0.3,
     keep: Path | None = None,
     netns: bool = False,
+    vm: bool = False,
 ) -> dict[str, object]:
     """Run the demo in a temporary directory (or `keep`) and return its report.
 
     `netns` needs root (checked before anything is made): see the module docstring.
     """
-    if netns:
+    if netns or vm:
         require_root()
     with tempfile.TemporaryDirectory(prefix="metalnet-demo-") as tmp:
         workdir = keep or Path(tmp)
-        demo = Demo(nodes, workdir, progress, commit_latency, netns)
+        demo = Demo(nodes, workdir, progress, commit_latency, netns, vm)
         try:
             started = time.monotonic()
             report = demo.run()
             report["total_seconds"] = round(time.monotonic() - started, 2)
+            if vm:
+                report["vm"]["goal_met"] = report["total_seconds"] < VM_GOAL_SECONDS
             return report
         finally:
             demo.close()

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from metalnet.db.engine import Database
 from metalnet.db.models import Instance, InstanceEvent, Node
 from metalnet.lifecycle.states import PLANS, STILL_STEPS, InstanceState, Plane
-from metalnet.sim.lab.dataplane import SERVICE_ENDPOINT, DataPlane
+from metalnet.sim.lab.dataplane import DataPlane
 from metalnet.sim.lab.netns import Matrix
 
 OFF = None
@@ -156,10 +156,10 @@ class IsolationProof:
         self._lock = threading.Lock()
 
     def _views(self) -> dict[str, NodeView]:
-        service = frozenset({self.db.settings.service_vlan})
         with self.db.session() as session:
             views = node_views(session, self.db.settings.service_vlan)
-        views[SERVICE_ENDPOINT] = NodeView(service, service, None)
+        for name, vlan in self.plane.fixed_planes().items():
+            views[name] = NodeView(frozenset({vlan}), frozenset({vlan}), None)
         return views
 
     def measure(self, label: str) -> Measurement:

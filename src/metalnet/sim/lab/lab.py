@@ -9,6 +9,11 @@ In root mode a `DataPlane` (metalnet.sim.lab.dataplane) makes this real: the lab
 it when a node boots or loses power, a PXE boot also needs a real DHCP lease on the
 service network, and the agent runs inside the node's network namespace, reaching
 the controller and the images over the service network only.
+
+With `vms` (root, with a data plane) every node is a QEMU machine (metalnet.sim.lab.vm):
+the BMCs' power events start, stop and reset it, its firmware PXE-boots the real
+ramdisk whose real agent writes its disk, and it boots the deployed image; the lab
+then plays nothing itself.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -32,6 +38,7 @@ from metalnet.config import Settings
 from metalnet.db.engine import Database
 from metalnet.power import BootDevice
 from metalnet.sim.bmc import IpmiBmc, PowerEvent, RedfishBmc, SimNodePower
+from metalnet.sim.lab import vm
 from metalnet.sim.lab.dataplane import DataPlane
 from metalnet.sim.lab.nodes import LabNode
 from metalnet.sim.switch.device import SimSwitch
@@ -65,7 +72,15 @@ class Lab:
         image_mib: int = 2,
         bmc: str = "mixed",
         dataplane: DataPlane | None = None,
+        vms: bool = False,
+        image: Path | None = None,
     ) -> None:
+        """`image`: the tenant image to serve (else `image_mib` of random bytes);
+        `vms`: QEMU machines for nodes (needs `dataplane`)."""
+        if vms and dataplane is None:
+            raise ValueError("QEMU machines need the root-mode data plane")
+        if vms:
+            vm.require()
         self.workdir = workdir
         self.dataplane = dataplane
         self.settings = settings
@@ -76,6 +91,8 @@ class Lab:
         self.disk_bytes = disk_mib << 20
         self.image_bytes = image_mib << 20
         self.bmc_kind = bmc
+        self.vms = vms
+        self.image = image
         self.fleet: SimFleet | None = None
         self.nodes: list[LabNode] = []
         self._http: ThreadingHTTPServer | None = None
@@ -104,9 +121,13 @@ class Lab:
 
     def _serve_image(self) -> None:
         self.images.mkdir(exist_ok=True)
-        data = os.urandom(self.image_bytes)
-        (self.images / "tenant.img").write_bytes(data)
-        self.image_sha256 = hashlib.sha256(data).hexdigest()
+        served = self.images / "tenant.img"
+        if self.image is not None:
+            shutil.copyfile(self.image, served)
+            self.image_bytes = served.stat().st_size
+        else:
+            served.write_bytes(os.urandom(self.image_bytes))
+        self.image_sha256 = _sha256(served)
         handler = partial(_QuietHandler, directory=str(self.images))
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=self._http.serve_forever, name="lab-images", daemon=True).start()
@@ -136,6 +157,9 @@ class Lab:
             disk=disk,
             power=SimNodePower(name),
         )
+        if self.vms:
+            os.truncate(disk, max(self.disk_bytes, self.image_bytes))
+            node.vm = vm.VmMachine(name, node.mac, disk, self.workdir / "vms")
         node.power.on_change = partial(self._on_power, node)
         kind = self.bmc_kind if self.bmc_kind != "mixed" else ("redfish", "ipmi")[index % 2]
         bmc_class = RedfishBmc if kind == "redfish" else IpmiBmc
@@ -182,7 +206,9 @@ class Lab:
     def _power_changed(self, node: LabNode, event: PowerEvent, device: BootDevice | None) -> None:
         with node.lock:
             node.stop_agent()
-            if event == PowerEvent.POWER_OFF:
+            if node.vm is not None:
+                node.running = node.vm.power(event, device)
+            elif event == PowerEvent.POWER_OFF:
                 node.running = "off"
                 if self.dataplane is not None:
                     self.dataplane.power_off(node)
@@ -274,6 +300,8 @@ class Lab:
         for node in self.nodes:
             with node.lock:
                 node.stop_agent()
+                if node.vm is not None:
+                    node.vm.stop()
             if node.bmc is not None:
                 node.bmc.stop()
         if self.fleet is not None:
@@ -287,3 +315,11 @@ class Lab:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as data:
+        while chunk := data.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,7 +1,8 @@
 """One simulated server of the lab: NIC and cabling, BMC, disk, and what it runs.
 
-The lab (lab.py) decides what a node does when its power changes; the data plane
-(dataplane.py) gives it a network namespace in root mode. Both work on this one
+The lab (lab.py) decides what a node does when its power changes (or hands it to
+the node's QEMU machine, vm.py); the data plane (dataplane.py) gives it a network
+namespace, or a tap for its machine, in root mode. Both work on this one
 record of the node.
 """
 
@@ -13,12 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from metalnet.sim.bmc import SimBmc, SimNodePower
+from metalnet.sim.lab.vm import VmMachine
 from metalnet.sim.switch.device import SimSwitch
 
 
 @dataclass
 class LabNode:
-    """One simulated server: NIC, cabling, BMC, disk, and what it is running."""
+    """One simulated server: NIC, cabling, BMC, disk, and what it is running.
+
+    `vm`: the QEMU machine that plays this server (firmware, kernel, disk), or None
+    when the lab plays it with processes (an agent on the host or in a namespace).
+    """
 
     name: str
     mac: str
@@ -27,6 +33,7 @@ class LabNode:
     disk: Path
     power: SimNodePower
     bmc: SimBmc | None = None
+    vm: VmMachine | None = None
     agent: subprocess.Popen[bytes] | None = None
     running: str = "off"
     boots: list[str] = field(default_factory=list)

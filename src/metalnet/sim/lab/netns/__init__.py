@@ -5,7 +5,13 @@ left behind. See `netlab.py` for why every address lives in a namespace of its o
 """
 
 from metalnet.sim.lab.netns.cleanup import PREFIX_ROOT, cleanup_stale
-from metalnet.sim.lab.netns.endpoints import DhcpServer, Endpoint, HostEndpoint, NodeEndpoint
+from metalnet.sim.lab.netns.endpoints import (
+    DhcpServer,
+    Endpoint,
+    HostEndpoint,
+    NodeEndpoint,
+    TapPort,
+)
 from metalnet.sim.lab.netns.netlab import NetLab
 from metalnet.sim.lab.netns.probe import Matrix
 from metalnet.sim.lab.netns.system import CommandFailed, NetLabError, NetLabNeedsRoot, ToolMissing
@@ -21,6 +27,7 @@ __all__ = [
     "NetLabError",
     "NetLabNeedsRoot",
     "NodeEndpoint",
+    "TapPort",
     "ToolMissing",
     "cleanup_stale",
 ]

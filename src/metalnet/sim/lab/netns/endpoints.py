@@ -35,6 +35,20 @@ class NodeEndpoint(Endpoint):
 
 
 @dataclass(eq=False)
+class TapPort:
+    """A virtual machine's switch port: a tap in the root namespace, no namespace.
+
+    QEMU attaches the machine's NIC (`mac`) to the tap; the lab moves the tap between
+    VLAN bridges exactly as it moves a namespace node's veth. `vlan` as for nodes.
+    """
+
+    name: str
+    port: str
+    mac: str
+    vlan: int | None = None
+
+
+@dataclass(eq=False)
 class HostEndpoint(Endpoint):
     """A fixed address on one VLAN (e.g. the controller's agent endpoint)."""
 

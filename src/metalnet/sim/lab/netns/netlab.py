@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import logging
 import os
 import secrets
@@ -28,7 +29,13 @@ from metalnet.dhcp import DhcpNetwork
 from metalnet.dhcp.interfaces import DhcpInterfaces
 from metalnet.dhcp.server import DnsmasqServer, ServerFiles
 from metalnet.sim.lab.netns import cleanup, dhclient, probe
-from metalnet.sim.lab.netns.endpoints import DhcpServer, Endpoint, HostEndpoint, NodeEndpoint
+from metalnet.sim.lab.netns.endpoints import (
+    DhcpServer,
+    Endpoint,
+    HostEndpoint,
+    NodeEndpoint,
+    TapPort,
+)
 from metalnet.sim.lab.netns.system import (
     NetLabError,
     harden_host_link,
@@ -133,13 +140,32 @@ class NetLab:
         node = NodeEndpoint(name=name, netns=netns, nic=NODE_NIC, port=port, mac=mac)
         return node
 
-    def set_port_vlan(self, node: NodeEndpoint, vlan_id: int | None) -> None:
+    def add_tap(self, name: str, mac: str) -> TapPort:
+        """A virtual machine's port: a tap in the root namespace for QEMU to open
+        (`-netdev tap,ifname=...`); it starts detached, and carries no host traffic."""
+        check_name(name, "lab endpoint name")
+        if name in self._names:
+            raise ValueError(f"invalid lab endpoint name {name!r}: already used in this lab")
+        tap = self._name(f"p{len(self._names) + 1}")
+        self._names.add(name)
+        ip("tuntap", "add", "dev", tap, "mode", "tap")
+        harden_host_link(tap)
+        ip("link", "set", tap, "up")
+        return TapPort(name=name, port=tap, mac=normalize_mac(mac))
+
+    def set_port_vlan(self, node: NodeEndpoint | TapPort, vlan_id: int | None) -> None:
         """Move the node's switch port to VLAN `vlan_id`'s bridge; None detaches it."""
         if vlan_id is None:
             ip("link", "set", node.port, "nomaster")
         else:
             ip("link", "set", node.port, "master", self.add_vlan(vlan_id))
         node.vlan = vlan_id
+
+    def port_vlan(self, port: str) -> int | None:
+        """The VLAN whose bridge the kernel has `port` on now (None: on none)."""
+        (link,) = json.loads(ip("-j", "link", "show", "dev", port))
+        vlans = {bridge: vlan for vlan, bridge in self._bridges.items()}
+        return vlans.get(link.get("master"))
 
     def add_host_endpoint(
         self, vlan_id: int, ip_cidr: str | ipaddress.IPv4Interface, name: str = "controller"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import subprocess
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -51,12 +52,17 @@ def reachable(src: Endpoint, dst_ip: ipaddress.IPv4Address | str, timeout: float
 def adjacent(src: Endpoint, dst_ip: ipaddress.IPv4Address | str, timeout: float = 0.5) -> bool:
     """True if an ARP probe from `src`'s NIC for `dst_ip` is answered within `timeout`.
 
-    busybox arping only waits whole seconds, so coreutils `timeout` bounds it; in
-    DAD mode (-D) it exits 1 on a reply, which the printed reply line confirms (an
-    error such as a NIC that is down also exits 1, but prints no reply).
+    busybox arping only waits whole seconds (the timeout rounded up), so coreutils
+    `timeout` bounds it. In DAD mode (-D) it exits 1 on the first ARP request *or*
+    reply whose sender is `dst_ip` (busybox networking/arping.c, recv_pack: "We fail,
+    if receive request/reply with src_ip = tested_address"), printing "... request
+    from" or "... reply from": either proves `dst_ip` is on this link (a target that
+    is itself resolving a neighbour at that moment sends the request). An error such
+    as a NIC that is down also exits 1, but prints neither line.
     """
     target = str(ipaddress.IPv4Address(dst_ip))
-    arping = [tool("busybox"), "arping", "-D", "-f", "-c", "1", "-w", "1", "-I", src.nic, target]
+    wait = str(max(1, math.ceil(timeout)))
+    arping = [tool("busybox"), "arping", "-D", "-f", "-c", "1", "-w", wait, "-I", src.nic, target]
     argv = in_netns(src.netns, [tool("timeout"), f"{timeout:g}", *arping])
     try:
         result = subprocess.run(
@@ -64,7 +70,8 @@ def adjacent(src: Endpoint, dst_ip: ipaddress.IPv4Address | str, timeout: float 
         )
     except subprocess.TimeoutExpired:
         return False
-    return result.returncode == 1 and "reply from" in result.stdout
+    heard = "reply from" in result.stdout or "request from" in result.stdout
+    return result.returncode == 1 and heard
 
 
 def matrix(endpoints: Sequence[Endpoint], timeout: float = 0.5, probe: Probe = reachable) -> Matrix:
