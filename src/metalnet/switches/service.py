@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from metalnet import audit, inventory
 from metalnet.config import Settings
@@ -50,6 +50,10 @@ def desired_vlan(port: SwitchPort, settings: Settings) -> int | None:
     if port.attachment is not None:
         return port.attachment.vlan
     return port.desired_vlan if port.nic is not None else settings.parking_vlan
+
+
+# What `desired_vlan` reads of a port, loaded with the ports rather than one port at a time.
+_OWNERS = (selectinload(SwitchPort.nic), selectinload(SwitchPort.attachment))
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,7 @@ class SwitchService:
             by_switch.setdefault(switch_name, []).append(PortChange(interface, vlan))
         refusals: list[guard.Refusal] = []
         preconditions: dict[str, list[Precondition | None]] = {}
+        self.queue.warm(by_switch)
         with self.db.session() as session:
             for switch_name, batch in by_switch.items():
                 switch = inventory.get_switch(session, switch_name)
@@ -145,7 +150,12 @@ class SwitchService:
         """Write the desired VLAN of every valid change; return what the guard refused
         and each change's precondition (None for a malformed one, which is not queued
         to the device: the queue reports it)."""
-        ports = {p.interface: p for p in switch.ports}
+        ports = {
+            p.interface: p
+            for p in session.scalars(
+                select(SwitchPort).where(SwitchPort.switch_id == switch.id).options(*_OWNERS)
+            )
+        }
         check = self.directory.driver_class(switch.name).check_interface
         valid: list[tuple[SwitchPort, int]] = []
         recorded: list[SwitchPort | None] = []
@@ -348,6 +358,7 @@ class SwitchService:
                         SwitchPort.interface.in_([c.interface for c, _p in items]),
                     )
                     .with_for_update(of=SwitchPort)
+                    .options(*_OWNERS)
                 )
             }
             stale: dict[str, str] = {}

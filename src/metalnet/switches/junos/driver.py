@@ -86,6 +86,7 @@ class JunosDriver(SwitchDriver):
             target, timeout=timeout, device_params={"name": "junos"}, host_key=host_key
         )
         self.pending = False
+        self._present: set[str] = set()  # physical interfaces seen on this session
 
     @classmethod
     def check_interface(cls, interface: str) -> str:
@@ -95,6 +96,7 @@ class JunosDriver(SwitchDriver):
 
     def open(self) -> None:
         self.pending = False
+        self._present = set()
         self.session.connect()
 
     def close(self) -> None:
@@ -350,9 +352,15 @@ class JunosDriver(SwitchDriver):
         return parse.configuration(self._rpc(op, ports).root)
 
     def _physical_interfaces(self, ports: Sequence[str]) -> set[str]:
+        """The switch's physical interfaces, as seen on this session: asked again only
+        when a port is not among them, so a port is never refused on a stale listing
+        and a busy session does not list every interface for every transaction."""
+        if set(ports) <= self._present:
+            return self._present
         op = etree.Element("get-interface-information")
         etree.SubElement(op, "terse")
-        return parse.physical_interfaces(self._rpc(op, ports).root)
+        self._present = parse.physical_interfaces(self._rpc(op, ports).root)
+        return self._present
 
     def _software(self) -> parse.Software:
         reply = self._first(lambda: self._rpc(etree.Element("get-software-information")))
