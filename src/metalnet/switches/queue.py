@@ -24,7 +24,8 @@ anything.
 
 A queued change is conditional (`Precondition`): it carries the desired state it was
 computed from, and the lane re-checks that (`recheck`) right before building the
-device configuration, inside the switch's guard. A change whose precondition no longer
+device configuration, inside the switch's guard (held from a provisional transaction
+to its confirmation). A change whose precondition no longer
 holds is dropped and reported superseded: whoever changed the desired state since has
 queued its own change, which reaches the device after this check.
 """
@@ -37,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field
 
 from metalnet import metrics
@@ -119,6 +120,8 @@ class _Lane:
         self.unconfirmed: list[_Request] = []  # staged on the switch, not yet reported
         self.staged: list[tuple[tuple[PortChange, ...], float]] = []  # (changes, started)
         self.confirm_started = 0.0  # when the last confirmation began
+        self.window = ExitStack()  # the switch's guard, while `holding`
+        self.holding = False
         self.cond = threading.Condition()
         self.driver: SwitchDriver | None = None
         self.thread = threading.Thread(target=self._run, name=f"switch-{switch}", daemon=True)
@@ -160,8 +163,25 @@ class _Lane:
                 idle = not self.pending
             if self.unconfirmed and (idle or self._confirm_due()):
                 self._confirm()
+            if not self.staged:
+                self._let_go()
+        self._let_go()
         if self.driver is not None:
             self.driver.close()
+
+    def _hold(self) -> None:
+        """Take the switch's guard unless this lane holds it already: it is held from a
+        provisional transaction to its confirmation, so no other worker stages between
+        them, and the switch's configuration lock is taken once for all of them."""
+        if not self.holding:
+            self.window.enter_context(self.queue.guard(self.switch))
+            self.holding = True
+
+    def _let_go(self) -> None:
+        """Release the switch's guard once nothing staged waits for confirmation."""
+        if self.holding:
+            self.holding = False
+            self.window.close()
 
     def _confirm_due(self) -> bool:
         """Confirm now rather than stage more: after `confirm_every` staged transactions,
@@ -203,10 +223,11 @@ class _Lane:
     def _open_early(self) -> None:
         """Open the session while the first changes are still being recorded and
         gathered (an SSH handshake costs a good part of a second); on failure the
-        first transaction connects again under the retry policy."""
+        first transaction connects again under the retry policy (and a driver bug
+        must not kill the lane before it took any work)."""
         try:
-            self._session()
-        except SwitchError as exc:
+            self._session().prepare()
+        except Exception as exc:
             log.info("switch %s: session not opened yet: %s", self.switch, exc)
 
     def _session(self) -> SwitchDriver:
@@ -227,11 +248,11 @@ class _Lane:
             started = time.monotonic()
             changes: tuple[PortChange, ...] = ()
             try:
-                with self.queue.guard(self.switch):
-                    batch = self._still_wanted(batch)
-                    changes = tuple(r.change for r in batch)
-                    if changes:
-                        self._session().stage(changes)
+                self._hold()
+                batch = self._still_wanted(batch)
+                changes = tuple(r.change for r in batch)
+                if changes:
+                    self._session().stage(changes)
             except LOST as exc:
                 self._drop_session()
                 self._journal(changes, False, started, exc.reason)
@@ -306,8 +327,8 @@ class _Lane:
         try:
             if self.driver is None:
                 raise SwitchSessionLost(self.switch, "session lost before the confirmation")
-            with self.queue.guard(self.switch):
-                self.driver.confirm()
+            self._hold()
+            self.driver.confirm()
         except LOST:
             self._drop_session()
             self._commit(self._rolled_back([]))
@@ -389,9 +410,9 @@ class SwitchQueue:
     first change of a burst before committing: milliseconds against commits of seconds.
     `confirm_every` bounds how many provisional transactions a busy lane stages before
     it confirms them (the module docstring says when a change counts as applied).
-    `guard(switch)` is held around every transaction; several workers sharing a database
-    pass one that makes a switch be worked by one worker at a time. `recheck` is asked,
-    with the guard held, which changes' preconditions no longer hold.
+    `guard(switch)` is held from a transaction to its confirmation; several workers
+    sharing a database pass one that makes a switch be worked by one worker at a time.
+    `recheck` is asked, with the guard held, which changes' preconditions no longer hold.
     """
 
     def __init__(
