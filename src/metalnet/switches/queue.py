@@ -146,7 +146,9 @@ class _Lane:
                 self.cond.wait()
             if not self.pending:
                 return [] if self.unconfirmed else None
-        time.sleep(self.queue.gather)
+            first = min(r.submitted for requests in self.pending.values() for r in requests)
+        # changes that gathered during a commit in flight have lingered long enough
+        time.sleep(max(0.0, first + self.queue.gather - time.monotonic()))
         with self.cond:
             taken, self.pending = list(self.pending.values()), {}
         metrics.QUEUE_DEPTH.dec(sum(len(requests) for requests in taken))
