@@ -25,9 +25,9 @@ anything.
 A queued change is conditional (`Precondition`): it carries the desired state it was
 computed from, and the lane re-checks that (`recheck`) right before building the
 device configuration, inside the switch's guard (held from a provisional transaction
-to its confirmation). A change whose precondition no longer
-holds is dropped and reported superseded: whoever changed the desired state since has
-queued its own change, which reaches the device after this check.
+to its confirmation). A change whose precondition no longer holds is dropped and
+reported superseded: whoever changed the desired state since has queued its own
+change, which reaches the device after this check.
 """
 
 from __future__ import annotations

@@ -127,12 +127,12 @@ class SwitchService:
             by_switch.setdefault(switch_name, []).append(PortChange(interface, vlan))
         refusals: list[guard.Refusal] = []
         preconditions: dict[str, list[Precondition | None]] = {}
-        self.queue.warm(by_switch)
         with self.db.session() as session:
+            switches = {name: inventory.get_switch(session, name) for name in by_switch}
+            self.queue.warm(switches)  # known switches: their sessions open meanwhile
             for switch_name, batch in by_switch.items():
-                switch = inventory.get_switch(session, switch_name)
                 refused, preconditions[switch_name] = self._record_desired(
-                    session, switch, batch, guarded=override is None
+                    session, switches[switch_name], batch, guarded=override is None
                 )
                 refusals += refused
             if refusals and override is None:
