@@ -142,9 +142,6 @@ class SwitchDriver(abc.ABC):
     def confirm(self) -> None:  # noqa: B027 - drivers without provisional commits have none
         """Make what `stage` committed permanent."""
 
-    def prepare(self) -> None:  # noqa: B027 - drivers that learn nothing up front do nothing
-        """Learn, on a new session, what the first transaction would otherwise ask first."""
-
     def apply(self, changes: Sequence[PortChange]) -> CommitRecord:
         """Commit all changes and confirm them: applied for good, or not at all."""
         record = self.stage(changes)

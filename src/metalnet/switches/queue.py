@@ -36,7 +36,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field
@@ -155,7 +155,6 @@ class _Lane:
         return taken
 
     def _run(self) -> None:
-        self._open_early()
         while (taken := self._take()) is not None:
             winners = [self._supersede(requests) for requests in taken]
             valid = [r for r in winners if self._validate(r)]
@@ -221,16 +220,6 @@ class _Lane:
             self._finish([request], ok=False, message=str(exc))
             return False
         return True
-
-    def _open_early(self) -> None:
-        """Open the session while the first changes are still being recorded and
-        gathered (an SSH handshake costs a good part of a second); on failure the
-        first transaction connects again under the retry policy (and a driver bug
-        must not kill the lane before it took any work)."""
-        try:
-            self._session().prepare()
-        except Exception as exc:
-            log.info("switch %s: session not opened yet: %s", self.switch, exc)
 
     def _session(self) -> SwitchDriver:
         if self.driver is None:
@@ -439,20 +428,6 @@ class SwitchQueue:
         self._lanes: dict[str, _Lane] = {}
         self._lock = threading.Lock()
 
-    def warm(self, switches: Iterable[str]) -> None:
-        """Start the lanes of `switches` (opening their sessions) before their changes
-        come: a caller about to record a burst overlaps the handshakes with its work."""
-        with self._lock:
-            if not self.closed:
-                for switch in switches:
-                    self._lane(switch)
-
-    def _lane(self, switch: str) -> _Lane:
-        lane = self._lanes.get(switch)
-        if lane is None:
-            lane = self._lanes[switch] = _Lane(self, switch)
-        return lane
-
     def submit(
         self, switch: str, change: PortChange, precondition: Precondition | None = None
     ) -> Future[ChangeOutcome]:
@@ -474,7 +449,9 @@ class SwitchQueue:
         with self._lock:
             if self.closed:
                 raise RuntimeError("switch queue is closed")
-            lane = self._lane(switch)
+            lane = self._lanes.get(switch)
+            if lane is None:
+                lane = self._lanes[switch] = _Lane(self, switch)
         lane.put(requests)
         return [r.future for r in requests]
 

@@ -128,11 +128,10 @@ class SwitchService:
         refusals: list[guard.Refusal] = []
         preconditions: dict[str, list[Precondition | None]] = {}
         with self.db.session() as session:
-            switches = {name: inventory.get_switch(session, name) for name in by_switch}
-            self.queue.warm(switches)  # known switches: their sessions open meanwhile
             for switch_name, batch in by_switch.items():
+                switch = inventory.get_switch(session, switch_name)
                 refused, preconditions[switch_name] = self._record_desired(
-                    session, switches[switch_name], batch, guarded=override is None
+                    session, switch, batch, guarded=override is None
                 )
                 refusals += refused
             if refusals and override is None:

@@ -105,12 +105,6 @@ class JunosDriver(SwitchDriver):
     def close(self) -> None:
         self.session.close()
 
-    def prepare(self) -> None:
-        """The model (hence the dialect) and the physical interfaces, for a new session."""
-        self._present = self._interfaces_listed(())
-        if self._dialect is None:
-            self._dialect = self._software().dialect
-
     def _first(self, request: Callable[[], T]) -> T:
         """Run the first request of a call, reconnecting once if the session had died."""
         if not self.session.connected:
@@ -376,13 +370,10 @@ class JunosDriver(SwitchDriver):
         when a port is not among them, so a port is never refused on a stale listing
         and a busy session does not list every interface for every transaction."""
         if not set(ports) <= self._present:
-            self._present = self._interfaces_listed(ports)
+            op = etree.Element("get-interface-information")
+            etree.SubElement(op, "terse")
+            self._present = parse.physical_interfaces(self._rpc(op, ports).root)
         return self._present
-
-    def _interfaces_listed(self, ports: Sequence[str]) -> set[str]:
-        op = etree.Element("get-interface-information")
-        etree.SubElement(op, "terse")
-        return parse.physical_interfaces(self._rpc(op, ports).root)
 
     def _software(self) -> parse.Software:
         reply = self._first(lambda: self._rpc(etree.Element("get-software-information")))
