@@ -53,6 +53,7 @@ from metalnet.db.engine import Database, upgrade
 from metalnet.db.models import Instance
 from metalnet.lifecycle import instances
 from metalnet.sim.switch import SimFleet, SimSwitch
+from metalnet.switches import hostkeys
 from metalnet.switches.base import PortChange, SwitchDriver, SwitchError, SwitchTarget
 from metalnet.switches.changelog import ChangeLog
 from metalnet.switches.directory import SwitchDirectory
@@ -422,7 +423,8 @@ def bench_service(
 
 
 def make_database(workdir: Path, host: SimHost, moves: Sequence[Move]) -> Database:
-    """A fresh SQLite inventory: the fleet's switches, cabled nodes, and their instances.
+    """A fresh SQLite inventory: the fleet's switches (host keys read as `switch add`
+    reads them), cabled nodes, and their instances.
 
     Node i holds an instance of project i mod VLAN_SPREAD (network VLAN PROJECT_VLANS +
     i mod VLAN_SPREAD) at the spawn's last step, `port_to_project`.
@@ -437,7 +439,9 @@ def make_database(workdir: Path, host: SimHost, moves: Sequence[Move]) -> Databa
     with db.session() as session:
         for switch in host.switches:
             address = f"{switch.host}:{switch.port}"
-            inventory.add_switch(session, switch.name, "junos", address, USERNAME, PASSWORD)
+            added = inventory.add_switch(session, switch.name, "junos", address, USERNAME, PASSWORD)
+            # read now, as `metalnet switch add` does: no first-use recording in the runs
+            added.host_key = hostkeys.scan(switch.host, switch.port, 10.0)
         for i, move in enumerate(moves):
             mac = f"52:54:00:{i >> 16 & 0xFF:02x}:{i >> 8 & 0xFF:02x}:{i & 0xFF:02x}"
             bmc = f"ipmi://127.0.0.1:{10000 + i}"

@@ -77,10 +77,13 @@ def test_stage_leaves_a_commit_that_rolls_back_unless_confirmed(sim: SimSwitch) 
     with JunosDriver(sim.target(), confirm_minutes=1) as driver:
         driver.stage([PortChange("ge-0/0/1", 100)])
         assert driver.pending and sim.confirm_pending() and sim.commit_count() == 1
+        holder = sim.lock_holder()  # kept until the confirmation: no one else commits
+        assert holder is not None
         driver.stage([PortChange("ge-0/0/2", 200)])  # one commit per transaction
-        assert sim.commit_count() == 2
+        assert sim.commit_count() == 2 and sim.lock_holder() == holder
         driver.confirm()
         assert not driver.pending and not sim.confirm_pending() and sim.commit_count() == 3
+        assert sim.lock_holder() is None
         driver.confirm()  # nothing pending: no commit
         assert sim.commit_count() == 3
     assert sim.port_vlans()["ge-0/0/1"] == 100 and sim.port_vlans()["ge-0/0/2"] == 200

@@ -19,7 +19,7 @@ from metalnet.switches import driver_class
 from metalnet.switches.base import CommitRecord, PortChange, SwitchTarget
 from metalnet.switches.fake import DEVICES, FakeDriver, fake_device
 from metalnet.switches.junos import JunosDriver
-from metalnet.switches.queue import SESSION_RETRY, ChangeOutcome, SwitchQueue
+from metalnet.switches.queue import SESSION_RETRY, ChangeOutcome, Precondition, SwitchQueue
 
 _ports = itertools.count(20000)
 
@@ -77,6 +77,33 @@ def test_later_change_supersedes_pending_one(fleet) -> None:
     assert a.superseded and "superseded by VLAN 300" in a.message
     assert b.ok and not b.superseded
     assert device(names, "sw1").ports["eth1"] == 300
+
+
+def test_a_change_whose_precondition_fails_at_the_commit_is_dropped(fleet) -> None:
+    """The lane asks `recheck` right before the transaction: a stale change is reported
+    superseded and never reaches the device; the others of its batch are applied."""
+    queue, names, records, _opened = fleet
+    asked: list[list[tuple[PortChange, Precondition]]] = []
+
+    def recheck(_switch: str, items) -> dict[str, str]:
+        asked.append(list(items))
+        return {"eth1": "the desired VLAN is now 10"}
+
+    queue.recheck = recheck
+    stale, fresh, free = queue.submit_many(
+        "sw1",
+        [PortChange("eth1", 200), PortChange("eth2", 300), PortChange("eth3", 400)],
+        [Precondition(200), Precondition(300), None],
+    )
+    dropped = stale.result(5)
+    assert dropped.superseded and "the desired VLAN is now 10" in dropped.message
+    assert fresh.result(5).ok and free.result(5).ok
+    assert asked == [
+        [(PortChange("eth1", 200), Precondition(200)), (PortChange("eth2", 300), Precondition(300))]
+    ]  # unconditional changes are not asked about
+    ports = device(names, "sw1").ports
+    assert ports["eth1"] is None and ports["eth2"] == 300 and ports["eth3"] == 400
+    assert all(PortChange("eth1", 200) not in r.changes for r in records)
 
 
 def test_bad_values_fail_alone_before_sending(fleet) -> None:

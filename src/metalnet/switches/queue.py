@@ -21,6 +21,13 @@ no change waits longer than with a confirmation after every transaction. If the
 session is lost while changes are provisional, the switch rolls them back; the lane
 stages them again on a new session, with the batch at hand, before anyone is told
 anything.
+
+A queued change is conditional (`Precondition`): it carries the desired state it was
+computed from, and the lane re-checks that (`recheck`) right before building the
+device configuration, inside the switch's guard (held from a provisional transaction
+to its confirmation). A change whose precondition no longer holds is dropped and
+reported superseded: whoever changed the desired state since has queued its own
+change, which reaches the device after this check.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field
 
 from metalnet import metrics
@@ -68,16 +75,28 @@ class ChangeOutcome:
     superseded: bool = False
 
 
+@dataclass(frozen=True)
+class Precondition:
+    """What a queued change was computed from: the port's desired VLAN then, and
+    whether the isolation guard must still allow the change (not for an override)."""
+
+    desired: int | None
+    guarded: bool = True
+
+
 @dataclass
 class _Request:
     change: PortChange
     future: Future[ChangeOutcome]
+    precondition: Precondition | None = None
     submitted: float = field(default_factory=time.monotonic)
     batch: int = 0
 
 
 Connect = Callable[[str], SwitchDriver]
 Journal = Callable[[CommitRecord], None]
+# (switch, [(change, precondition)]) -> interface -> why the change no longer holds
+Recheck = Callable[[str, Sequence[tuple[PortChange, Precondition]]], dict[str, str]]
 
 
 def _names_port(message: str, interface: str) -> bool:
@@ -101,6 +120,8 @@ class _Lane:
         self.unconfirmed: list[_Request] = []  # staged on the switch, not yet reported
         self.staged: list[tuple[tuple[PortChange, ...], float]] = []  # (changes, started)
         self.confirm_started = 0.0  # when the last confirmation began
+        self.window = ExitStack()  # the switch's guard, while `holding`
+        self.holding = False
         self.cond = threading.Condition()
         self.driver: SwitchDriver | None = None
         self.thread = threading.Thread(target=self._run, name=f"switch-{switch}", daemon=True)
@@ -125,7 +146,9 @@ class _Lane:
                 self.cond.wait()
             if not self.pending:
                 return [] if self.unconfirmed else None
-        time.sleep(self.queue.gather)
+            first = min(r.submitted for requests in self.pending.values() for r in requests)
+        # changes that gathered during a commit in flight have lingered long enough
+        time.sleep(max(0.0, first + self.queue.gather - time.monotonic()))
         with self.cond:
             taken, self.pending = list(self.pending.values()), {}
         metrics.QUEUE_DEPTH.dec(sum(len(requests) for requests in taken))
@@ -141,8 +164,25 @@ class _Lane:
                 idle = not self.pending
             if self.unconfirmed and (idle or self._confirm_due()):
                 self._confirm()
+            if not self.staged:
+                self._let_go()
+        self._let_go()
         if self.driver is not None:
             self.driver.close()
+
+    def _hold(self) -> None:
+        """Take the switch's guard unless this lane holds it already: it is held from a
+        provisional transaction to its confirmation, so no other worker stages between
+        them, and the switch's configuration lock is taken once for all of them."""
+        if not self.holding:
+            self.window.enter_context(self.queue.guard(self.switch))
+            self.holding = True
+
+    def _let_go(self) -> None:
+        """Release the switch's guard once nothing staged waits for confirmation."""
+        if self.holding:
+            self.holding = False
+            self.window.close()
 
     def _confirm_due(self) -> bool:
         """Confirm now rather than stage more: after `confirm_every` staged transactions,
@@ -197,16 +237,20 @@ class _Lane:
         def attempt() -> None:
             nonlocal batch
             started = time.monotonic()
-            changes = tuple(r.change for r in batch)
+            changes: tuple[PortChange, ...] = ()
             try:
-                with self.queue.guard(self.switch):
+                self._hold()
+                batch = self._still_wanted(batch)
+                changes = tuple(r.change for r in batch)
+                if changes:
                     self._session().stage(changes)
             except LOST as exc:
                 self._drop_session()
                 self._journal(changes, False, started, exc.reason)
                 batch = self._rolled_back(batch)
                 raise
-            self.staged.append((changes, started))
+            if changes:
+                self.staged.append((changes, started))
 
         try:
             SESSION_RETRY.call(attempt, retry_on=LOST, what=f"switch {self.switch} transaction")
@@ -226,6 +270,29 @@ class _Lane:
             )
         else:
             self._staged(batch)
+
+    def _still_wanted(self, batch: Sequence[_Request]) -> list[_Request]:
+        """The requests whose precondition still holds; the others are told they were
+        superseded by a newer desired state. Called with the switch's guard held."""
+        conditional = [(r.change, r.precondition) for r in batch if r.precondition is not None]
+        if not conditional or self.queue.recheck is None:
+            return list(batch)
+        stale = self.queue.recheck(self.switch, conditional)
+        now = time.monotonic()
+        for r in batch:
+            if r.precondition is not None and r.change.interface in stale:
+                why = stale[r.change.interface]
+                r.future.set_result(
+                    ChangeOutcome(
+                        self.switch,
+                        r.change,
+                        True,
+                        f"superseded: {why}",
+                        now - r.submitted,
+                        superseded=True,
+                    )
+                )
+        return [r for r in batch if r.precondition is None or r.change.interface not in stale]
 
     def _staged(self, batch: Sequence[_Request]) -> None:
         """The batch is on the switch, provisionally; earlier staged moves of its ports
@@ -251,8 +318,8 @@ class _Lane:
         try:
             if self.driver is None:
                 raise SwitchSessionLost(self.switch, "session lost before the confirmation")
-            with self.queue.guard(self.switch):
-                self.driver.confirm()
+            self._hold()
+            self.driver.confirm()
         except LOST:
             self._drop_session()
             self._commit(self._rolled_back([]))
@@ -334,8 +401,9 @@ class SwitchQueue:
     first change of a burst before committing: milliseconds against commits of seconds.
     `confirm_every` bounds how many provisional transactions a busy lane stages before
     it confirms them (the module docstring says when a change counts as applied).
-    `guard(switch)` is held around every transaction; several workers sharing a database
-    pass one that makes a switch be worked by one worker at a time.
+    `guard(switch)` is held from a transaction to its confirmation; several workers
+    sharing a database pass one that makes a switch be worked by one worker at a time.
+    `recheck` is asked, with the guard held, which changes' preconditions no longer hold.
     """
 
     def __init__(
@@ -346,8 +414,10 @@ class SwitchQueue:
         gather: float = 0.02,
         confirm_every: int = 2,
         guard: Callable[[str], AbstractContextManager[object]] = lambda _switch: nullcontext(),
+        recheck: Recheck | None = None,
     ) -> None:
         self.connect = connect
+        self.recheck = recheck
         self.gather = gather
         self.confirm_every = confirm_every
         self.guard = guard
@@ -358,15 +428,24 @@ class SwitchQueue:
         self._lanes: dict[str, _Lane] = {}
         self._lock = threading.Lock()
 
-    def submit(self, switch: str, change: PortChange) -> Future[ChangeOutcome]:
+    def submit(
+        self, switch: str, change: PortChange, precondition: Precondition | None = None
+    ) -> Future[ChangeOutcome]:
         """Queue one change; it is coalesced with whatever else is pending for `switch`."""
-        return self.submit_many(switch, [change])[0]
+        return self.submit_many(switch, [change], [precondition])[0]
 
     def submit_many(
-        self, switch: str, changes: Sequence[PortChange]
+        self,
+        switch: str,
+        changes: Sequence[PortChange],
+        preconditions: Sequence[Precondition | None] | None = None,
     ) -> list[Future[ChangeOutcome]]:
         """Queue several changes for one switch at once; one future per change."""
-        requests = [_Request(change, Future()) for change in changes]
+        conditions = preconditions or [None] * len(changes)
+        requests = [
+            _Request(change, Future(), precondition)
+            for change, precondition in zip(changes, conditions, strict=True)
+        ]
         with self._lock:
             if self.closed:
                 raise RuntimeError("switch queue is closed")

@@ -125,7 +125,7 @@ def _fix(service: SwitchService, drift: list[Drift]) -> list[Drift]:
     corrections = [Correction(d.switch, d.interface, d.expected_vlan) for d in drift]
     outcomes = service.correct(corrections, enforceable)
     return [
-        dataclasses.replace(d, fixed=o.ok, error=o.message)
+        dataclasses.replace(d, fixed=o.ok and not o.superseded, error=o.message)
         for d, o in zip(drift, outcomes, strict=True)
     ]
 

@@ -4,7 +4,15 @@ Callers (the lifecycle, `switch port-set`/`apply`, the reconciler) go down one p
 the isolation guard (`switches.guard`) checks each change inside the transaction that
 writes its desired VLAN, and only a committed desired state is handed to the per-switch
 work queue. The queue gets what it needs from below (the switch directory, the change
-log, the advisory lock) and never calls back into this service.
+log, the advisory lock) and never calls back into this service, except for `_stale`.
+
+Every queued change carries the desired state it was computed from (`Precondition`);
+right before the device configuration is built, the queue's lane asks `_stale` which of
+its changes no longer hold, with the switch's advisory lock held. `_stale` reads the
+ports' rows FOR UPDATE, so a writer still in its transaction is waited for and seen. A
+writer that commits after the check queues its own change after it, and that change
+needs the same advisory lock, so it reaches the device after this one: the newest
+desired state always ends up on the device, whichever worker queued what.
 """
 
 from __future__ import annotations
@@ -15,8 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session, selectinload
 
 from metalnet import audit, inventory
 from metalnet.config import Settings
@@ -24,11 +32,11 @@ from metalnet.db.engine import Database
 from metalnet.db.models import PortAttachment, Switch, SwitchPort
 from metalnet.errors import Conflict, InputError, NotFound
 from metalnet.switches import guard
-from metalnet.switches.advisory import AdvisoryLock
+from metalnet.switches.advisory import RECONNECT, AdvisoryLock
 from metalnet.switches.base import PortChange, PortState, SwitchError
 from metalnet.switches.changelog import ChangeLog
 from metalnet.switches.directory import SwitchDirectory
-from metalnet.switches.queue import ChangeOutcome, SwitchQueue
+from metalnet.switches.queue import ChangeOutcome, Precondition, SwitchQueue
 from metalnet.validate import check_vlan
 
 Move = tuple[str, str, int]  # (switch, interface, VLAN)
@@ -42,6 +50,10 @@ def desired_vlan(port: SwitchPort, settings: Settings) -> int | None:
     if port.attachment is not None:
         return port.attachment.vlan
     return port.desired_vlan if port.nic is not None else settings.parking_vlan
+
+
+# What `desired_vlan` reads of a port, loaded with the ports rather than one port at a time.
+_OWNERS = (selectinload(SwitchPort.nic), selectinload(SwitchPort.attachment))
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,7 @@ class SwitchService:
             self.directory.driver_class,
             journal.record,
             guard=AdvisoryLock(db).held,
+            recheck=self._stale,
         )
 
     # Changing ports ------------------------------------------------------------------
@@ -113,31 +126,44 @@ class SwitchService:
         for switch_name, interface, vlan in changes:
             by_switch.setdefault(switch_name, []).append(PortChange(interface, vlan))
         refusals: list[guard.Refusal] = []
+        preconditions: dict[str, list[Precondition | None]] = {}
         with self.db.session() as session:
             for switch_name, batch in by_switch.items():
                 switch = inventory.get_switch(session, switch_name)
-                refusals += self._record_desired(session, switch, batch)
+                refused, preconditions[switch_name] = self._record_desired(
+                    session, switch, batch, guarded=override is None
+                )
+                refusals += refused
             if refusals and override is None:
                 raise guard.PortRefused(refusals)  # rolls back: desired state untouched
         self._audit_override(refusals, override)
         futures = {
-            switch: iter(self.queue.submit_many(switch, batch))
+            switch: iter(self.queue.submit_many(switch, batch, preconditions[switch]))
             for switch, batch in by_switch.items()
         }
         return [next(futures[switch]) for switch, _iface, _vlan in changes]
 
     def _record_desired(
-        self, session: Session, switch: Switch, batch: Sequence[PortChange]
-    ) -> list[guard.Refusal]:
-        """Write the desired VLAN of every valid change; return what the guard refused."""
-        ports = {p.interface: p for p in switch.ports}
+        self, session: Session, switch: Switch, batch: Sequence[PortChange], guarded: bool
+    ) -> tuple[list[guard.Refusal], list[Precondition | None]]:
+        """Write the desired VLAN of every valid change; return what the guard refused
+        and each change's precondition (None for a malformed one, which is not queued
+        to the device: the queue reports it)."""
+        ports = {
+            p.interface: p
+            for p in session.scalars(
+                select(SwitchPort).where(SwitchPort.switch_id == switch.id).options(*_OWNERS)
+            )
+        }
         check = self.directory.driver_class(switch.name).check_interface
         valid: list[tuple[SwitchPort, int]] = []
+        recorded: list[SwitchPort | None] = []
         for change in batch:
             try:
                 check(change.interface)
                 check_vlan(change.vlan)
             except ValueError:
+                recorded.append(None)
                 continue
             port = ports.get(change.interface)
             if port is None:
@@ -146,11 +172,18 @@ class SwitchService:
                 )
                 session.add(port)
             valid.append((port, change.vlan))
+            recorded.append(port)
         session.flush()
         refused = guard.check_all(session, self.db.settings, valid)
         for port, vlan in valid:
             port.desired_vlan = vlan
-        return refused
+        return refused, [
+            None if port is None else self._precondition(port, guarded) for port in recorded
+        ]
+
+    def _precondition(self, port: SwitchPort, guarded: bool = True) -> Precondition:
+        """The desired state a change of `port` is computed from, as just recorded."""
+        return Precondition(desired_vlan(port, self.db.settings), guarded)
 
     def _audit_override(
         self, refusals: Sequence[guard.Refusal], override: guard.Override | None
@@ -176,7 +209,8 @@ class SwitchService:
                 raise guard.PortRefused([refusal])
             port.desired_vlan = vlan
             switch, interface = port.switch.name, port.interface
-        outcome = self.queue.submit(switch, PortChange(interface, vlan)).result(
+            precondition = self._precondition(port)
+        outcome = self.queue.submit(switch, PortChange(interface, vlan), precondition).result(
             timeout or self.timeout * 4
         )
         if not outcome.ok:
@@ -203,7 +237,8 @@ class SwitchService:
             if refusal := guard.check(session, self.db.settings, port, vlan):
                 raise guard.PortRefused([refusal])
             port.desired_vlan = vlan
-        return self.queue.submit(switch_name, PortChange(interface, vlan))
+            precondition = self._precondition(port)
+        return self.queue.submit(switch_name, PortChange(interface, vlan), precondition)
 
     def detach(self, switch_name: str, interface: str, owner: str) -> Future[ChangeOutcome]:
         """End `owner`'s attachment of a port and queue the port back to its resting VLAN."""
@@ -222,7 +257,8 @@ class SwitchService:
             if refusal := guard.check(session, self.db.settings, port, vlan):
                 raise guard.PortRefused([refusal])
             port.desired_vlan = vlan
-        return self.queue.submit(switch_name, PortChange(interface, vlan))
+            precondition = self._precondition(port)
+        return self.queue.submit(switch_name, PortChange(interface, vlan), precondition)
 
     def _port(self, session: Session, switch_name: str, interface: str) -> SwitchPort:
         """The stored port (added to the inventory when new), its name checked first."""
@@ -249,7 +285,9 @@ class SwitchService:
 
         A correction is queued only if `enforceable(port)`, evaluated now, still gives
         the VLAN the caller read; a change of owner in between (a terminate, a new
-        spawn) wins and the correction is dropped. Desired state is never written here.
+        spawn) wins and the correction is dropped. Queued, it is conditional on that
+        desired VLAN like every change (`_stale`), so an owner change that lands after
+        this check wins too. Desired state is never written here.
         The corrections of a switch are queued together, so they make one transaction
         however long the checks take.
         """
@@ -263,7 +301,11 @@ class SwitchService:
                 if not why_not:
                     queued.setdefault(c.switch, []).append((len(pending) - 1, change))
             for switch, items in queued.items():
-                futures = self.queue.submit_many(switch, [change for _i, change in items])
+                futures = self.queue.submit_many(
+                    switch,
+                    [change for _i, change in items],
+                    [Precondition(change.vlan) for _i, change in items],
+                )
                 for (index, _change), future in zip(items, futures, strict=True):
                     pending[index] = future
         timeout = self.timeout * 4
@@ -285,6 +327,54 @@ class SwitchService:
             return f"desired state changed since it was read; left to {owner}"
         refusal = guard.check(session, self.db.settings, port, c.vlan)
         return f"refused: {refusal}" if refusal else ""
+
+    def _stale(
+        self, switch_name: str, items: Sequence[tuple[PortChange, Precondition]]
+    ) -> dict[str, str]:
+        """interface -> why its queued change no longer holds: the port's desired VLAN is
+        not the one the change was computed from, or the guard refuses the change now.
+
+        The queue's lane calls this right before building the device configuration,
+        with the switch's advisory lock held; the ports' rows are locked meanwhile.
+        """
+        return RECONNECT.call(
+            lambda: self._stale_once(switch_name, items),
+            retry_on=(DBAPIError,),
+            what=f"precondition check on switch {switch_name}",
+        )
+
+    def _stale_once(
+        self, switch_name: str, items: Sequence[tuple[PortChange, Precondition]]
+    ) -> dict[str, str]:
+        with self.db.session() as session:
+            ports = {
+                p.interface: p
+                for p in session.scalars(
+                    select(SwitchPort)
+                    .join(Switch)
+                    .where(
+                        Switch.name == switch_name,
+                        SwitchPort.interface.in_([c.interface for c, _p in items]),
+                    )
+                    .with_for_update(of=SwitchPort)
+                    .options(*_OWNERS)
+                )
+            }
+            stale: dict[str, str] = {}
+            guarded: list[tuple[SwitchPort, int]] = []
+            for change, precondition in items:
+                port = ports.get(change.interface)
+                if port is None:
+                    stale[change.interface] = "the port is no longer in the inventory"
+                    continue
+                now = desired_vlan(port, self.db.settings)
+                if now != precondition.desired:
+                    stale[change.interface] = f"the desired VLAN is now {now}"
+                elif precondition.guarded:
+                    guarded.append((port, change.vlan))
+            for refusal in guard.check_all(session, self.db.settings, guarded):
+                stale[refusal.interface] = f"refused now: {refusal}"
+            return stale
 
     # Reading -----------------------------------------------------------------------
 

@@ -2,9 +2,11 @@
 
 A transaction (`stage`): lock the shared candidate; refuse if it holds changes we
 did not make; read which VLANs and ports exist; load the rendered text; commit
-confirmed; read the ports back from the committed configuration; unlock. The
+confirmed; read the ports back from the committed configuration. The
 commit stays pending, so a session lost from here on leaves the switch to roll it
-back by itself, until `confirm` (a plain commit) makes it permanent. Any failure
+back by itself, until `confirm` (a plain commit) makes it permanent; the lock is
+held until then, so transactions staged in a row and their confirmation lock once,
+and no other session's commit confirms ours unseen. Any failure
 before the commit discards the candidate, so the switch is never left locked or
 half-changed.
 
@@ -86,6 +88,8 @@ class JunosDriver(SwitchDriver):
             target, timeout=timeout, device_params={"name": "junos"}, host_key=host_key
         )
         self.pending = False
+        self.locked = False  # the configuration lock, held from `stage` to `confirm`
+        self._present: set[str] = set()  # physical interfaces seen on this session
 
     @classmethod
     def check_interface(cls, interface: str) -> str:
@@ -94,7 +98,8 @@ class JunosDriver(SwitchDriver):
     # ------------------------------------------------------------------ session
 
     def open(self) -> None:
-        self.pending = False
+        self.pending = self.locked = False
+        self._present = set()
         self.session.connect()
 
     def close(self) -> None:
@@ -129,12 +134,14 @@ class JunosDriver(SwitchDriver):
             return CommitRecord(name, (), True, 0.0, "nothing to change")
         ports = [c.interface for c in batch]
         started = time.monotonic()
-        self._first(lambda: self._lock(ports))
-        try:
-            self._refuse_foreign_changes(ports)
-        except BaseException:
-            self._unlock()  # their edit stays theirs
-            raise
+        if not self.locked:
+            self._first(lambda: self._lock(ports))
+            self.locked = True
+            try:
+                self._refuse_foreign_changes(ports)
+            except BaseException:
+                self._unlock()  # their edit stays theirs
+                raise
         try:
             text = self._prepare(batch)
             self.session.call(
@@ -151,21 +158,29 @@ class JunosDriver(SwitchDriver):
             raise
         except BaseException:
             self._cleanup(lambda m: m.discard_changes())
+            self._unlock()
             raise
-        finally:
+        if not self.pending:
             self._unlock()
         seconds = time.monotonic() - started
         return CommitRecord(name, batch, True, seconds, f"committed {len(batch)} port change(s)")
 
     def confirm(self) -> None:
-        """Confirm our pending confirmed commit with a plain commit."""
+        """Confirm our pending confirmed commit with a plain commit, then unlock.
+
+        The lock is kept from a confirmed commit to its confirmation: nobody else's
+        commit can confirm ours meanwhile, and the confirmation and the transactions
+        staged before it take the lock once.
+        """
         if not self.pending:
             return
         if not self.session.connected:
             self._lost()
             raise SwitchSessionLost(self.target.name, "session lost before the confirmation")
         try:
-            self._lock(())
+            if not self.locked:
+                self._lock(())
+                self.locked = True
             try:
                 self._commit((), confirmed=False)
             finally:
@@ -178,7 +193,7 @@ class JunosDriver(SwitchDriver):
     def _lost(self) -> None:
         """The switch discards our candidate, releases the lock, rolls back what is pending."""
         self.session.forget()
-        self.pending = False
+        self.pending = self.locked = False
 
     def _validated(self, changes: Sequence[PortChange]) -> tuple[PortChange, ...]:
         """Check every value before anything is sent; one interface, one VLAN."""
@@ -310,6 +325,7 @@ class JunosDriver(SwitchDriver):
             )
 
     def _unlock(self) -> None:
+        self.locked = False
         self._cleanup(lambda m: m.rpc(etree.Element("unlock-configuration")))
 
     def _cleanup(self, request: Callable[..., object]) -> None:
@@ -350,9 +366,14 @@ class JunosDriver(SwitchDriver):
         return parse.configuration(self._rpc(op, ports).root)
 
     def _physical_interfaces(self, ports: Sequence[str]) -> set[str]:
-        op = etree.Element("get-interface-information")
-        etree.SubElement(op, "terse")
-        return parse.physical_interfaces(self._rpc(op, ports).root)
+        """The switch's physical interfaces, as seen on this session: asked again only
+        when a port is not among them, so a port is never refused on a stale listing
+        and a busy session does not list every interface for every transaction."""
+        if not set(ports) <= self._present:
+            op = etree.Element("get-interface-information")
+            etree.SubElement(op, "terse")
+            self._present = parse.physical_interfaces(self._rpc(op, ports).root)
+        return self._present
 
     def _software(self) -> parse.Software:
         reply = self._first(lambda: self._rpc(etree.Element("get-software-information")))
