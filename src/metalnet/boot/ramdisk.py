@@ -58,8 +58,9 @@ STDLIB_SKIP = {
     "test", "idlelib", "tkinter", "turtledemo", "lib2to3", "ensurepip", "pydoc_data",
     "config-3.11-x86_64-linux-gnu", "venv", "distutils", "unittest",
 }  # fmt: skip
-# What the agent imports, found by importing it in the building interpreter.
-AGENT_IMPORTS = "import metalnet.boot.ramdisk_agent, httpx; httpx.Client()"
+# What the agent imports, found by importing it in the building interpreter: the
+# entry point and the runner, which the command imports only when it runs.
+AGENT_IMPORTS = "import metalnet.boot.ramdisk_agent, metalnet.agent.runner, httpx; httpx.Client()"
 SO = re.compile(r"\.so(\.[0-9]+)*$")  # shared objects, whose libraries ldd lists
 
 INIT = (
