@@ -46,3 +46,13 @@ def leftovers(prefix: str) -> list[str]:
     names = [line.split()[0] for line in netns.stdout.splitlines()]
     names += [line.split(": ")[1].split("@")[0] for line in links.stdout.splitlines()]
     return [name for name in names if name.startswith(prefix)]
+
+
+# Run a command as user nobody: not root, so the lab must refuse it, yet able to read
+# the checkout and its venv wherever they are (a clone under a 0700 `mktemp -d` is not
+# traversable by nobody): CAP_DAC_READ_SEARCH only, kept across the uid change as an
+# ambient capability. It lets the process read files, nothing more.
+NOBODY = (
+    "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+    "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search",
+)  # fmt: skip

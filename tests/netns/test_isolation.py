@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from netns_env import leftovers, netns_marks
+from netns_env import NOBODY, leftovers, netns_marks
 
 from metalnet.lifecycle.states import SPAWN, TERMINATE
 from metalnet.sim.lab.demo import Demo, run_demo
@@ -26,7 +26,6 @@ from metalnet.sim.lab.netns.cleanup import workdir_for
 pytestmark = netns_marks()
 
 PREFIX_RE = re.compile(r"data plane (mnl[0-9a-f]{4})")
-NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
 
 
 class Progress:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from netlab_child_lab import build_small_lab
+from netns_env import NOBODY
 
 from metalnet.dhcp import DhcpHost, DhcpNetwork
 from metalnet.sim.lab.netns import NetLab, NetLabNeedsRoot, NodeEndpoint, cleanup_stale
@@ -302,7 +303,7 @@ def test_cleanup_stale_spares_a_running_lab() -> None:
 def test_refuses_to_start_without_root() -> None:
     code = "from metalnet.sim.lab.netns import NetLab\nwith NetLab():\n    pass\n"
     result = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
+        [*NOBODY, sys.executable, "-c", code],
         capture_output=True,
         text=True,
         check=False,
