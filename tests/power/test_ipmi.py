@@ -82,3 +82,20 @@ def test_ipmitool_lanplus_suite_3_drives_the_bmc(
         subprocess.run([*base, *command], check=True, capture_output=True, timeout=20)
 
     assert events == [(PowerEvent.POWER_ON, BootDevice.PXE)]
+
+
+def test_no_pyghmi_socket_is_switched_to_blocking_by_a_send() -> None:
+    """Whenever pyghmi makes a socket (after a refused login, past 64 BMCs per socket),
+    sending on it must leave it non-blocking: pyghmi's I/O thread reads every socket
+    after setting it non-blocking, and a send that switched it back in between left
+    that thread blocked in recvfrom and every IPMI session in the process waiting."""
+    import pyghmi.ipmi.private.session as pyghmi_session
+
+    import metalnet.power.ipmi  # noqa: F401 - the driver installs the rule
+
+    sock = pyghmi_session.Session._assignsocket(forbiddensockets=list(pyghmi_session.iosockets))
+    sock.setblocking(False)  # as the I/O thread leaves it before reading
+    to_itself = (pyghmi_session.myself, sock.getsockname()[1])  # pyghmi's own wake-up
+    pyghmi_session._io_sendto(sock, b"\x01", to_itself)
+
+    assert not sock.getblocking()

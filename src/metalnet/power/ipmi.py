@@ -12,12 +12,15 @@ failures that mean "wrong credentials" are recognised by those texts.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from typing import Any
 from urllib.parse import urlsplit
 
+import pyghmi.ipmi.private.session as pyghmi_session
 from pyghmi import exceptions as pyghmi_exc
 from pyghmi.ipmi.command import Command
 from pyghmi.ipmi.private.session import Session
@@ -43,6 +46,26 @@ _AUTH_FAILURES = (
     "unauthorized guid",
 )
 _NO_ANSWER = ("timeout", "no longer connected")
+
+
+def _send_without_blocking(sock: socket.socket, packet: bytes, sockaddr: tuple[Any, ...]) -> None:
+    """pyghmi's `_io_sendto` without its switch of the socket to blocking mode.
+
+    pyghmi 1.6.19 makes a socket blocking to send (`_io_sendto`) and non-blocking to
+    read (`_io_recvfrom`), from different threads. When a send lands between its I/O
+    thread's setblocking(False) and recvfrom, that thread blocks in recvfrom until a
+    datagram reaches that one socket, and every IPMI session in the process waits:
+    forever when the BMC answering is served by the same I/O thread (the lab), for a
+    whole retry cycle otherwise. A UDP send never needs to block; a datagram the
+    kernel refuses is lost like one on the wire, and pyghmi retransmits it.
+    Installed for every socket pyghmi makes, whenever it makes it, at import.
+    """
+    target = getattr(sock, "fd", sock)  # pyghmi's own unwrapping of an eventlet socket
+    with suppress(OSError):
+        target.sendto(packet, sockaddr)
+
+
+pyghmi_session._io_sendto = _send_without_blocking
 
 
 class IpmiDriver(PowerDriver):

@@ -10,7 +10,6 @@ instead of silence, so a client fails instead of retrying.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 from typing import Any
 
@@ -19,6 +18,7 @@ import pyghmi.ipmi.private.serversession as pyghmi_serversession
 import pyghmi.ipmi.private.session as pyghmi_session
 from pyghmi.ipmi.private import constants as pyghmi_constants
 
+import metalnet.power.ipmi  # noqa: F401 - its non-blocking send serves these sockets too
 from metalnet.power.base import BootDevice
 from metalnet.sim.bmc.base import SimBmc
 from metalnet.sim.bmc.power import InvalidPowerTransition, SimNodePower
@@ -51,27 +51,6 @@ def _run_pump() -> None:
             LOG.exception("IPMI simulator event loop")
 
 
-class _NeverBlockingSocket(socket.socket):
-    """A UDP socket that stays non-blocking whatever pyghmi asks.
-
-    pyghmi makes a socket blocking to send and non-blocking to read, from different
-    threads. When a send lands between its I/O thread's setblocking(False) and
-    recvfrom, that thread blocks in recvfrom; on a BMC's socket nothing then wakes
-    it, and every IPMI session in the process hangs. UDP sends never need to block.
-    Installed by changing the class of pyghmi's socket objects (same memory layout).
-    """
-
-    __slots__ = ()
-
-    def setblocking(self, flag: bool) -> None:
-        super().setblocking(False)
-
-
-def _never_block(sock: socket.socket) -> None:
-    sock.__class__ = _NeverBlockingSocket
-    sock.setblocking(False)
-
-
 def _ensure_pump() -> None:
     """Start the event loop once, after giving pyghmi a socket that is never closed.
 
@@ -84,8 +63,6 @@ def _ensure_pump() -> None:
         if _pump is None:
             if not pyghmi_session.iosockets:
                 pyghmi_session.Session._assignsocket()
-            for sock in list(pyghmi_session.iosockets):  # client sockets made before us
-                _never_block(sock)
             _pump = threading.Thread(target=_run_pump, name="ipmi-sim-bmcs", daemon=True)
             _pump.start()
 
@@ -151,7 +128,6 @@ class _PyghmiBmc(pyghmi_bmc.Bmc):
         self.sim = sim
         self.closed = False
         super().__init__(_Accounts(sim), port=sim.port, address=sim.host)
-        _never_block(self.serversocket)
         # pyghmi routes session packets by this number, so it must be the real port.
         self.port = self.serversocket.getsockname()[1]
 
