@@ -134,3 +134,35 @@ def test_failed_move_into_the_project_leaves_the_node_off_in_the_service_vlan(
         with world.db.session() as s:
             db_node = s.scalar(select(Node).where(Node.name == "n1"))
             assert db_node.state == "error" and db_node.agent_token_hash is None
+
+
+def test_terminate_retries_a_silent_bmc_and_moves_the_port_only_once_the_node_is_off(
+    tmp_path: Path, virtual_clock, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    """A BMC that swallows the terminate's power-off (BMCs hiccup) is asked again until
+    the step times out, as a switch is; the port leaves the project VLAN with the node
+    off. The BMC answers again when the engine backs off (on the virtual clock)."""
+    from metalnet import retry
+
+    with world_with(tmp_path, nodes=1, bmc_timeout=1.0) as world:
+        node = world.node("n1")
+        samples: list[tuple[int | None, PowerState, str]] = []
+        with Controller(world.db):
+            spawn(world, "web", "n1")
+            assert wait_state(world, "web", ("active", "error")).state == "active"
+            power_at_commits(world, samples)
+            node.bmc.stall()
+            back_off = retry.sleep
+
+            def bmc_back_after_the_first_try(seconds: float) -> None:
+                node.bmc.stall(False)
+                back_off(seconds)
+
+            monkeypatch.setattr(retry, "sleep", bmc_back_after_the_first_try)
+            with world.db.session() as s:
+                instances.delete_instance(s, "web")
+            assert wait_state(world, "web", ("deleted", "error")).state == "deleted"
+        assert "node n1: power off failed (try 1)" in caplog.text
+        service = world.settings.service_vlan
+        _, power, running = next(sample for sample in samples if sample[0] == service)
+        assert (power, running) == (PowerState.OFF, "off"), samples

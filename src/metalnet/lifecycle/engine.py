@@ -48,6 +48,7 @@ from metalnet.lifecycle.states import (
 )
 from metalnet.power import (
     BmcTarget,
+    BmcUnreachable,
     BootDevice,
     PowerDriver,
     PowerError,
@@ -368,9 +369,10 @@ class Engine:
         on the service VLAN (it would be served a service address there and reach the
         agent endpoint): Ironic's tear-down likewise powers off before it unconfigures
         the tenant networks (ironic/drivers/modules/ansible/deploy.py, `tear_down`).
-        When the BMC fails, the port still leaves the project VLAN (it is there only
-        while the instance is active) and the step fails. A spawn starts from a free
-        node, which the plan that freed it left powered off.
+        A BMC that does not answer is retried until the step times out, as a switch is;
+        when it still fails (or refuses the credentials), the port still leaves the
+        project VLAN (it is there only while the instance is active) and the step fails.
+        A spawn starts from a free node, which the plan that freed it left powered off.
         """
         failure = None if plan is SPAWN else self._try_power_off(job)
         self._move(job, self.settings.service_vlan)
@@ -380,9 +382,14 @@ class Engine:
 
     def _try_power_off(self, job: Job) -> PowerError | None:
         """The BMC's error if the power-off failed, for the caller to raise after the move."""
-        try:
+        def power_off() -> None:
             with self.power(job.bmc, self.settings.bmc_timeout) as bmc:
                 bmc.power_off()
+
+        try:
+            Retry(seconds=self.settings.step_timeout, first=1.0, cap=30.0).call(
+                power_off, retry_on=(BmcUnreachable,), what=f"node {job.node}: power off"
+            )
         except PowerError as exc:
             return exc
         return None

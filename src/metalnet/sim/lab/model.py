@@ -27,6 +27,7 @@ from metalnet import apitokens
 from metalnet.controller import Controller
 from metalnet.db.models import AuditEntry, Instance, Network, Nic, Node, SwitchChange, SwitchPort
 from metalnet.lifecycle.invariants import state_violation
+from metalnet.lifecycle.states import SPAWN, TERMINATE
 from metalnet.sim.lab.lab import BMC_PASSWORD, BMC_USER
 from metalnet.sim.lab.nodes import LabNode
 from metalnet.sim.lab.world import World, world_with
@@ -40,18 +41,27 @@ PORTS = 8
 SWITCH = "tor1"
 BUSY_INSTANCE = ("building", "deleting")
 BUSY_NODE = ("cleaning", "deploying")
-SETTLE_SECONDS = 120.0  # a spawn or terminate with retried port moves fits well within
 STEP_SECONDS = 60.0
+# Short, so a stalled BMC fails its step quickly, yet well above what a healthy
+# simulated BMC takes on a loaded machine (a Redfish call is several HTTP requests;
+# 1 s was once too short in CI).
+BMC_SECONDS = 3.0
 POLL = 0.05
 
 
-def until(seconds: float, what: str, ready: Callable[[], object]) -> object:
+def until(
+    seconds: float,
+    what: str,
+    ready: Callable[[], object],
+    why: Callable[[], str] | None = None,
+) -> object:
     """`ready()`'s first truthy value, polled until a deadline; AssertionError naming
-    `what` when it passes."""
+    `what` (and what `why()` then says) when it passes."""
     deadline = time.monotonic() + seconds
     while not (value := ready()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"deadline ({seconds:.0f}s) passed waiting for {what}")
+            reason = f"; {why()}" if why is not None else ""
+            raise AssertionError(f"deadline ({seconds:.0f}s) passed waiting for {what}{reason}")
         time.sleep(POLL)
     return value
 
@@ -70,7 +80,7 @@ class ModelLab:
         self.tmp = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="model-")))
         try:
             self.world: World = self._stack.enter_context(
-                world_with(self.tmp, nodes=NODES, initial_erase=True, bmc_timeout=1.0)
+                world_with(self.tmp, nodes=NODES, initial_erase=True, bmc_timeout=BMC_SECONDS)
             )
             self.db_url = str(self.world.db.engine.url)
             with self.world.db.session() as s:
@@ -172,13 +182,23 @@ class ModelLab:
             changes = s.scalar(select(func.count()).select_from(SwitchChange))
         return (tuple(sorted(self.desired().items())), audit, changes)
 
-    def settled(self) -> bool:
-        busy = [i for i in self.instances() if i[3] in BUSY_INSTANCE]
-        return not busy and not any(s in BUSY_NODE for s in self.node_states().values())
+    def busy(self) -> list[str]:
+        """Every lifecycle in progress: instances by state and step, nodes by state."""
+        instances = [f"{i[2]} {i[3]} at {i[4]}" for i in self.instances() if i[3] in BUSY_INSTANCE]
+        nodes = [f"{n} {s}" for n, s in self.node_states().items() if s in BUSY_NODE]
+        return instances + nodes
 
     def settle(self) -> None:
-        """Wait (with a deadline) until no lifecycle is in progress."""
-        until(SETTLE_SECONDS, "the lifecycle to settle", self.settled)
+        """Wait until no lifecycle is in progress, at most as long as a spawn interrupted
+        at its last step and the terminate that follows take with every step at its
+        timeout (each step is bounded by the step timeout; a BMC call by a shorter one)."""
+        seconds = (len(SPAWN.steps) + len(TERMINATE.steps)) * self.settings.step_timeout
+        until(
+            seconds,
+            "the lifecycle to settle",
+            lambda: not self.busy(),
+            lambda: f"still in progress: {'; '.join(self.busy())}",
+        )
 
     # The invariants ------------------------------------------------------------------
 
