@@ -382,6 +382,7 @@ class Engine:
 
     def _try_power_off(self, job: Job) -> PowerError | None:
         """The BMC's error if the power-off failed, for the caller to raise after the move."""
+
         def power_off() -> None:
             with self.power(job.bmc, self.settings.bmc_timeout) as bmc:
                 bmc.power_off()
