@@ -56,7 +56,7 @@ from metalnet.power import (
     driver_for,
 )
 from metalnet.retry import Retry
-from metalnet.switches import drift
+from metalnet.switches import drift, guard
 from metalnet.switches.base import SwitchError
 from metalnet.switches.service import SwitchService
 
@@ -315,6 +315,9 @@ class Engine:
                 self._end_ramdisk(job)
             return
         with self.db.session() as session:
+            if plan is SPAWN:  # its port is taken back below, and ports lock before instances
+                port = inventory.node_port(session.get(Node, job.node_id))
+                guard.lock_ports(session, [port.id])
             session.add(InstanceEvent(instance_id=job.instance_id, step=step, message=message))
             failed = (
                 session.execute(

@@ -18,7 +18,7 @@ from metalnet.db.models import Network, Node
 from metalnet.lifecycle.states import INTO_PROJECT, InstanceState, Step
 from metalnet.switches.base import PortState
 from metalnet.switches.drift import describe, in_sync
-from metalnet.switches.guard import node_owner
+from metalnet.switches.guard import Owner, node_owner
 
 # (state, step) pairs that may find the port in the project VLAN: a spawn from its move
 # into the project VLAN on, a terminate until its move back to the service VLAN is done.
@@ -36,14 +36,22 @@ def port_violation(session: Session, node_name: str, vlan: int | None) -> str | 
     return state_violation(session, node_name, state)
 
 
-def state_violation(session: Session, node_name: str, actual: PortState | None) -> str | None:
-    """Why `node_name`'s port must not be as `actual` says right now, or None if it may."""
+def state_violation(
+    session: Session, node_name: str, actual: PortState | None, owner: Owner | None = None
+) -> str | None:
+    """Why `node_name`'s port must not be as `actual` says, or None if it may.
+
+    The port is judged against `owner`, who held it when `actual` was read, or, if not
+    given, against its owner now: an observer that reads the device and then the
+    database must pass the owner it read around the device, or a step finished in
+    between (the port moved, then the step recorded) looks like a leak.
+    """
     carried = _carried(actual)
     project_vlans = set(session.scalars(select(Network.vlan).where(Network.vlan.in_(carried))))
     if not project_vlans:
         return None  # service, parking or no VLAN: never a tenant's network
-    node = session.scalar(select(Node).where(Node.name == node_name))
-    owner = node_owner(session, node)
+    if owner is None:
+        owner = node_owner(session, session.scalar(select(Node).where(Node.name == node_name)))
     device = describe(actual)
     if owner.instance is None:
         vlans = ",".join(map(str, sorted(project_vlans)))

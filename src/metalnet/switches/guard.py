@@ -121,16 +121,34 @@ class PortRefused(Conflict):
         super().__init__(f"refused: {self.refusals[0]}{tail}" + (f"; {hint}" if hint else ""))
 
 
+def lock_ports(session: Session, port_ids: Sequence[int]) -> None:
+    """Lock the ports' rows (on PostgreSQL) in the one order every writer uses.
+
+    Port changes lock the ports, then the instances holding their nodes; in one
+    transaction, by ascending id. A writer that took an instance first (a failed
+    spawn taking its port back) and a queue's lane that took the port first would
+    each wait for the other's row, and PostgreSQL aborts one of them.
+    """
+    session.execute(
+        select(SwitchPort.id)
+        .where(SwitchPort.id.in_(sorted(port_ids)))
+        .order_by(SwitchPort.id)
+        .with_for_update()
+    )
+
+
 def owners(session: Session, ports: Sequence[SwitchPort]) -> dict[int, Owner]:
     """port id -> its owner, for many ports in two queries (ports not yet stored: unbound).
 
-    The holding instances' rows are read FOR UPDATE (on PostgreSQL), so a terminate or
-    a lifecycle step cannot change them between this check and the caller's commit.
+    The ports' rows, then the holding instances' rows, are read FOR UPDATE (on
+    PostgreSQL; `lock_ports` says why in that order), so a terminate or a lifecycle
+    step cannot change them between this check and the caller's commit.
     """
     ids = [p.id for p in ports if p.id is not None]
     found: dict[int, Owner] = {}
     if not ids:
         return found
+    lock_ports(session, ids)
     rows = session.execute(
         select(SwitchPort.id, Node.id, Node.name)
         .join(Nic, Nic.port_id == SwitchPort.id)

@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -294,6 +294,7 @@ class SwitchService:
         pending: list[ChangeOutcome | Future[ChangeOutcome]] = []
         queued: dict[str, list[tuple[int, PortChange]]] = {}
         with self.db.session() as session:
+            guard.lock_ports(session, self._port_ids(session, corrections))
             for c in corrections:
                 change = PortChange(c.interface, c.vlan)
                 why_not = self._why_not(session, c, enforceable)
@@ -310,6 +311,17 @@ class SwitchService:
                     pending[index] = future
         timeout = self.timeout * 4
         return [o if isinstance(o, ChangeOutcome) else o.result(timeout) for o in pending]
+
+    @staticmethod
+    def _port_ids(session: Session, corrections: Sequence[Correction]) -> list[int]:
+        wanted = sorted({(c.switch, c.interface) for c in corrections})
+        return list(
+            session.scalars(
+                select(SwitchPort.id)
+                .join(Switch)
+                .where(tuple_(Switch.name, SwitchPort.interface).in_(wanted))
+            )
+        )
 
     def _why_not(self, session: Session, c: Correction, enforceable: Enforceable) -> str:
         """Why a correction must not be made now ("" when it may)."""
@@ -356,6 +368,7 @@ class SwitchService:
                         Switch.name == switch_name,
                         SwitchPort.interface.in_([c.interface for c, _p in items]),
                     )
+                    .order_by(SwitchPort.id)
                     .with_for_update(of=SwitchPort)
                     .options(*_OWNERS)
                 )

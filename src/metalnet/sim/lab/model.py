@@ -220,7 +220,7 @@ class ModelLab:
                 if before.get(interface) != after.get(interface):
                     continue  # judged at the next step, when it holds still
                 if node := bound.get(interface):
-                    if problem := state_violation(s, node, state):
+                    if problem := state_violation(s, node, state, after.get(interface)):
                         problems.append(f"{interface}: {problem}")
                 elif (leaked := _carried(state) & project_vlans) and state.enabled:
                     problems.append(
