@@ -31,6 +31,7 @@ import json
 import re
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -56,12 +57,31 @@ STDLIB = Path("/usr/lib/python3.11")
 SITE = "usr/lib/python3/dist-packages"  # on Debian's sys.path
 STDLIB_SKIP = {
     "test", "idlelib", "tkinter", "turtledemo", "lib2to3", "ensurepip", "pydoc_data",
-    "config-3.11-x86_64-linux-gnu", "venv", "distutils", "unittest",
+    "config-3.11-x86_64-linux-gnu", "venv", "distutils", "unittest", "__pycache__",
 }  # fmt: skip
 # What the agent imports, found by importing it in the building interpreter: the
 # entry point and the runner, which the command imports only when it runs.
 AGENT_IMPORTS = "import metalnet.boot.ramdisk_agent, metalnet.agent.runner, httpx; httpx.Client()"
 SO = re.compile(r"\.so(\.[0-9]+)*$")  # shared objects, whose libraries ldd lists
+# Run by the ramdisk's own interpreter: compile each (dest, source) of the JSON list in
+# argv[1] to its dest's __pycache__ name under argv[2], as an unchecked hash-based .pyc
+# (PEP 552; importlib's "Cached bytecode invalidation": Python loads it without looking
+# at the source). Prints the .pyc paths written. Debian's own timestamp-based .pyc files
+# are useless in an initramfs, whose files all have mtime 0: Python would recompile
+# every module the agent imports on every boot, about 30 s under TCG.
+COMPILE = """
+import importlib.util, json, py_compile, sys
+from pathlib import Path
+mode, out, written = py_compile.PycInvalidationMode.UNCHECKED_HASH, Path(sys.argv[2]), []
+for dest, source in json.loads(Path(sys.argv[1]).read_text()):
+    pyc = importlib.util.cache_from_source(dest)
+    try:
+        py_compile.compile(source, str(out / pyc), "/" + dest, True, invalidation_mode=mode)
+    except py_compile.PyCompileError:
+        continue  # not valid Python 3.11 (a template, an old test): nothing imports it
+    written.append(pyc)
+print(json.dumps(written))
+"""
 
 INIT = (
     init_prelude("metalnet ramdisk")
@@ -189,7 +209,9 @@ def build(
     if not cached:
         built.mkdir(parents=True, exist_ok=True)
         partial = built / (ipxe.INITRD + ".partial")
-        write_initramfs(tree, partial)
+        with tempfile.TemporaryDirectory(dir=built) as work:
+            add_bytecode(tree, Path(work))
+            write_initramfs(tree, partial)
         shutil.copyfile(vmlinuz, built / ipxe.KERNEL)
         partial.replace(built / ipxe.INITRD)
     output.mkdir(parents=True, exist_ok=True)
@@ -208,6 +230,21 @@ def build(
     )
     (output / "ramdisk.json").write_text(json.dumps(result.manifest(), indent=2) + "\n")
     return result
+
+
+def add_bytecode(tree: Tree, work: Path) -> None:
+    """A .pyc beside every Python source of the tree, compiled by the ramdisk's
+    interpreter into `work` (see COMPILE). The cache key needs no part of them: they
+    follow from the sources and the interpreter, both in the tree."""
+    sources = [
+        (d, str(s)) for d, s in tree.files.items() if d.endswith(".py") and isinstance(s, Path)
+    ]
+    (work / "sources.json").write_text(json.dumps(sources))
+    out = work / "pyc"
+    for pyc in json.loads(
+        debian.run([str(PYTHON), "-c", COMPILE, str(work / "sources.json"), str(out)])
+    ):
+        tree.add(pyc, out / pyc)
 
 
 def _tree(parts: KernelParts) -> Tree:
