@@ -94,7 +94,7 @@ DHCP_HOST = "dhcp"
 DHCP_INTERFACE = "v{vlan}"  # the DHCP host's interface per VLAN, as `dhcp_interface`
 DHCP_ENDPOINT = "dhcp-v{vlan}"  # the DHCP host's interface on one VLAN, as a probe endpoint
 VM_BOOT_SECONDS = 120.0  # a QEMU machine under TCG: firmware, kernel, DHCP
-VM_CONSOLE_SECONDS = 60.0  # one round of console pings (1 s per unanswered target)
+VM_CONSOLE_SECONDS = 60.0  # one round of console pings (all at once, 1 s per unanswered one)
 # A TCG guest on a loaded host may answer ARP later than a namespace's 0.5 s (seen in a
 # demo run with another test beside it, twice with 2 s).
 VM_PROBE_TIMEOUT = 3.0
