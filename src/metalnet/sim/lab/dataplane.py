@@ -35,7 +35,9 @@ for namespaces, bridges and probes):
 - The service endpoint (host 2 of the service subnet) runs a relay to the
   controller's Unix socket (`metalnet.sim.lab.netns.forwarder`) and an HTTP server for the
   lab's image directory: agents inside node namespaces reach both on the service
-  network only.
+  network only. With QEMU machines it also answers IPv6 Router Solicitations with an
+  advertisement that offers nothing (`metalnet.sim.lab.netns.router_advert`), so their
+  iPXE stops waiting for an IPv6 router.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ from metalnet.sim.lab.netns import (
     TapPort,
     forwarder,
     probe,
+    router_advert,
 )
 from metalnet.sim.lab.netns.cleanup import cleanup_stale
 from metalnet.sim.lab.netns.system import ip, tool
@@ -189,6 +192,9 @@ class DataPlane:
             endpoint = self.netlab.add_node(node.name, node.mac)
             self.nodes[node.name] = _NodeNamespace(node, endpoint, worker)
             _nic_down(endpoint)  # lab nodes start powered off
+        if any(node.vm is not None for node in nodes):  # their iPXE waits for an IPv6 router
+            advertise = [sys.executable, "-m", "metalnet.sim.lab.netns.router_advert"]
+            self._run_service("IPv6 router", [*advertise, self.service.nic], router_advert.READY)
         for switch in switches:
             switch.on_commit(self._committed)
             self._committed(switch, switch.port_vlans())
