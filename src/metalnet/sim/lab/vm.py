@@ -338,30 +338,39 @@ class VmMachine:
 
     def ping_all(self, targets: Sequence[str], timeout: float) -> dict[str, bool]:
         """From inside the running OS (the demo image's shell on its serial console,
-        spoken through `SerialConsole`): `ping -c1 -W1` to each target, all at once (each
-        still waits its full second for an answer); which answered. Empty if no shell
-        answered."""
+        spoken through `SerialConsole`): `ping_command`; which targets answered. Empty
+        if no shell answered."""
         deadline = time.monotonic() + CONSOLE_PROMPT_SECONDS
         while SHELL_LINE not in self.console_since_boot():
             if time.monotonic() > deadline or not self.running:
                 return {}
             time.sleep(WATCH_SECONDS)
-        # One subshell, so the interactive shell reports no background jobs.
-        pings = "(ping -c1 -W1 $ip >/dev/null 2>&1 && echo reached $ip) &"
-        command = f"(for ip in {' '.join(targets)}; do {pings} done; wait)"
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as link:
             try:
                 link.connect(str(self.console_socket))
                 console = SerialConsole(link.makefile("rb"), link.makefile("wb"))
-                output, _ = console.run(command, timeout)
+                output, _ = console.run(ping_command(targets), timeout)
             except (OSError, ConsoleError) as exc:
                 log.info("vm %s: console command failed: %s", self.name, exc)
                 return {}
             finally:
                 with contextlib.suppress(OSError):
                     link.shutdown(socket.SHUT_RDWR)  # ends the console's reader thread
-        answered = set(REACHED_LINE.findall(output))
-        return {ip: ip in answered for ip in targets}
+        return reached(output, targets)
+
+
+def ping_command(targets: Sequence[str]) -> str:
+    """One shell line: `ping -c1 -W1` to every target at once (each still waits its full
+    second for an answer), `reached A.B.C.D` for each that answered. A subshell, so an
+    interactive shell reports no background jobs."""
+    ping = "(ping -c1 -W1 $ip >/dev/null 2>&1 && echo reached $ip) &"
+    return f"(for ip in {' '.join(targets)}; do {ping} done; wait)"
+
+
+def reached(output: str, targets: Sequence[str]) -> dict[str, bool]:
+    """Which targets `ping_command`'s output says answered."""
+    answered = set(REACHED_LINE.findall(output))
+    return {ip: ip in answered for ip in targets}
 
 
 def _qmp_errors() -> tuple[type[BaseException], ...]:
