@@ -102,6 +102,15 @@ def test_a_boots_milestones_are_when_the_console_first_showed_them() -> None:
         "task": 45.6,
         "task_done": 45.6,
     }
+    assert record.phases() == {
+        "firmware": 2.6,
+        "ipxe_dhcp": 3.1,
+        "download": 7.5,
+        "kernel_to_init": 12.2,
+        "init_to_agent": 0.0,
+        "agent_start": 0.0,
+        "task": 0.0,
+    }
     summary = record.summary()
     assert (summary["to_address_seconds"], summary["to_agent_seconds"]) == (25.6, 25.6)
     assert list(summary["milestones"])[:3] == ["seabios", "ipxe", "ipxe_dhcp"]

@@ -86,6 +86,23 @@ MILESTONES = (
     ("task_done", re.compile(r"agent node=\S+ task=\d+ result=")),
     ("shell", re.compile(re.escape(SHELL_LINE))),
 )
+# A boot's phases by boot device: (name, from milestone, to milestone); "" is power on.
+PHASES = {
+    BootDevice.PXE: (
+        ("firmware", "", "ipxe_dhcp"),  # SeaBIOS, the iPXE ROM's start and banner
+        ("ipxe_dhcp", "ipxe_dhcp", "ipxe_address"),
+        ("download", "kernel_download", "kernel"),  # kernel and initrd over HTTP
+        ("kernel_to_init", "kernel", "init"),  # the kernel, unpacking the initramfs
+        ("init_to_agent", "init", "agent"),  # modules, DHCP
+        ("agent_start", "agent", "agent_ready"),  # Python importing the agent
+        ("task", "task", "task_done"),  # deploy or erase, read-back included
+    ),
+    BootDevice.DISK: (
+        ("firmware", "", "disk"),  # SeaBIOS to the disk's boot sector
+        ("disk_to_init", "disk", "init"),  # syslinux loading the kernel, the kernel
+        ("init_to_address", "init", "address"),  # modules, DHCP on the tenant VLAN
+    ),
+}
 
 
 class VmError(MetalnetError):
@@ -124,12 +141,22 @@ class BootRecord:
             if name not in self.milestones and pattern.search(console):
                 self.milestones[name] = round(now - self.started, 2)
 
+    def phases(self) -> dict[str, float]:
+        """Seconds of each of its device's phases (PHASES) whose two milestones this boot showed."""
+        at = {"": 0.0, **self.milestones}
+        return {
+            name: round(at[end] - at[begin], 2)
+            for name, begin, end in PHASES[self.device]
+            if begin in at and end in at
+        }
+
     def summary(self) -> dict[str, object]:
         return {
             "device": str(self.device),
             "to_address_seconds": self.milestones.get("address"),
             "to_agent_seconds": self.milestones.get("agent"),
             "milestones": dict(sorted(self.milestones.items(), key=lambda item: item[1])),
+            "phases": self.phases(),
         }
 
 
