@@ -69,7 +69,7 @@ SO = re.compile(r"\.so(\.[0-9]+)*$")  # shared objects, whose libraries ldd list
 # (PEP 552; importlib's "Cached bytecode invalidation": Python loads it without looking
 # at the source). Prints the .pyc paths written. Debian's own timestamp-based .pyc files
 # are useless in an initramfs, whose files all have mtime 0: Python would recompile
-# every module the agent imports on every boot, about 30 s under TCG.
+# every module the agent imports on every boot (12 s of 23 in a lone TCG VM here).
 COMPILE = """
 import importlib.util, json, py_compile, sys
 from pathlib import Path
