@@ -330,10 +330,13 @@ class VmMachine:
 
     def _watch(self, record: BootRecord) -> None:
         """Note this boot's milestones as its console shows them (polling the log every
-        WATCH_SECONDS, so each time is late by at most that), until another boot begins
-        or the machine is off."""
+        WATCH_SECONDS, so each time is late by at most that), until its last one, another
+        boot begins or the machine is off."""
+        last = PHASES[record.device][-1][2]
         while self.boots[-1] is record and self.booted_from is not None:
             record.see(ESCAPE.sub("", self.console_since_boot()), time.time())
+            if last in record.milestones:
+                return
             time.sleep(WATCH_SECONDS)
 
     def _qmp(self, command: str) -> object:
