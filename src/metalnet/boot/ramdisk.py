@@ -21,7 +21,9 @@ settings from the kernel command line.
 
 Cache by content: the key hashes every input (the .deb checksums, every file copied,
 the module list and this builder's own source); an unchanged key reuses the cached
-kernel and initramfs, so a rebuild costs the hashing and a copy.
+kernel and initramfs, so a rebuild costs the hashing and a copy. Each module's
+bytecode is cached by what it follows from, so a rebuild after a change to metalnet
+compiles metalnet only.
 """
 
 from __future__ import annotations
@@ -64,23 +66,23 @@ STDLIB_SKIP = {
 AGENT_IMPORTS = "import metalnet.boot.ramdisk_agent, metalnet.agent.runner, httpx; httpx.Client()"
 REQUIREMENT = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")  # its name (PEP 508)
 SO = re.compile(r"\.so(\.[0-9]+)*$")  # shared objects, whose libraries ldd lists
-# Run by the ramdisk's own interpreter: compile each (dest, source) of the JSON list in
-# argv[1] to its dest's __pycache__ name under argv[2], as an unchecked hash-based .pyc
-# (PEP 552; importlib's "Cached bytecode invalidation": Python loads it without looking
-# at the source). Prints the .pyc paths written. Debian's own timestamp-based .pyc files
-# are useless in an initramfs, whose files all have mtime 0: Python would recompile
-# every module the agent imports on every boot (12 s of 23 in a lone TCG VM here).
+# Run by the ramdisk's own interpreter: for each [dest, source, cached] of the JSON list
+# in argv[1], compile source to the file `cached` unless it exists, as an unchecked
+# hash-based .pyc (PEP 552; importlib's "Cached bytecode invalidation": Python loads it
+# without looking at the source), and print {dest's .pyc path: cached}. Debian's own
+# timestamp-based .pyc files are useless in an initramfs, whose files all have mtime 0:
+# Python would recompile every module the agent imports on every boot (12 s of 23 in a
+# lone TCG VM here).
 COMPILE = """
-import importlib.util, json, py_compile, sys
-from pathlib import Path
-mode, out, written = py_compile.PycInvalidationMode.UNCHECKED_HASH, Path(sys.argv[2]), []
-for dest, source in json.loads(Path(sys.argv[1]).read_text()):
-    pyc = importlib.util.cache_from_source(dest)
+import importlib.util, json, os, py_compile, sys
+mode, written = py_compile.PycInvalidationMode.UNCHECKED_HASH, {}
+for dest, source, cached in json.load(open(sys.argv[1])):
     try:
-        py_compile.compile(source, str(out / pyc), "/" + dest, True, invalidation_mode=mode)
+        if not os.path.exists(cached):
+            py_compile.compile(source, cached, "/" + dest, True, invalidation_mode=mode)
     except py_compile.PyCompileError:
         continue  # not valid Python 3.11 (a template, an old test): nothing imports it
-    written.append(pyc)
+    written[importlib.util.cache_from_source(dest)] = cached
 print(json.dumps(written))
 """
 
@@ -241,9 +243,8 @@ def build(
     if not cached:
         built.mkdir(parents=True, exist_ok=True)
         partial = built / (ipxe.INITRD + ".partial")
-        with tempfile.TemporaryDirectory(dir=built) as work:
-            add_bytecode(tree, Path(work))
-            write_initramfs(tree, partial)
+        add_bytecode(tree, cache / "bytecode")
+        write_initramfs(tree, partial)
         shutil.copyfile(vmlinuz, built / ipxe.KERNEL)
         partial.replace(built / ipxe.INITRD)
     output.mkdir(parents=True, exist_ok=True)
@@ -264,19 +265,24 @@ def build(
     return result
 
 
-def add_bytecode(tree: Tree, work: Path) -> None:
+def add_bytecode(tree: Tree, cache: Path) -> None:
     """A .pyc beside every Python source of the tree, compiled by the ramdisk's
-    interpreter into `work` (see COMPILE). The cache key needs no part of them: they
-    follow from the sources and the interpreter, both in the tree."""
-    sources = [
-        (d, str(s)) for d, s in tree.files.items() if d.endswith(".py") and isinstance(s, Path)
-    ]
-    (work / "sources.json").write_text(json.dumps(sources))
-    out = work / "pyc"
-    for pyc in json.loads(
-        debian.run([str(PYTHON), "-c", COMPILE, str(work / "sources.json"), str(out)])
-    ):
-        tree.add(pyc, out / pyc)
+    interpreter (see COMPILE) into `cache`, named by what it follows from (interpreter,
+    path, source), so a rebuild after a change to metalnet compiles metalnet only. The
+    build's key needs no part of them: interpreter and sources are in the tree."""
+    cache.mkdir(parents=True, exist_ok=True)
+    interpreter = debian.file_digest(PYTHON)
+    jobs = []
+    for dest, source in tree.files.items():
+        if dest.endswith(".py") and isinstance(source, Path):
+            key = hashlib.sha256(interpreter + dest.encode() + debian.file_digest(source))
+            jobs.append((dest, str(source), str(cache / f"{key.hexdigest()}.pyc")))
+    with tempfile.NamedTemporaryFile("w", suffix=".json", dir=cache) as listing:
+        json.dump(jobs, listing)
+        listing.flush()
+        compiled = json.loads(debian.run([str(PYTHON), "-c", COMPILE, listing.name]))
+    for pyc, cached in compiled.items():
+        tree.add(pyc, Path(cached))
 
 
 def _tree(parts: KernelParts) -> Tree:
