@@ -37,6 +37,7 @@ def test_service_network_reserves_every_nic_and_chains_ipxe(world: BootWorld) ->
         "enable-tftp",
         "tftp-root=/usr/lib/ipxe",
         "dhcp-match=set:ipxe,175",
+        "dhcp-option=tag:ipxe,encap:175,176,1b",  # iPXE: no ProxyDHCP to wait for
         f"dhcp-boot=tag:ipxe,{url}",
         "dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi,,10.30.0.1",
         "dhcp-boot=tag:!ipxe,tag:bios,undionly.kpxe,,10.30.0.1",

@@ -159,3 +159,39 @@ def test_every_agent_module_imports_and_decodes_inside_the_initramfs(
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "ok"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chroot needs root (CI runs as root)")
+def test_the_agent_starts_from_bytecode_compiled_at_build_time(
+    built: tuple[ramdisk.Ramdisk, Path],
+) -> None:
+    """Every module the agent imports has its .pyc in the initramfs, valid whatever the
+    unpacked files' times: Python compiles nothing (it would write or rewrite a .pyc,
+    which costs seconds per boot under TCG)."""
+    _, root = built
+
+    def bytecode() -> dict[Path, tuple[int, int]]:
+        return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in root.rglob("*.pyc")}
+
+    before = bytecode()
+    imports = f"{ramdisk.AGENT_IMPORTS}; import metalnet.cli.agent"
+    run = subprocess.run(
+        [str(shutil.which("chroot")), str(root), "/usr/bin/python3", "-c", imports],
+        env={"PATH": "/bin:/usr/bin"},
+        capture_output=True,
+        text=True,
+        timeout=AGENT_DEADLINE_SECONDS,
+    )
+    assert run.returncode == 0, run.stderr
+    assert len(before) > 500
+    assert bytecode() == before
+
+
+def test_only_distributions_metalnet_requires_go_in(built: tuple[ramdisk.Ramdisk, Path]) -> None:
+    """What the building environment has installed besides (test tools bring trio, which
+    httpcore imports when it finds it) stays out of the ramdisk."""
+    _, root = built
+    shipped = {p.name.split("-")[0] for p in (root / ramdisk.SITE).glob("*.dist-info")}
+    needed = ramdisk.required("metalnet")
+    assert shipped and all(ramdisk.normalized(name) in needed for name in shipped), shipped
+    assert not (root / ramdisk.SITE / "trio").exists()

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metalnet.boot import initramfs
+from metalnet.boot import initramfs, ramdisk
 from metalnet.boot.cmdline import AgentBoot, agent_boot
 from metalnet.boot.ramdisk_agent import agent_argv, first_disk
 from metalnet.errors import MetalnetError
@@ -92,3 +92,32 @@ def test_initramfs_is_a_cpio_archive_busybox_unpacks(tmp_path: Path) -> None:
     again = tmp_path / "again.img"
     initramfs.write_initramfs(tree, again)
     assert again.read_bytes() == archive.read_bytes()  # same tree, same bytes
+
+
+@pytest.mark.skipif(not ramdisk.PYTHON.is_file(), reason=f"needs {ramdisk.PYTHON}")
+def test_bytecode_is_compiled_once_per_source_unchecked_by_python(tmp_path: Path) -> None:
+    """The ramdisk's interpreter compiles each source once into the bytecode cache; a
+    second tree with the same file reuses it, an edited file gets its own; the .pyc
+    is hash-based and unchecked (PEP 552 flags 0b01), named as the interpreter looks
+    it up, and not valid Python is left out."""
+    source, broken = tmp_path / "mod.py", tmp_path / "broken.py"
+    source.write_text("ANSWER = 42\n")
+    broken.write_text("def (:\n")
+    cache = tmp_path / "cache"
+
+    def compiled() -> dict[str, Path]:
+        tree = initramfs.Tree()
+        tree.add("usr/lib/python3/dist-packages/mod.py", source)
+        tree.add("usr/lib/python3/dist-packages/broken.py", broken)
+        ramdisk.add_bytecode(tree, cache)
+        return {d: s for d, s in tree.files.items() if d.endswith(".pyc")}
+
+    first = compiled()
+    (pyc,) = first
+    assert pyc == "usr/lib/python3/dist-packages/__pycache__/mod.cpython-311.pyc"
+    data = first[pyc].read_bytes()
+    assert int.from_bytes(data[4:8], "little") == 0b01  # hash-based, source not checked
+    stamp = first[pyc].stat().st_mtime_ns
+    assert compiled() == first and first[pyc].stat().st_mtime_ns == stamp
+    source.write_text("ANSWER = 43\n")
+    assert compiled()[pyc] != first[pyc]

@@ -107,10 +107,17 @@ def _ipxe_lines(pxe: PxeOptions, url: str) -> list[str]:
     or ARM UEFI, UEFI HTTP boot) gets its address only, so its firmware moves on to
     the next boot option instead of running a binary built for another one. The tag
     sets exclude each other: at most one dhcp-boot line applies to any client.
+
+    iPXE is also told that no ProxyDHCP server will answer (no-pxedhcp, option 175.176,
+    https://ipxe.org/cfg/no-pxedhcp; the line as dnsmasq's dnsmasq.conf.example writes
+    it): this server gives the boot URL itself, and iPXE otherwise waits for a
+    ProxyDHCP offer before it requests its address (DHCP_DISC_PROXY_TIMEOUT_SEC, 2 s,
+    in iPXE's src/config/dhcp.h).
     """
     server = pxe.tftp_server
     lines = [
         "dhcp-match=set:ipxe,175",
+        "dhcp-option=tag:ipxe,encap:175,176,1b",
         "dhcp-match=set:arch,option:client-arch",  # option 93 sent at all
         "dhcp-match=set:bios,option:client-arch,0",
         f"dhcp-boot=tag:ipxe,{url}",

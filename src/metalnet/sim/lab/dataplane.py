@@ -35,7 +35,9 @@ for namespaces, bridges and probes):
 - The service endpoint (host 2 of the service subnet) runs a relay to the
   controller's Unix socket (`metalnet.sim.lab.netns.forwarder`) and an HTTP server for the
   lab's image directory: agents inside node namespaces reach both on the service
-  network only.
+  network only. With QEMU machines it also answers IPv6 Router Solicitations with an
+  advertisement that offers nothing (`metalnet.sim.lab.netns.router_advert`), so their
+  iPXE stops waiting for an IPv6 router.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ from metalnet.sim.lab.netns import (
     TapPort,
     forwarder,
     probe,
+    router_advert,
 )
 from metalnet.sim.lab.netns.cleanup import cleanup_stale
 from metalnet.sim.lab.netns.system import ip, tool
@@ -94,7 +97,7 @@ DHCP_HOST = "dhcp"
 DHCP_INTERFACE = "v{vlan}"  # the DHCP host's interface per VLAN, as `dhcp_interface`
 DHCP_ENDPOINT = "dhcp-v{vlan}"  # the DHCP host's interface on one VLAN, as a probe endpoint
 VM_BOOT_SECONDS = 120.0  # a QEMU machine under TCG: firmware, kernel, DHCP
-VM_CONSOLE_SECONDS = 60.0  # one round of console pings (1 s per unanswered target)
+VM_CONSOLE_SECONDS = 60.0  # one round of console pings (all at once, 1 s per unanswered one)
 # A TCG guest on a loaded host may answer ARP later than a namespace's 0.5 s (seen in a
 # demo run with another test beside it, twice with 2 s).
 VM_PROBE_TIMEOUT = 3.0
@@ -189,6 +192,9 @@ class DataPlane:
             endpoint = self.netlab.add_node(node.name, node.mac)
             self.nodes[node.name] = _NodeNamespace(node, endpoint, worker)
             _nic_down(endpoint)  # lab nodes start powered off
+        if any(node.vm is not None for node in nodes):  # their iPXE waits for an IPv6 router
+            advertise = [sys.executable, "-m", "metalnet.sim.lab.netns.router_advert"]
+            self._run_service("IPv6 router", [*advertise, self.service.nic], router_advert.READY)
         for switch in switches:
             switch.on_commit(self._committed)
             self._committed(switch, switch.port_vlans())

@@ -140,6 +140,7 @@ class Demo:
         self._readers: dict[str, JunosDriver] = {}
         self._read_lock = threading.Lock()
         self.step_reads = 0
+        self.step_check_seconds: list[float] = []
 
     # Observation through the switches' own answers ------------------------------
 
@@ -154,7 +155,9 @@ class Demo:
             return reader.read_ports([node.interface])[node.interface].vlan
 
     def after_step(self, job: Job, step: str) -> None:
-        """Engine hook: the port must already be where this step leaves it."""
+        """Engine hook: the port must already be where this step leaves it. The node's
+        lifecycle waits for these checks (timed: they are part of the demo's cost)."""
+        started = time.monotonic()
         node = next(n for n in self.lab.nodes if n.name == job.node)
         in_project = job.state == SPAWN.state and step in (Step.PORT_TO_PROJECT, Step.POWER_ON)
         expected = job.project_vlan if in_project else self.settings.service_vlan
@@ -171,6 +174,7 @@ class Demo:
             label = f"{job.instance} {step}"
             for mismatch in self.proof.measure(label).mismatches:
                 self.checks.violation(f"isolation after {label}: {mismatch}")
+        self.step_check_seconds.append(time.monotonic() - started)
 
     def check_tap(self, node: LabNode, netconf_vlan: int | None, when: str) -> None:
         """The machine's tap hangs off the bridge of the VLAN the switch reports."""
@@ -467,9 +471,25 @@ class Demo:
         def seconds(device: BootDevice, key: str) -> list[float]:
             return [b[key] for b in boots if b["device"] == device and b[key] is not None]
 
+        def phase_means(device: BootDevice) -> dict[str, float]:
+            phases = defaultdict(list)
+            for boot in (b for b in boots if b["device"] == device):
+                for name, value in boot["phases"].items():
+                    phases[name].append(value)
+            return {name: round(statistics.mean(values), 2) for name, values in phases.items()}
+
+        checks = self.step_check_seconds
         return {
             **self.artifacts,
             "machines": machines,
+            "phase_mean_seconds": {
+                str(d): phase_means(d) for d in (BootDevice.PXE, BootDevice.DISK)
+            },
+            "step_checks": {  # NETCONF read, tap, settle and matrix after each step
+                "count": len(checks),
+                "total_seconds": round(sum(checks), 2),
+                "mean_seconds": round(statistics.mean(checks), 2) if checks else None,
+            },
             "firmware_to_agent_seconds": seconds(BootDevice.PXE, "to_agent_seconds"),
             "disk_boot_to_tenant_dhcp_seconds": seconds(BootDevice.DISK, "to_address_seconds"),
             "deploy_mb_per_s": speeds["deploy"],

@@ -52,6 +52,7 @@ CONSOLE_PROMPT_SECONDS = 5.0
 ADDRESS_LINE = re.compile(r"metalnet[- ](?:ramdisk|demo): address (\d+\.\d+\.\d+\.\d+)")
 AGENT_LINE = "metalnet ramdisk: starting the agent"
 SHELL_LINE = f"{TAG}: shell"  # the demo image's console contract (boot/demo_image.py)
+REACHED_LINE = re.compile(r"^reached (\S+)$", re.MULTILINE)  # what `ping_all` has echoed
 WATCH_SECONDS = 0.2
 # The agent's log lines on the console (metalnet.cli.agent's format): when it took a
 # task (`kind=`) and when it reported it done (`result=ok bytes=N`).
@@ -60,6 +61,48 @@ AGENT_TASK_LINE = re.compile(
     r"(?:kind=(\w+)|result=ok bytes=(\d+))",
     re.MULTILINE,
 )
+# SeaBIOS copies what the firmware writes to the screen (its own banner, the iPXE ROM's
+# messages) to the serial port whose I/O address fw_cfg's `etc/sercon-port` holds
+# (SeaBIOS src/sercon.c, sercon_setup: romfile_loadint, a little-endian integer): the
+# console log then shows the firmware's progress too. 0x3f8 is COM1, QEMU's `-serial`.
+SERCON_PORT = 0x3F8
+ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1bc")  # sercon's cursor and reset codes
+# A boot's milestones, each the first console line matching it: what SeaBIOS, the iPXE
+# ROM (with sercon), the kernel, the /init scripts and the agent print, in boot order.
+MILESTONES = (
+    ("seabios", re.compile(r"SeaBIOS \(version")),
+    ("ipxe", re.compile(r"iPXE initialising devices")),
+    ("ipxe_dhcp", re.compile(r"Configuring \(net0")),
+    ("ipxe_address", re.compile(r"^net0: \d+\.\d+\.\d+\.\d+/", re.MULTILINE)),
+    ("kernel_download", re.compile(r"/vmlinuz\.\.\.")),
+    ("initrd_download", re.compile(r"/initrd\.img\.\.\.")),
+    ("disk", re.compile(r"Booting from Hard Disk")),
+    ("kernel", re.compile(r"Linux version")),
+    ("init", re.compile(r"(?:ramdisk|demo): loading modules")),
+    ("address", ADDRESS_LINE),
+    ("agent", re.compile(re.escape(AGENT_LINE))),
+    ("agent_ready", re.compile(r"agent node=\S+ waiting for a task")),
+    ("task", re.compile(r"agent node=\S+ task=\d+ kind=")),
+    ("task_done", re.compile(r"agent node=\S+ task=\d+ result=")),
+    ("shell", re.compile(re.escape(SHELL_LINE))),
+)
+# A boot's phases by boot device: (name, from milestone, to milestone); "" is power on.
+PHASES = {
+    BootDevice.PXE: (
+        ("firmware", "", "ipxe_dhcp"),  # SeaBIOS, the iPXE ROM's start and banner
+        ("ipxe_dhcp", "ipxe_dhcp", "ipxe_address"),
+        ("download", "kernel_download", "kernel"),  # kernel and initrd over HTTP
+        ("kernel_to_init", "kernel", "init"),  # the kernel, unpacking the initramfs
+        ("init_to_agent", "init", "agent"),  # modules, DHCP
+        ("agent_start", "agent", "agent_ready"),  # Python importing the agent
+        ("task", "task", "task_done"),  # deploy or erase, read-back included
+    ),
+    BootDevice.DISK: (
+        ("firmware", "", "disk"),  # SeaBIOS to the disk's boot sector
+        ("disk_to_init", "disk", "init"),  # syslinux loading the kernel, the kernel
+        ("init_to_address", "init", "address"),  # modules, DHCP on the tenant VLAN
+    ),
+}
 
 
 class VmError(MetalnetError):
@@ -85,22 +128,35 @@ def require() -> None:
 
 @dataclass
 class BootRecord:
-    """One boot as the console showed it: wall-clock times (time.time()) of power on
-    or reset, of the OS reporting its DHCP address, and of the ramdisk starting the agent."""
+    """One boot as the console showed it: when it began (time.time() of power on or
+    reset) and the seconds from then to each milestone (MILESTONES) seen so far."""
 
     device: BootDevice
     started: float
-    address_at: float | None = None
-    agent_at: float | None = None
+    milestones: dict[str, float] = field(default_factory=dict)
+
+    def see(self, console: str, now: float) -> None:
+        """Note the milestones `console` (this boot's output so far) shows for the first time."""
+        for name, pattern in MILESTONES:
+            if name not in self.milestones and pattern.search(console):
+                self.milestones[name] = round(now - self.started, 2)
+
+    def phases(self) -> dict[str, float]:
+        """Seconds of each of its device's phases (PHASES) whose two milestones this boot showed."""
+        at = {"": 0.0, **self.milestones}
+        return {
+            name: round(at[end] - at[begin], 2)
+            for name, begin, end in PHASES[self.device]
+            if begin in at and end in at
+        }
 
     def summary(self) -> dict[str, object]:
-        def since(moment: float | None) -> float | None:
-            return None if moment is None else round(moment - self.started, 2)
-
         return {
             "device": str(self.device),
-            "to_address_seconds": since(self.address_at),
-            "to_agent_seconds": since(self.agent_at),
+            "to_address_seconds": self.milestones.get("address"),
+            "to_agent_seconds": self.milestones.get("agent"),
+            "milestones": dict(sorted(self.milestones.items(), key=lambda item: item[1])),
+            "phases": self.phases(),
         }
 
 
@@ -228,12 +284,21 @@ class VmMachine:
             qemu_binary(), "-name", self.name, "-accel", "tcg", "-m", str(MEMORY_MIB),
             "-display", "none", "-nodefaults", "-boot", f"order={order}",
             "-chardev", console, "-serial", "chardev:console",
+            "-fw_cfg", f"name=etc/sercon-port,file={self.sercon_file()}",
             "-chardev", f"socket,id=qmp,fd={monitor_fd},server=on,wait=off",
             "-mon", "chardev=qmp,mode=control",
             "-netdev", f"tap,id=nic,ifname={self.tap},script=no,downscript=no",
             "-device", f"virtio-net-pci,netdev=nic,mac={self.mac}",
             "-drive", f"file={self.disk},format=raw,if=virtio,cache=writethrough",
         ]  # fmt: skip
+
+    def sercon_file(self) -> Path:
+        """The file QEMU hands SeaBIOS as `etc/sercon-port` (see SERCON_PORT)."""
+        path = self.workdir / "sercon-port"
+        if not path.exists():
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(SERCON_PORT.to_bytes(2, "little"))
+        return path
 
     def stop(self) -> None:
         """Power cut: QMP `quit`, then wait for the process (killed if it lingers)."""
@@ -264,15 +329,13 @@ class VmMachine:
         threading.Thread(target=self._watch, args=(record,), daemon=True).start()
 
     def _watch(self, record: BootRecord) -> None:
-        """Note when this boot's console shows the address and the agent (polling the
-        log every WATCH_SECONDS), until both appear or another boot begins."""
+        """Note this boot's milestones as its console shows them (polling the log every
+        WATCH_SECONDS, so each time is late by at most that), until its last one, another
+        boot begins or the machine is off."""
+        last = PHASES[record.device][-1][2]
         while self.boots[-1] is record and self.booted_from is not None:
-            text = self.console_since_boot()
-            if record.address_at is None and ADDRESS_LINE.search(text):
-                record.address_at = time.time()
-            if record.agent_at is None and AGENT_LINE in text:
-                record.agent_at = time.time()
-            if record.address_at and (record.agent_at or record.device == BootDevice.DISK):
+            record.see(ESCAPE.sub("", self.console_since_boot()), time.time())
+            if last in record.milestones:
                 return
             time.sleep(WATCH_SECONDS)
 
@@ -305,8 +368,8 @@ class VmMachine:
 
     def ping_all(self, targets: Sequence[str], timeout: float) -> dict[str, bool]:
         """From inside the running OS (the demo image's shell on its serial console,
-        spoken through `SerialConsole`): `ping -c1 -W1` to each target; which answered.
-        Empty if no shell answered."""
+        spoken through `SerialConsole`): `ping_command`; which targets answered. Empty
+        if no shell answered."""
         deadline = time.monotonic() + CONSOLE_PROMPT_SECONDS
         while SHELL_LINE not in self.console_since_boot():
             if time.monotonic() > deadline or not self.running:
@@ -316,13 +379,28 @@ class VmMachine:
             try:
                 link.connect(str(self.console_socket))
                 console = SerialConsole(link.makefile("rb"), link.makefile("wb"))
-                return {ip: console.run(f"ping -c1 -W1 {ip}", timeout)[1] == 0 for ip in targets}
+                output, _ = console.run(ping_command(targets), timeout)
             except (OSError, ConsoleError) as exc:
                 log.info("vm %s: console command failed: %s", self.name, exc)
                 return {}
             finally:
                 with contextlib.suppress(OSError):
                     link.shutdown(socket.SHUT_RDWR)  # ends the console's reader thread
+        return reached(output, targets)
+
+
+def ping_command(targets: Sequence[str]) -> str:
+    """One shell line: `ping -c1 -W1` to every target at once (each still waits its full
+    second for an answer), `reached A.B.C.D` for each that answered. A subshell, so an
+    interactive shell reports no background jobs."""
+    ping = "(ping -c1 -W1 $ip >/dev/null 2>&1 && echo reached $ip) &"
+    return f"(for ip in {' '.join(targets)}; do {ping} done; wait)"
+
+
+def reached(output: str, targets: Sequence[str]) -> dict[str, bool]:
+    """Which targets `ping_command`'s output says answered."""
+    answered = set(REACHED_LINE.findall(output))
+    return {ip: ip in answered for ip in targets}
 
 
 def _qmp_errors() -> tuple[type[BaseException], ...]:
