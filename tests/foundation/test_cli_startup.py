@@ -124,3 +124,24 @@ def test_help_opens_no_database(tmp_path) -> None:
     code, modules = imported("--db", url, "--help")
     assert code in (0, None)
     assert "sqlalchemy" not in modules and not (tmp_path / "never.db").exists()
+
+
+def test_a_command_process_closes_its_database_and_keeps_its_exit_code(tmp_path) -> None:
+    """`metalnet` as a process (`metalnet.cli.main:run`, which freezes the heap before
+    the interpreter's shutdown): the embedded SQLite file is closed when the command
+    ends (no write-ahead log left beside it, so copying the file copies everything),
+    what it wrote is there for the next process, and a refusal still exits 2."""
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+
+    def metalnet(*args: str) -> subprocess.CompletedProcess:
+        argv = [sys.executable, "-m", "metalnet", "--db", url, *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+    assert metalnet("db", "upgrade").returncode == 0
+    assert metalnet("project", "create", "acme").returncode == 0
+    assert not (tmp_path / "m.db-wal").exists()
+    listed = metalnet("project", "list", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout)[0]["name"] == "acme"
+    refused = metalnet("project", "create", "a;b")
+    assert refused.returncode == 2 and "invalid project name 'a;b'" in refused.stderr
+    assert not (tmp_path / "m.db-wal").exists()
