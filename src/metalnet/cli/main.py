@@ -82,11 +82,11 @@ class PlainValue(_TyperParameter):
 
     Typer builds a pydantic TypeAdapter for a parameter before coercing its value, even
     a None it then returns unchanged or a command-line string for a `str` parameter
-    (which its adapter turns into the same string). Doing so for the options nobody
-    gave and the --help of every command made every command import pydantic and
-    typer's adapters, about a third of the start-up of `metalnet X --help` and of
-    `switch apply`; values that do need converting (a number, a path) still go
-    through typer.
+    (which its adapter turns into the same string, typer/_adapters.py). For the
+    global options and every command's --help that made `metalnet X --help` import
+    pydantic (about a third of its start-up), and with a file name and an unused
+    --reason, `switch apply` (~12 % of its instructions). Values that do need
+    converting (a number, a path) still go through typer.
     """
 
     def process_value(self, ctx: typer.Context, value: Any) -> Any:
