@@ -1,5 +1,5 @@
 """`python -m metalnet` is the `metalnet` command (the lab starts agents this way)."""
 
-from metalnet.cli.main import app
+from metalnet.cli.main import run
 
-app(prog_name="metalnet")
+run()

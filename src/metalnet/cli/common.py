@@ -101,6 +101,12 @@ class AppState:
             ensure_ready(self._db.engine, self.settings)
         return self._db
 
+    def close(self) -> None:
+        """Close the database connections, so an embedded SQLite file is checkpointed
+        (its WAL merged back) when the command ends, whatever the process does next."""
+        if self._db is not None:
+            self._db.engine.dispose()
+
 
 def state(ctx: typer.Context) -> AppState:
     """The AppState the top-level callback stored."""

@@ -446,12 +446,12 @@ def apply(
 
 
 def _collect(futures: list, show: bool) -> list[ChangeOutcome]:
+    if not show:
+        return [f.result() for f in futures]
     from concurrent.futures import as_completed
 
     from rich.progress import Progress
 
-    if not show:
-        return [f.result() for f in futures]
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("committing", total=len(futures))
         for future in as_completed(futures):
