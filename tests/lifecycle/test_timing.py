@@ -139,9 +139,9 @@ def test_failed_move_into_the_project_leaves_the_node_off_in_the_service_vlan(
 def test_terminate_retries_a_silent_bmc_and_moves_the_port_only_once_the_node_is_off(
     tmp_path: Path, virtual_clock, monkeypatch: pytest.MonkeyPatch, caplog
 ) -> None:
-    """A BMC that swallows the terminate's power-off (BMCs hiccup) is asked again until
-    the step times out, as a switch is; the port leaves the project VLAN with the node
-    off. The BMC answers again when the engine backs off (on the virtual clock)."""
+    """A BMC that swallows the terminate's power-off (BMCs hiccup) is asked again
+    (POWER_OFF_RETRY); the port leaves the project VLAN with the node off. The BMC
+    answers again when the engine backs off (on the virtual clock)."""
     from metalnet import retry
 
     with world_with(tmp_path, nodes=1, bmc_timeout=1.0) as world:

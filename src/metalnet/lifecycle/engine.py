@@ -62,6 +62,10 @@ from metalnet.switches.service import SwitchService
 
 log = logging.getLogger(__name__)
 
+POWER_OFF_RETRY = Retry(attempts=3, first=1.0, cap=4.0)
+"""A terminate's power-off, before its port leaves the project VLAN: three tries, so a
+hiccup is ridden out and a BMC that is down fails the step within three BMC timeouts."""
+
 
 class StepFailed(Exception):
     """A step could not complete; the message says why."""
@@ -372,7 +376,7 @@ class Engine:
         on the service VLAN (it would be served a service address there and reach the
         agent endpoint): Ironic's tear-down likewise powers off before it unconfigures
         the tenant networks (ironic/drivers/modules/ansible/deploy.py, `tear_down`).
-        A BMC that does not answer is retried until the step times out, as a switch is;
+        A BMC that does not answer is asked again (`POWER_OFF_RETRY`: BMCs hiccup);
         when it still fails (or refuses the credentials), the port still leaves the
         project VLAN (it is there only while the instance is active) and the step fails.
         A spawn starts from a free node, which the plan that freed it left powered off.
@@ -391,7 +395,7 @@ class Engine:
                 bmc.power_off()
 
         try:
-            Retry(seconds=self.settings.step_timeout, first=1.0, cap=30.0).call(
+            POWER_OFF_RETRY.call(
                 power_off, retry_on=(BmcUnreachable,), what=f"node {job.node}: power off"
             )
         except PowerError as exc:
