@@ -320,12 +320,9 @@ class JunosDriver(SwitchDriver):
             raise CommitRefused(self.target.name, "no such interface on the switch", missing)
         names = parse.vlan_names(config)
         defined = self._definitions({c.vlan for c in batch} - set(names), config, names)
+        native = parse.interfaces_with_native_vlan(config)
         ports_text = [
-            AccessPort(
-                c.interface,
-                member_for(c.vlan, names),
-                drop_native=parse.has_interface_native_vlan(config, c.interface),
-            )
+            AccessPort(c.interface, member_for(c.vlan, names), drop_native=c.interface in native)
             for c in batch
         ]
         return render(ports_text, defined, self.dialect)
