@@ -266,6 +266,20 @@ def test_lock_is_taken_once_the_holder_leaves(sim: SimSwitch) -> None:
     assert sim.port_vlans()["ge-0/0/1"] == 10
 
 
+def test_a_refused_lock_voids_the_reads_sent_with_it(sim: SimSwitch) -> None:
+    """The lock, the candidate check and the reads go out together; when the lock is
+    refused, what was read beside it (here an operator's edit, discarded when they
+    leave) must not decide the transaction: it is read again once the lock is ours."""
+    holder = _holder(sim)
+    holder.rpc("<lock-configuration/>")
+    holder.load_configuration(format="text", config="interfaces { ge-0/0/5 { disable; } }")
+    threading.Timer(0.3, holder.close_session).start()  # the lock and the edit go with it
+    with JunosDriver(sim.target(), lock_wait=30) as driver:
+        driver.apply([PortChange("ge-0/0/1", 10)])
+    assert sim.port_vlans()["ge-0/0/1"] == 10
+    assert "disable" not in sim.committed_text()
+
+
 def test_slow_commits_fit_the_commit_timeout(sim: SimSwitch) -> None:
     sim.commit_latency = 1.2
     with JunosDriver(sim.target(), timeout=1.0, commit_timeout=10) as driver:

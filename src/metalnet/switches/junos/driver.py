@@ -223,12 +223,9 @@ class JunosDriver(SwitchDriver):
     def _lock_read(self, ports: Sequence[str]) -> _Reads:
         """Lock, check the candidate holds nothing of others, and ask for the reads, all
         in one round trip; if the lock is held elsewhere, back off, then ask again."""
-        lock = self.session.send_rpc(etree.Element("lock-configuration"), ports)
+        lock = self._send_lock(ports)
         diff, reads = self._send_compare(ports), self._read(ports)
-        try:
-            self._locked(lock, ports)
-        except SwitchLocked:
-            self._lock(ports)
+        if not self._lock(ports, sent=lock):  # what followed the refused lock is void
             diff, reads = self._send_compare(ports), self._read(ports)
         self.locked = True
         try:
@@ -251,16 +248,25 @@ class JunosDriver(SwitchDriver):
         candidate = self._configuration_op("candidate", inherit=False)
         return _Reads(self.session.send_rpc(candidate, ports), interfaces, software)
 
-    def _lock(self, ports: Sequence[str]) -> None:
-        """Take the configuration lock, backing off while another session holds it."""
-        Retry(seconds=self.lock_wait, first=0.1, cap=5.0).call(
-            lambda: self._lock_once(ports),
-            retry_on=(SwitchLocked,),
-            what=f"lock of switch {self.target.name}",
-        )
+    def _lock(self, ports: Sequence[str], sent: Pending | None = None) -> bool:
+        """Take the configuration lock, backing off while another session holds it;
+        `sent`, a lock request already on its way, is the first try and counts in the
+        budget. Returns whether that first try took it."""
+        tries = 0
 
-    def _lock_once(self, ports: Sequence[str]) -> None:
-        self._locked(self.session.send_rpc(etree.Element("lock-configuration"), ports), ports)
+        def once() -> None:
+            nonlocal tries
+            tries += 1
+            first = sent if tries == 1 else None
+            self._locked(first or self._send_lock(ports), ports)
+
+        Retry(seconds=self.lock_wait, first=0.1, cap=5.0).call(
+            once, retry_on=(SwitchLocked,), what=f"lock of switch {self.target.name}"
+        )
+        return sent is not None and tries == 1
+
+    def _send_lock(self, ports: Sequence[str]) -> Pending:
+        return self.session.send_rpc(etree.Element("lock-configuration"), ports)
 
     def _locked(self, lock: Pending, ports: Sequence[str]) -> None:
         """The lock's reply: taken, or why not (held elsewhere, candidate modified)."""
