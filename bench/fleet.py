@@ -884,11 +884,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"sweep: {switches} switches, {nodes} nodes ...", file=sys.stderr, flush=True)
             sweep.append(run_size(options, switches, min(nodes, switches * options.ports), False))
     document = report(options, main_results, sweep)
-    if options.plot_path and sweep:
-        plot(sweep, options.plot_path, options.commit_latency)
-    if options.json_path:
+    if options.json_path:  # before the plot: a plotting failure must not lose the results
         options.json_path.parent.mkdir(parents=True, exist_ok=True)
         options.json_path.write_text(json.dumps(document, indent=2) + "\n")
+    if options.plot_path and sweep:
+        plot(sweep, options.plot_path, options.commit_latency)
     everything = main_results + [r for size in sweep for r in size]
     return 1 if any(r.mismatches or r.failed for r in everything) else 0
 
