@@ -836,8 +836,8 @@ def parse(argv: Sequence[str] | None) -> Options:
         "--per-port-max-nodes",
         type=int,
         default=2000,
-        help="skip the per-port modes for larger sizes (each port takes ~L + 0.9 s, or "
-        "~2 L + 0.9 s with commit confirmed)",
+        help="skip the per-port modes for larger sizes (each port takes ~L + 0.2 s, or "
+        "~2 L + 0.2 s with commit confirmed)",
     )
     parser.add_argument(
         "--single-commit",
