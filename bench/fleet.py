@@ -16,7 +16,13 @@ NETCONF to prove the moves really happened:
 * ``per-port-confirmed``: the same with commit confirmed then confirm (two device
   commits per port), the baseline earlier reports used; kept to show both ratios;
 * ``metalnet``: every change submitted at once through the switch service (guard,
-  desired state in the inventory database, the queue: the database cost is included).
+  desired state in the inventory database, the queue: the database cost is included),
+  on a new service whose sessions open during the burst (cold: what one `metalnet
+  switch apply` command pays);
+* ``metalnet-warm``: the same burst through a service that already holds its switch
+  sessions, as `metalnet serve` does after its first change to each switch (its lanes
+  keep their sessions open); a burst of moves to the service VLAN opens them first,
+  unmeasured.
 
 Every node holds an instance at its spawn's last step (``port_to_project``), so the
 isolation guard admits both the service VLAN and the instance's project VLAN: the
@@ -476,13 +482,18 @@ def project_vlans(moves: Iterable[Move]) -> list[Move]:
 
 
 def run_metalnet(
-    host: SimHost, db: Database, moves: Sequence[Move], single_commit: bool
+    host: SimHost, db: Database, moves: Sequence[Move], single_commit: bool, warm: bool
 ) -> StepResult:
-    """All changes at once through `SwitchService.set_ports`, as `metalnet switch apply` would."""
-    result = StepResult("metalnet", len(host.switches), len(moves))
+    """All changes at once through `SwitchService.set_ports`, as `metalnet switch apply` would;
+    `warm`: on sessions a previous burst (to the service VLAN, not measured) left open."""
+    result = StepResult("metalnet-warm" if warm else "metalnet", len(host.switches), len(moves))
     clock = CommitClock()
     service, directory = bench_service(db, clock, single_commit)
     try:
+        if warm:
+            vlan = db.settings.service_vlan
+            service.set_ports([(m.switch, m.interface, vlan) for m in moves])
+        commits, sessions = service.queue.commits, directory.sessions
         with Usage(host) as usage:
             started = time.monotonic()
             outcomes = service.set_ports([(m.switch, m.interface, m.vlan) for m in moves])
@@ -491,8 +502,8 @@ def run_metalnet(
     result.absorb(usage)
     result.makespan = usage.wall
     result.latencies = clock.latencies((m, started) for m in moves)
-    result.transactions = service.queue.commits
-    result.sessions = directory.sessions
+    result.transactions = service.queue.commits - commits
+    result.sessions = directory.sessions - sessions
     result.failed = sum(not o.ok for o in outcomes)
     verify(host, moves, result)
     return result
@@ -594,7 +605,8 @@ def run_size(options: Options, switches: int, nodes: int, arrival: bool) -> list
                 _per_port_or_skip(options, host, plan, confirmed=True),
             ]
             burst = project_vlans(plan)
-            results.append(run_metalnet(host, db, burst, options.single_commit))
+            for warm in (False, True):
+                results.append(run_metalnet(host, db, burst, options.single_commit, warm))
             if arrival:
                 results.append(
                     run_arrival(
@@ -627,8 +639,10 @@ def _per_port_or_skip(
 def targets(results: Sequence[StepResult], latency: float) -> list[dict[str, Any]]:
     """The issue's targets, judged on this run's main size (L = the commit latency)."""
     by_mode = {r.mode: r for r in results}
-    metal = by_mode["metalnet"]
-    checks = [_target("metalnet makespan <= 2.5 L", metal.makespan, 2.5 * latency, "<=")]
+    checks = [
+        _target(f"{mode} makespan <= 2.5 L", by_mode[mode].makespan, 2.5 * latency, "<=")
+        for mode in ("metalnet", "metalnet-warm")
+    ]
     honest = speedup(results)["per-port"]
     if honest is not None:
         checks.append(_target("speed-up vs per-port (plain commit) >= 15x", honest, 15, ">="))
@@ -736,7 +750,8 @@ def plot(sweep: Sequence[Sequence[StepResult]], path: Path, latency: float) -> N
     from matplotlib import pyplot
 
     figure, axes = pyplot.subplots(figsize=(7, 4.5))
-    for mode, marker in (("per-port", "o"), ("per-port-confirmed", "^"), ("metalnet", "s")):
+    modes = (("per-port", "o"), ("per-port-confirmed", "^"), ("metalnet", "s"))
+    for mode, marker in (*modes, ("metalnet-warm", "D")):
         points = [r for size in sweep for r in size if r.mode == mode and r.makespan is not None]
         axes.plot(
             [r.nodes for r in points], [r.makespan for r in points], marker=marker, label=mode
@@ -821,8 +836,8 @@ def parse(argv: Sequence[str] | None) -> Options:
         "--per-port-max-nodes",
         type=int,
         default=2000,
-        help="skip the per-port modes for larger sizes (each port takes ~L + 0.9 s, or "
-        "~2 L + 0.9 s with commit confirmed)",
+        help="skip the per-port modes for larger sizes (each port takes ~L + 0.2 s, or "
+        "~2 L + 0.2 s with commit confirmed)",
     )
     parser.add_argument(
         "--single-commit",
@@ -869,11 +884,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"sweep: {switches} switches, {nodes} nodes ...", file=sys.stderr, flush=True)
             sweep.append(run_size(options, switches, min(nodes, switches * options.ports), False))
     document = report(options, main_results, sweep)
-    if options.plot_path and sweep:
-        plot(sweep, options.plot_path, options.commit_latency)
-    if options.json_path:
+    if options.json_path:  # before the plot: a plotting failure must not lose the results
         options.json_path.parent.mkdir(parents=True, exist_ok=True)
         options.json_path.write_text(json.dumps(document, indent=2) + "\n")
+    if options.plot_path and sweep:
+        plot(sweep, options.plot_path, options.commit_latency)
     everything = main_results + [r for size in sweep for r in size]
     return 1 if any(r.mismatches or r.failed for r in everything) else 0
 

@@ -8,6 +8,7 @@ import time
 import pytest
 from ncclient import manager
 
+from metalnet.sim.lab.faults.rig import wait_until
 from metalnet.sim.switch import SimSwitch, text
 from metalnet.switches.base import (
     CandidateModified,
@@ -23,6 +24,12 @@ from metalnet.switches.base import (
 from metalnet.switches.drift import in_sync
 from metalnet.switches.junos import Dialect, JunosDriver
 from metalnet.switches.junos import driver as junos_driver
+
+
+def _unlocked(sim: SimSwitch) -> bool:
+    """The driver's unlock is sent, not waited for: the switch releases the lock once it
+    has handled it, with no further request from the driver (deadline 10 s)."""
+    return wait_until(lambda: sim.lock_holder() is None, 10.0)
 
 
 def _holder(sim: SimSwitch):
@@ -83,7 +90,7 @@ def test_stage_leaves_a_commit_that_rolls_back_unless_confirmed(sim: SimSwitch) 
         assert sim.commit_count() == 2 and sim.lock_holder() == holder
         driver.confirm()
         assert not driver.pending and not sim.confirm_pending() and sim.commit_count() == 3
-        assert sim.lock_holder() is None
+        assert _unlocked(sim)
         driver.confirm()  # nothing pending: no commit
         assert sim.commit_count() == 3
     assert sim.port_vlans()["ge-0/0/1"] == 100 and sim.port_vlans()["ge-0/0/2"] == 200
@@ -221,7 +228,7 @@ def test_refused_commit_leaves_switch_unlocked_and_unchanged(sim: SimSwitch) -> 
         assert refused.value.ports == ("ge-0/0/3", "ge-0/0/4")
         assert "dcd: interface ge-0/0/3 hardware failure" in str(refused.value)
         assert str(refused.value).startswith("switch sw1 ports ge-0/0/3, ge-0/0/4: ")
-        assert sim.lock_holder() is None
+        assert _unlocked(sim)
         assert sim.committed_text() == before == sim.candidate_text()
         driver.apply([PortChange("ge-0/0/3", 30)])  # the same session carries on
     assert sim.port_vlans()["ge-0/0/3"] == 30
@@ -257,6 +264,20 @@ def test_lock_is_taken_once_the_holder_leaves(sim: SimSwitch) -> None:
     with JunosDriver(sim.target(), lock_wait=30) as driver:
         driver.apply([PortChange("ge-0/0/1", 10)])
     assert sim.port_vlans()["ge-0/0/1"] == 10
+
+
+def test_a_refused_lock_voids_the_reads_sent_with_it(sim: SimSwitch) -> None:
+    """The lock, the candidate check and the reads go out together; when the lock is
+    refused, what was read beside it (here an operator's edit, discarded when they
+    leave) must not decide the transaction: it is read again once the lock is ours."""
+    holder = _holder(sim)
+    holder.rpc("<lock-configuration/>")
+    holder.load_configuration(format="text", config="interfaces { ge-0/0/5 { disable; } }")
+    threading.Timer(0.3, holder.close_session).start()  # the lock and the edit go with it
+    with JunosDriver(sim.target(), lock_wait=30) as driver:
+        driver.apply([PortChange("ge-0/0/1", 10)])
+    assert sim.port_vlans()["ge-0/0/1"] == 10
+    assert "disable" not in sim.committed_text()
 
 
 def test_slow_commits_fit_the_commit_timeout(sim: SimSwitch) -> None:

@@ -7,7 +7,12 @@ import pytest
 from lxml import etree
 
 from metalnet.sim.switch import SimSwitch
-from metalnet.switches.base import SwitchError, SwitchTarget, SwitchUnreachable
+from metalnet.switches.base import (
+    SwitchError,
+    SwitchSessionLost,
+    SwitchTarget,
+    SwitchUnreachable,
+)
 from metalnet.switches.netconf import NetconfSession
 
 
@@ -30,6 +35,43 @@ def test_a_standard_rpc_over_the_default_handler(sim: SimSwitch) -> None:
     finally:
         session.close()
     assert not session.connected
+
+
+def test_pipelined_requests_each_get_their_own_reply(sim: SimSwitch) -> None:
+    """Requests sent before earlier replies arrive (RFC 6241 section 4.5, "Pipelining"):
+    the device answers in order, and each `Pending` gets its own reply or error,
+    whichever order they are read in."""
+    sim.faults.stall_next("get-software-information", 0.5)
+    session = NetconfSession(sim.target(), timeout=10)
+    session.connect()
+    try:
+        first = session.send_rpc(etree.Element("get-software-information"))
+        bad = session.send_rpc(etree.Element("bogus-rpc"))
+        config = session.send(lambda m: m.get_config(source="running"), "get-config")
+        names = config.result().root.xpath("//*[local-name()='host-name']/text()")
+        assert names == ["sw1"]
+        assert first.operation.event.is_set()  # answered in order: the stalled one first
+        with pytest.raises(SwitchError, match="switch sw1: syntax error"):
+            bad.result()
+        software = first.result().root
+        assert software.xpath("//*[local-name()='host-name']/text()") == ["sw1"]
+        assert session.connected  # an error reply ends nothing
+    finally:
+        session.close()
+
+
+def test_a_lost_session_fails_every_request_in_flight(sim: SimSwitch) -> None:
+    sim.faults.drop_next("get-software-information")
+    session = NetconfSession(sim.target(), timeout=10)
+    session.connect()
+    sent = [
+        session.send_rpc(etree.Element("get-software-information"), ["ge-0/0/1"]),
+        session.send(lambda m: m.get_config(source="running"), "get-config"),
+    ]
+    for pending in sent:
+        with pytest.raises(SwitchSessionLost, match=r"switch sw1.*: session lost during"):
+            pending.result()
+    session.forget()
 
 
 def test_host_key_hook_decides(sim: SimSwitch) -> None:

@@ -10,6 +10,12 @@ Two things differ from a plain `ncclient.manager.connect`:
 - Replies carrying only `<rpc-error>` of severity `warning` are not failures
   (RFC 6241 section 4.3 lets a server warn on success; Junos does so for licences
   and deprecated statements). They are logged and returned with the reply.
+- Requests are pipelined: `send` puts a request on the wire and returns at once,
+  `Pending.result` waits for its reply. NETCONF allows a client to send requests
+  before earlier replies arrive; the server handles them one at a time and answers
+  in order (RFC 6241 section 4.5, "Pipelining"). A driver can so ask for several
+  things in one round trip, and a best-effort request (an unlock) need not be
+  waited for at all. Every request is sent this way; `call` sends and waits.
 - The session thread waits on its socket *and* on a wake-up pipe, so a queued RPC
   leaves at once and an idle session sleeps until data arrives. ncclient's own
   thread polls every `ncclient.transport.session.TICK` (100 ms): either slow RPCs
@@ -30,7 +36,8 @@ from dataclasses import dataclass
 from lxml import etree
 from ncclient import manager
 from ncclient.manager import Manager
-from ncclient.operations import RaiseMode, RPCError, TimeoutExpiredError
+from ncclient.operations import RaiseMode, RPCError
+from ncclient.operations.rpc import RPC
 from ncclient.transport import AuthenticationError, NCClientError, SSHSession, TransportError
 from ncclient.transport.errors import SessionCloseError
 from ncclient.transport.parser import DefaultXMLParser, SAXFilterXMLNotFoundError
@@ -63,9 +70,9 @@ def one_line(message: str) -> str:
     return " ".join(message.split())
 
 
-def error_text(error: RPCError) -> str:
+def error_text(errors: Sequence[RPCError]) -> str:
     """The switch's own words: every `<error-message>` of the reply, `error: ` dropped."""
-    parts = [e.message for e in getattr(error, "errors", None) or [error] if e.message]
+    parts = [e.message for e in errors if e.message]
     return "; ".join(one_line(p).removeprefix("error: ") for p in parts) or "operation failed"
 
 
@@ -164,20 +171,53 @@ class WakingSSHSession(SSHSession):
             self._wake_write.close()
 
 
-def _root(reply: object) -> etree._Element:
-    """The `<rpc-reply>` element: vendor handlers (Junos) hand back an `NCElement`
-    already parsed, the default handler an `RPCReply` holding the raw text."""
-    if hasattr(reply, "xpath"):
-        return reply.xpath("/*")[0]
-    return to_ele(reply.xml)  # type: ignore[attr-defined]
-
-
 @dataclass(frozen=True)
 class Reply:
     """An RPC reply's root element and the warnings the device attached to it."""
 
     root: etree._Element
     warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A request on the wire; `result` waits for its reply (or the session's end).
+
+    Replies are taken as the device sent them (ncclient's Junos handler would strip
+    their namespaces with an XSLT per reply; the parsers ignore namespaces anyway).
+    """
+
+    switch: str
+    what: str
+    ports: Sequence[str]
+    refused: type[SwitchError]
+    timeout: float
+    operation: RPC
+
+    def result(self, timeout: float | None = None) -> Reply:
+        """The reply, or a SwitchError naming the switch: `refused` for an `<rpc-error>`
+        of severity error, `SwitchSessionLost` when the session ended first."""
+        wait = timeout or self.timeout
+        if not self.operation.event.wait(wait):
+            message = f"no reply to {self.what} within {wait:.0f} s"
+            raise SwitchError(self.switch, message, self.ports)
+        if self.operation.error is not None:
+            raise _lost(self.switch, self.what, self.operation.error, self.ports)
+        reply = self.operation.reply
+        reply.parse()
+        errors = [e for e in reply.errors if e.severity != "warning"]
+        if errors:
+            raise self.refused(self.switch, error_text(errors), self.ports)
+        root = to_ele(reply.xml)
+        warned = tuple(warnings_of(root))
+        for warning in warned:
+            log.warning("switch %s warns on %s: %s", self.switch, self.what, warning)
+        return Reply(root, warned)
+
+
+def _lost(switch: str, what: str, exc: BaseException, ports: Sequence[str]) -> SwitchSessionLost:
+    message = f"session lost during {what}: {one_line(str(exc)) or 'connection closed'}"
+    return SwitchSessionLost(switch, message, ports)
 
 
 class NetconfSession:
@@ -239,6 +279,7 @@ class NetconfSession:
         """Close politely if still open; safe to call twice."""
         session, self.manager = self.manager, None
         if session is not None and session.connected:
+            session.async_mode = False  # wait for the device to end the session
             with contextlib.suppress(NCClientError, SSHException, OSError):
                 session.close_session()
 
@@ -249,6 +290,32 @@ class NetconfSession:
             with contextlib.suppress(Exception):
                 session.session.close()
 
+    def send(
+        self,
+        request: Callable[[Manager], object],
+        what: str,
+        ports: Sequence[str] = (),
+        *,
+        refused: type[SwitchError] = SwitchError,
+        timeout: float | None = None,
+    ) -> Pending:
+        """Send one ncclient operation without waiting for its reply.
+
+        `what` names the RPC in messages; `refused` is the error its `result` raises
+        when the device answers with an `<rpc-error>` of severity error; `timeout`
+        bounds the wait for the reply (default: the session's).
+        """
+        session = self.manager
+        name = self.target.name
+        if session is None:
+            raise SwitchSessionLost(name, "no open session", ports)
+        session.async_mode = True
+        try:
+            operation = request(session)
+        except (TransportError, OSError) as exc:
+            raise _lost(name, what, exc, ports) from exc
+        return Pending(name, what, ports, refused, timeout or self.timeout, operation)  # type: ignore[arg-type]
+
     def call(
         self,
         request: Callable[[Manager], object],
@@ -258,33 +325,19 @@ class NetconfSession:
         refused: type[SwitchError] = SwitchError,
         timeout: float | None = None,
     ) -> Reply:
-        """Run one ncclient operation; return its reply or raise a SwitchError naming the switch.
+        """Send one ncclient operation and wait for its reply (see `send`)."""
+        return self.send(request, what, ports, refused=refused, timeout=timeout).result()
 
-        `what` names the RPC in messages; `refused` is the error raised when the device
-        answers with an `<rpc-error>` of severity error.
-        """
-        session = self.manager
-        name = self.target.name
-        if session is None:
-            raise SwitchSessionLost(name, "no open session", ports)
-        session.timeout = timeout or self.timeout
-        try:
-            reply = request(session)
-        except RPCError as exc:
-            raise refused(name, error_text(exc), ports) from exc
-        except TimeoutExpiredError as exc:
-            message = f"no reply to {what} within {session.timeout:.0f} s"
-            raise SwitchError(name, message, ports) from exc
-        except (TransportError, OSError) as exc:
-            message = f"session lost during {what}: {one_line(str(exc)) or 'connection closed'}"
-            raise SwitchSessionLost(name, message, ports) from exc
-        finally:
-            session.timeout = self.timeout
-        root = _root(reply)
-        warned = tuple(warnings_of(root))
-        for warning in warned:
-            log.warning("switch %s warns on %s: %s", name, what, warning)
-        return Reply(root, warned)
+    def send_rpc(
+        self,
+        op: etree._Element,
+        ports: Sequence[str] = (),
+        *,
+        refused: type[SwitchError] = SwitchError,
+        timeout: float | None = None,
+    ) -> Pending:
+        """Send an RPC element for which ncclient has no operation of its own."""
+        return self.send(lambda m: m.rpc(op), op.tag, ports, refused=refused, timeout=timeout)
 
     def rpc(
         self,
@@ -294,5 +347,5 @@ class NetconfSession:
         refused: type[SwitchError] = SwitchError,
         timeout: float | None = None,
     ) -> Reply:
-        """Send an RPC element for which ncclient has no operation of its own."""
-        return self.call(lambda m: m.rpc(op), op.tag, ports, refused=refused, timeout=timeout)
+        """Send an RPC element and wait for its reply."""
+        return self.send_rpc(op, ports, refused=refused, timeout=timeout).result()

@@ -22,9 +22,10 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from metalnet import audit, inventory
 from metalnet.config import Settings
@@ -54,6 +55,19 @@ def desired_vlan(port: SwitchPort, settings: Settings) -> int | None:
 
 # What `desired_vlan` reads of a port, loaded with the ports rather than one port at a time.
 _OWNERS = (selectinload(SwitchPort.nic), selectinload(SwitchPort.attachment))
+
+
+def _write_desired(session: Session, writes: Sequence[tuple[SwitchPort, int]]) -> None:
+    """Record the desired VLAN of many ports with one UPDATE statement.
+
+    Setting the attribute on each loaded port would make the session's flush walk every
+    relationship of every port, most of a burst's database time; the loaded ports are
+    given the new value too, so what is computed from them afterwards sees it.
+    """
+    if writes:
+        session.execute(update(SwitchPort), [{"id": p.id, "desired_vlan": v} for p, v in writes])
+    for port, vlan in writes:
+        set_committed_value(port, "desired_vlan", vlan)
 
 
 @dataclass(frozen=True)
@@ -175,8 +189,7 @@ class SwitchService:
             recorded.append(port)
         session.flush()
         refused = guard.check_all(session, self.db.settings, valid)
-        for port, vlan in valid:
-            port.desired_vlan = vlan
+        _write_desired(session, valid)
         return refused, [
             None if port is None else self._precondition(port, guarded) for port in recorded
         ]

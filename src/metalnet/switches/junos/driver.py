@@ -2,7 +2,12 @@
 
 A transaction (`stage`): lock the shared candidate; refuse if it holds changes we
 did not make; read which VLANs and ports exist; load the rendered text; commit
-confirmed; read the ports back from the committed configuration. The
+confirmed; read the ports back from the committed configuration. Requests that do
+not depend on each other's replies are sent together and their replies read in
+order (NETCONF pipelining, RFC 6241 section 4.5): the lock, the check and the reads
+go in one round trip, the commit and its read-back in another, and the unlock is
+not waited for, so a transaction costs four round trips besides the commit itself
+(a lost or refused lock simply discards the replies that followed it). The
 commit stays pending, so a session lost from here on leaves the switch to roll it
 back by itself, until `confirm` (a plain commit) makes it permanent; the lock is
 held until then, so transactions staged in a row and their confirmation lock once,
@@ -20,8 +25,10 @@ is exclusive and a modified shared candidate is refused with a clear message.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
 from lxml import etree
@@ -50,13 +57,22 @@ from metalnet.switches.junos.config import (
     member_for,
     render,
 )
-from metalnet.switches.netconf import HostKeyCheck, NetconfSession, Reply
+from metalnet.switches.netconf import HostKeyCheck, NetconfSession, Pending, Reply
 from metalnet.validate import check_vlan
 
 T = TypeVar("T")
 
 LOCKED = "configuration database locked"
 MODIFIED = "configuration database modified"
+
+
+@dataclass(frozen=True)
+class _Reads:
+    """What a transaction reads before it loads, asked for in one round trip."""
+
+    candidate: Pending  # the candidate as written
+    interfaces: Pending | None  # only when a port was not seen on this session
+    software: Pending | None  # only until the dialect is known
 
 
 class JunosDriver(SwitchDriver):
@@ -134,25 +150,21 @@ class JunosDriver(SwitchDriver):
             return CommitRecord(name, (), True, 0.0, "nothing to change")
         ports = [c.interface for c in batch]
         started = time.monotonic()
-        if not self.locked:
-            self._first(lambda: self._lock(ports))
-            self.locked = True
-            try:
-                self._refuse_foreign_changes(ports)
-            except BaseException:
-                self._unlock()  # their edit stays theirs
-                raise
+        # with the lock held a commit may be pending: its session is never replaced unseen
+        fresh = None if self.locked else self._first(lambda: self._lock_read(ports))
         try:
-            text = self._prepare(batch)
+            text = self._prepare(batch, fresh or self._read(ports))
             self.session.call(
                 lambda m: m.load_configuration(format="text", action="replace", config=text),
                 "load-configuration",
                 ports,
                 refused=CommitRefused,
             )
-            self._commit(ports, confirmed=bool(self.confirm_minutes))
+            commit = self._send_commit(ports, confirmed=bool(self.confirm_minutes))
+            readback = self.session.send_rpc(self._configuration_op("committed"), ports)
+            self._committed(commit, ports)
             self.pending = bool(self.confirm_minutes)
-            self._verify(batch)
+            self._verify(batch, readback)
         except SwitchSessionLost:
             self._lost()
             raise
@@ -182,7 +194,7 @@ class JunosDriver(SwitchDriver):
                 self._lock(())
                 self.locked = True
             try:
-                self._commit((), confirmed=False)
+                self._committed(self._send_commit((), confirmed=False), ())
             finally:
                 self._unlock()
         except SwitchSessionLost:
@@ -208,17 +220,58 @@ class JunosDriver(SwitchDriver):
                 )
         return tuple(PortChange(i, v) for i, v in wanted.items())
 
-    def _lock(self, ports: Sequence[str]) -> None:
-        """Take the configuration lock, backing off while another session holds it."""
-        Retry(seconds=self.lock_wait, first=0.1, cap=5.0).call(
-            lambda: self._lock_once(ports),
-            retry_on=(SwitchLocked,),
-            what=f"lock of switch {self.target.name}",
-        )
-
-    def _lock_once(self, ports: Sequence[str]) -> None:
+    def _lock_read(self, ports: Sequence[str]) -> _Reads:
+        """Lock, check the candidate holds nothing of others, and ask for the reads, all
+        in one round trip; if the lock is held elsewhere, back off, then ask again."""
+        lock = self._send_lock(ports)
+        diff, reads = self._send_compare(ports), self._read(ports)
+        if not self._lock(ports, sent=lock):  # what followed the refused lock is void
+            diff, reads = self._send_compare(ports), self._read(ports)
+        self.locked = True
         try:
-            self._rpc(etree.Element("lock-configuration"), ports)
+            self._refuse_foreign_changes(diff, ports)
+        except BaseException:
+            self._unlock()  # their edit stays theirs
+            raise
+        return reads
+
+    def _read(self, ports: Sequence[str]) -> _Reads:
+        """Ask for what `_prepare` needs, without waiting for the replies."""
+        interfaces = None
+        if not set(ports) <= self._present:
+            op = etree.Element("get-interface-information")
+            etree.SubElement(op, "terse")
+            interfaces = self.session.send_rpc(op, ports)
+        software = None
+        if self._dialect is None:
+            software = self.session.send_rpc(etree.Element("get-software-information"))
+        candidate = self._configuration_op("candidate", inherit=False)
+        return _Reads(self.session.send_rpc(candidate, ports), interfaces, software)
+
+    def _lock(self, ports: Sequence[str], sent: Pending | None = None) -> bool:
+        """Take the configuration lock, backing off while another session holds it;
+        `sent`, a lock request already on its way, is the first try and counts in the
+        budget. Returns whether that first try took it."""
+        tries = 0
+
+        def once() -> None:
+            nonlocal tries
+            tries += 1
+            first = sent if tries == 1 else None
+            self._locked(first or self._send_lock(ports), ports)
+
+        Retry(seconds=self.lock_wait, first=0.1, cap=5.0).call(
+            once, retry_on=(SwitchLocked,), what=f"lock of switch {self.target.name}"
+        )
+        return sent is not None and tries == 1
+
+    def _send_lock(self, ports: Sequence[str]) -> Pending:
+        return self.session.send_rpc(etree.Element("lock-configuration"), ports)
+
+    def _locked(self, lock: Pending, ports: Sequence[str]) -> None:
+        """The lock's reply: taken, or why not (held elsewhere, candidate modified)."""
+        try:
+            lock.result()
         except SwitchSessionLost:
             raise
         except SwitchError as exc:
@@ -237,18 +290,28 @@ class JunosDriver(SwitchDriver):
             ports,
         )
 
-    def _refuse_foreign_changes(self, ports: Sequence[str]) -> None:
+    def _send_compare(self, ports: Sequence[str]) -> Pending:
+        return self.session.send(lambda m: m.compare_configuration(rollback=0), "compare", ports)
+
+    def _refuse_foreign_changes(self, diff: Pending, ports: Sequence[str]) -> None:
         """Junos refuses the lock while the shared candidate holds uncommitted changes;
         checking the difference to the committed configuration as well keeps the rule
         where a device (or an older release) grants the lock anyway."""
-        diff = self.session.call(lambda m: m.compare_configuration(rollback=0), "compare", ports)
-        if (parse.plain(diff.root).findtext(".//configuration-output") or "").strip():
+        if (parse.plain(diff.result().root).findtext(".//configuration-output") or "").strip():
             raise self._modified(ports)
 
-    def _prepare(self, batch: Sequence[PortChange]) -> str:
-        """Check the switch can take the batch as we mean it; return the text to load."""
+    def _prepare(self, batch: Sequence[PortChange], reads: _Reads) -> str:
+        """Check the switch can take the batch as we mean it; return the text to load.
+
+        The interface listing is asked for again only when a port is not among those
+        seen on this session, so a port is never refused on a stale listing and a busy
+        session does not list every interface for every transaction."""
         ports = [c.interface for c in batch]
-        config = self._configuration("candidate", ports, inherit=False)
+        config = parse.configuration(reads.candidate.result().root)
+        if reads.software is not None:
+            self._dialect = _software(self.target.name, reads.software.result()).dialect
+        if reads.interfaces is not None:
+            self._present = parse.physical_interfaces(reads.interfaces.result().root)
         governed = parse.governed_ports(config, ports)
         if governed:
             where = "; ".join(f"{p} from {src}" for p, src in sorted(governed.items()))
@@ -258,18 +321,14 @@ class JunosDriver(SwitchDriver):
                 "manages only ports configured directly",
                 sorted(governed),
             )
-        present = self._physical_interfaces(ports)
-        missing = [p for p in ports if p not in present]
+        missing = [p for p in ports if p not in self._present]
         if missing:
             raise CommitRefused(self.target.name, "no such interface on the switch", missing)
         names = parse.vlan_names(config)
         defined = self._definitions({c.vlan for c in batch} - set(names), config, names)
+        native = parse.interfaces_with_native_vlan(config)
         ports_text = [
-            AccessPort(
-                c.interface,
-                member_for(c.vlan, names),
-                drop_native=parse.has_interface_native_vlan(config, c.interface),
-            )
+            AccessPort(c.interface, member_for(c.vlan, names), drop_native=c.interface in native)
             for c in batch
         ]
         return render(ports_text, defined, self.dialect)
@@ -293,20 +352,23 @@ class JunosDriver(SwitchDriver):
             out.append(VlanDefinition(name, vlan))
         return out
 
-    def _commit(self, ports: Sequence[str], *, confirmed: bool) -> None:
-        """Commit; success is `<commit-success/>`, warnings are logged by the session."""
+    def _send_commit(self, ports: Sequence[str], *, confirmed: bool) -> Pending:
         minutes = self.confirm_minutes if confirmed else 0
-        reply = self.session.call(
+        return self.session.send(
             lambda m: m.commit(confirmed=bool(minutes), timeout=minutes * 60 or None),
             "commit-configuration",
             ports,
             refused=CommitRefused,
             timeout=self.commit_timeout,
         )
-        if not parse.commit_succeeded(reply.root):
+
+    def _committed(self, commit: Pending, ports: Sequence[str]) -> None:
+        """A commit's reply: success is `<commit-success/>`, warnings are logged by the
+        session."""
+        if not parse.commit_succeeded(commit.result().root):
             raise CommitRefused(self.target.name, "commit did not report commit-success", ports)
 
-    def _verify(self, batch: Sequence[PortChange]) -> None:
+    def _verify(self, batch: Sequence[PortChange], readback: Pending) -> None:
         """The committed configuration must hold each port exactly as asked.
 
         If it does not, the session is ended: the switch then rolls back what this
@@ -314,7 +376,7 @@ class JunosDriver(SwitchDriver):
         the latest when the confirm timer runs out), so a failure means not applied.
         """
         ports = [c.interface for c in batch]
-        states = parse.port_states(self._configuration("committed", ports), ports)
+        states = parse.port_states(parse.configuration(readback.result().root), ports)
         wrong = [c.interface for c in batch if not in_sync(c.vlan, states.get(c.interface))]
         if wrong:
             self.session.close()
@@ -325,8 +387,13 @@ class JunosDriver(SwitchDriver):
             )
 
     def _unlock(self) -> None:
+        """Release the lock without waiting for the reply: the switch handles requests
+        in order, so whatever this session sends next finds it released; if the
+        session is gone, the switch released it already."""
         self.locked = False
-        self._cleanup(lambda m: m.rpc(etree.Element("unlock-configuration")))
+        if self.session.connected:
+            with contextlib.suppress(SwitchError):
+                self.session.send_rpc(etree.Element("unlock-configuration"))
 
     def _cleanup(self, request: Callable[..., object]) -> None:
         """Best effort: if the session is gone, the switch already discarded and unlocked."""
@@ -341,12 +408,12 @@ class JunosDriver(SwitchDriver):
 
     # ------------------------------------------------------------------ reading
 
-    def _configuration(
-        self, database: str, ports: Sequence[str], *, inherit: bool = True
-    ) -> etree._Element | None:
-        """Interfaces and VLANs of `database`: as the switch applies them (groups and
-        ranges inherited, their statements tagged with where they come from), or as
-        written (`inherit` False: the whole of it, to find what governs a port).
+    @staticmethod
+    def _configuration_op(database: str, *, inherit: bool = True) -> etree._Element:
+        """Ask for the interfaces and VLANs of `database`: as the switch applies them
+        (groups and ranges inherited, their statements tagged with where they come
+        from), or as written (`inherit` False: the whole of it, to find what governs a
+        port).
 
         ncclient's Junos `GetConfiguration` has no `database` or `inherit` attribute,
         so the element is built here.
@@ -363,30 +430,24 @@ class JunosDriver(SwitchDriver):
             config = etree.SubElement(op, "configuration")
             etree.SubElement(config, "interfaces")
             etree.SubElement(config, "vlans")
-        return parse.configuration(self._rpc(op, ports).root)
-
-    def _physical_interfaces(self, ports: Sequence[str]) -> set[str]:
-        """The switch's physical interfaces, as seen on this session: asked again only
-        when a port is not among them, so a port is never refused on a stale listing
-        and a busy session does not list every interface for every transaction."""
-        if not set(ports) <= self._present:
-            op = etree.Element("get-interface-information")
-            etree.SubElement(op, "terse")
-            self._present = parse.physical_interfaces(self._rpc(op, ports).root)
-        return self._present
+        return op
 
     def _software(self) -> parse.Software:
-        reply = self._first(lambda: self._rpc(etree.Element("get-software-information")))
-        info = parse.software(reply.root)
-        if info is None:
-            raise SwitchError(self.target.name, "get-software-information returned no information")
-        return info
+        op = etree.Element("get-software-information")
+        return _software(self.target.name, self._first(lambda: self._rpc(op)))
 
     def read_ports(self, interfaces: Sequence[str] | None = None) -> dict[str, PortState]:
         names = [check_junos_interface(i) for i in interfaces] if interfaces is not None else None
-        config = self._first(lambda: self._configuration("committed", names or ()))
-        return parse.port_states(config, names)
+        reply = self._first(lambda: self._rpc(self._configuration_op("committed"), names or ()))
+        return parse.port_states(parse.configuration(reply.root), names)
 
     def facts(self) -> dict[str, str]:
         info = self._software()
         return {"model": info.model, "version": info.version, "hostname": info.hostname}
+
+
+def _software(switch: str, reply: Reply) -> parse.Software:
+    info = parse.software(reply.root)
+    if info is None:
+        raise SwitchError(switch, "get-software-information returned no information")
+    return info

@@ -148,13 +148,15 @@ def _native(text: str, ids: dict[str, int]) -> int | None:
     return 0 if resolved is None else resolved
 
 
-def has_interface_native_vlan(config: etree._Element | None, port: str) -> bool:
-    """Whether `port` has an ELS interface-level `native-vlan-id` (active or not)."""
+def interfaces_with_native_vlan(config: etree._Element | None) -> set[str]:
+    """The interfaces with an ELS interface-level `native-vlan-id` (active or not),
+    read in one pass (a batch asks for each of its ports)."""
     interfaces = config.find("interfaces") if config is not None else None
-    for iface in [] if interfaces is None else interfaces.iterfind("interface"):
-        if text_of(iface, "name") == port:
-            return iface.find("native-vlan-id") is not None
-    return False
+    return {
+        text_of(iface, "name")
+        for iface in ([] if interfaces is None else interfaces.iterfind("interface"))
+        if iface.find("native-vlan-id") is not None
+    }
 
 
 def _resolve(member: str, ids: dict[str, int]) -> int | None:
