@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import random
 
-from hypothesis import HealthCheck, event, seed, settings
+from hypothesis import HealthCheck, Phase, event, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -283,6 +283,10 @@ IsolationModel.TestCase.settings = settings(
     max_examples=int(os.environ.get("METALNET_MODEL_EXAMPLES", "8")),
     stateful_step_count=int(os.environ.get("METALNET_MODEL_STEPS", "30")),
     deadline=None,
+    # No shrinking (nor its explain phase, which traces every line): one example runs a
+    # whole lab for minutes, shrinking one failure took longer than CI allows, and every
+    # failure already names its seed and every step it took.
+    phases=(Phase.explicit, Phase.reuse, Phase.generate),
     derandomize=False,
     suppress_health_check=list(HealthCheck),
     print_blob=True,
