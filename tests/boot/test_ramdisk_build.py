@@ -39,6 +39,18 @@ DISK_BYTES = 1 << 20
 AGENT_MODULE = "metalnet.boot.ramdisk_agent"  # what the initramfs's /init runs
 
 
+def initramfs_python(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The initramfs's own Python, chrooted into `root`, with nothing of the host's
+    environment."""
+    return subprocess.run(
+        [str(shutil.which("chroot")), str(root), "/usr/bin/python3", *args],
+        env={"PATH": "/bin:/usr/bin"},
+        capture_output=True,
+        text=True,
+        timeout=AGENT_DEADLINE_SECONDS,
+    )
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[ramdisk.Ramdisk, Path]:
     """The ramdisk, built (or reused) once, and its initramfs unpacked by busybox cpio."""
@@ -112,13 +124,7 @@ def test_the_real_agent_runs_from_the_initramfs(
     kernel_line = next(line for line in script.text.splitlines() if line.startswith("kernel "))
     (root / "proc" / "cmdline").write_text(kernel_line + " metalnet.disk=/disk.img\n")
     (root / "disk.img").write_bytes(b"\xab" * DISK_BYTES)
-    run = subprocess.run(
-        [str(shutil.which("chroot")), str(root), "/usr/bin/python3", "-m", AGENT_MODULE],
-        env={"PATH": "/bin:/usr/bin"},  # nothing of the host's environment
-        capture_output=True,
-        text=True,
-        timeout=AGENT_DEADLINE_SECONDS,
-    )
+    run = initramfs_python(root, "-m", AGENT_MODULE)
     assert run.returncode == 0, run.stderr
     assert (root / "disk.img").read_bytes() == bytes(DISK_BYTES)
     with controller.db.session() as s:
@@ -150,13 +156,7 @@ def test_every_agent_module_imports_and_decodes_inside_the_initramfs(
     built: tuple[ramdisk.Ramdisk, Path],
 ) -> None:
     _, root = built
-    run = subprocess.run(
-        [str(shutil.which("chroot")), str(root), "/usr/bin/python3", "-c", EVERY_AGENT_MODULE],
-        env={"PATH": "/bin:/usr/bin"},  # nothing of the host's environment
-        capture_output=True,
-        text=True,
-        timeout=AGENT_DEADLINE_SECONDS,
-    )
+    run = initramfs_python(root, "-c", EVERY_AGENT_MODULE)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "ok"
 
@@ -175,13 +175,7 @@ def test_the_agent_starts_from_bytecode_compiled_at_build_time(
 
     before = bytecode()
     imports = f"{ramdisk.AGENT_IMPORTS}; import metalnet.cli.agent"
-    run = subprocess.run(
-        [str(shutil.which("chroot")), str(root), "/usr/bin/python3", "-c", imports],
-        env={"PATH": "/bin:/usr/bin"},
-        capture_output=True,
-        text=True,
-        timeout=AGENT_DEADLINE_SECONDS,
-    )
+    run = initramfs_python(root, "-c", imports)
     assert run.returncode == 0, run.stderr
     assert len(before) > 500
     assert bytecode() == before
