@@ -116,6 +116,29 @@ def test_a_boots_milestones_are_when_the_console_first_showed_them() -> None:
     assert list(summary["milestones"])[:3] == ["seabios", "ipxe", "ipxe_dhcp"]
 
 
+
+def test_the_demos_table_shows_each_boot_phase(capsys: pytest.CaptureFixture[str]) -> None:
+    """`metalnet demo --vm` without --json prints where each boot's time went too."""
+    from metalnet.cli.demo import _print_vm
+
+    record = BootRecord(BootDevice.PXE, started=1000.0)
+    record.see(ESCAPE.sub("", "".join(text for _, text in BOOT)), 1013.4)
+    vm = {
+        "phase_mean_seconds": {"pxe": record.phases(), "disk": {"init_to_address": 4.8}},
+        "firmware_to_agent_seconds": [13.4],
+        "deploy_mb_per_s": [5.6],
+        "disk_boot_to_tenant_dhcp_seconds": [4.8],
+        "erase_mb_per_s": [33.0],
+        "goal_seconds": 180,
+        "accelerator": "tcg",
+        "goal_met": True,
+    }
+    _print_vm(vm)
+    shown = capsys.readouterr().out
+    assert "mean seconds per boot phase" in shown
+    for phase in (*record.phases(), "init_to_address"):
+        assert phase in shown, phase
+    assert "goal: whole demo under 180s (tcg): met" in shown
 @pytest.mark.skipif(os.geteuid() != 0, reason="a network namespace of its own needs root")
 def test_the_console_pings_run_on_a_real_shell_and_only_answers_count() -> None:
     """`ping_command` in busybox sh on a pseudo-terminal (which echoes the typed line,

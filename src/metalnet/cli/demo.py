@@ -121,7 +121,14 @@ def _print_isolation(isolation: dict) -> None:
 
 
 def _print_vm(vm: dict) -> None:
-    """Where the time went with real machines."""
+    """Where the time went with real machines: each boot's phases (means per boot
+    device), then the figures per boot and per task."""
+    rows = (
+        [device, phase, seconds]
+        for device, phases in vm["phase_mean_seconds"].items()
+        for phase, seconds in phases.items()
+    )
+    print_table("mean seconds per boot phase", ["boot", "phase", "seconds"], rows)
     for key in (
         "firmware_to_agent_seconds",
         "deploy_mb_per_s",
