@@ -116,7 +116,6 @@ def test_a_boots_milestones_are_when_the_console_first_showed_them() -> None:
     assert list(summary["milestones"])[:3] == ["seabios", "ipxe", "ipxe_dhcp"]
 
 
-
 def test_the_demos_table_shows_each_boot_phase(capsys: pytest.CaptureFixture[str]) -> None:
     """`metalnet demo --vm` without --json prints where each boot's time went too."""
     from metalnet.cli.demo import _print_vm
@@ -139,6 +138,8 @@ def test_the_demos_table_shows_each_boot_phase(capsys: pytest.CaptureFixture[str
     for phase in (*record.phases(), "init_to_address"):
         assert phase in shown, phase
     assert "goal: whole demo under 180s (tcg): met" in shown
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="a network namespace of its own needs root")
 def test_the_console_pings_run_on_a_real_shell_and_only_answers_count() -> None:
     """`ping_command` in busybox sh on a pseudo-terminal (which echoes the typed line,
