@@ -19,6 +19,7 @@ from test_lifecycle import spawn, steps_seen, wait_state
 from metalnet.controller import Controller
 from metalnet.db.models import AgentTask, Node
 from metalnet.lifecycle import boot, instances
+from metalnet.lifecycle.invariants import node_state_violations
 from metalnet.lifecycle.states import OPEN_TASK, SPAWN, TERMINATE, Step
 from metalnet.power import PowerState
 
@@ -166,3 +167,36 @@ def test_terminate_retries_a_silent_bmc_and_moves_the_port_only_once_the_node_is
         service = world.settings.service_vlan
         _, power, running = next(sample for sample in samples if sample[0] == service)
         assert (power, running) == (PowerState.OFF, "off"), samples
+
+
+def test_a_failed_terminate_leaves_its_node_in_error_not_deploying(tmp_path: Path) -> None:
+    """A spawn deleted while the node boots, whose terminate then fails (its BMC stops
+    answering): the instance and its node are both in error, the node's reason naming
+    the step (it stayed `deploying`, looking busy forever); once the BMC answers again,
+    deleting the instance again erases and releases the node."""
+    with world_with(tmp_path, nodes=1, bmc_timeout=0.5) as world:
+        node = world.node("n1")
+
+        def delete_and_stall_the_bmc(job, step):
+            if job.state == SPAWN.state and step == Step.DEPLOY:
+                node.bmc.stall()
+                with world.db.session() as s:
+                    instances.delete_instance(s, "web")
+
+        with Controller(world.db, on_start=delete_and_stall_the_bmc):
+            spawn(world, "web", "n1")
+            inst = wait_state(world, "web", ("deleted", "error"))
+            assert inst.state == "error" and "could not power off" in inst.error
+            with world.db.session() as s:
+                db_node = s.scalar(select(Node).where(Node.name == "n1"))
+                assert db_node.state == "error", db_node.state
+                assert "step port_to_service failed" in db_node.state_reason
+                assert node_state_violations(s) == []
+            node.bmc.stall(False)
+            with world.db.session() as s:
+                instances.delete_instance(s, "web")
+            assert wait_state(world, "web", ("deleted", "error")).state == "deleted"
+        assert world.lab.disk_is_zero(node)
+        with world.db.session() as s:
+            db_node = s.scalar(select(Node).where(Node.name == "n1"))
+            assert (db_node.state, db_node.state_reason) == ("available", None)

@@ -12,7 +12,9 @@ checks the safety invariants of DESIGN.md from outside:
     port), and no unbound port in any project VLAN (`lifecycle.invariants`);
 (b) no node is `available` with a disk that was not erased (the lab's disk bytes);
 (c) a refused admin change leaves the desired state as it was, and the desired state
-    of every port stays within the guard's rule (`switches.guard`).
+    of every port stays within the guard's rule (`switches.guard`);
+(d) every node's state is one its instance's state allows (`states.NODE_STATES`): a
+    failed plan never leaves a node looking busy.
 
 A failure names the steps that ran and the seed: METALNET_MODEL_SEED=N reruns it
 (METALNET_MODEL_EXAMPLES and METALNET_MODEL_STEPS widen the search).
@@ -77,6 +79,7 @@ class IsolationModel(RuleBasedStateMachine):
             self.settle()
             self.isolation_holds_on_the_switch()
             self.no_node_offered_unerased()
+            self.node_states_follow_their_instances()
         finally:
             self.lab.close()
 
@@ -270,6 +273,10 @@ class IsolationModel(RuleBasedStateMachine):
     @invariant()
     def no_node_offered_unerased(self) -> None:
         self.judged(self.lab.unerased_offers())
+
+    @invariant()
+    def node_states_follow_their_instances(self) -> None:
+        self.judged(self.lab.node_state_violations())
 
 
 def _after(current: str, step: str) -> bool:

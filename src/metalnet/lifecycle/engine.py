@@ -309,7 +309,10 @@ class Engine:
     def _fail(self, job: Job, plan: Plan, step: Step, exc: Exception) -> None:
         """Record why, then make the node safe: never in a project VLAN unless active.
 
-        A terminate that arrived meanwhile keeps the instance: its own plan erases.
+        Instance and node both end in ERROR, the node's reason naming the step (a node
+        left DEPLOYING by a failed terminate would look busy forever); deleting the
+        instance again runs its terminate from the start. A terminate that arrived
+        meanwhile keeps the instance: its own plan erases.
         """
         message = f"step {step} failed: {exc}"
         metrics.STEP_FAILURES.labels(step).inc()
@@ -334,9 +337,11 @@ class Engine:
             inst = session.get(Instance, job.instance_id)
             if failed and plan is SPAWN:
                 inventory.node_port(inst.node).desired_vlan = self.settings.service_vlan
-                inst.node.state = NodeState.ERROR
-            elif failed and inst.node.state == NodeState.QUARANTINED:
+            if failed and inst.node.state == NodeState.QUARANTINED:
                 inst.state = InstanceState.DELETED  # the tenant's instance is gone; node held
+            elif failed:  # whichever plan failed: the node is not deploying nor serving
+                node = inst.node
+                node.state, node.state_reason = NodeState.ERROR, f"{job.instance}: {message}"
         if failed or self._plan_changed(job):  # else the lease is lost: its holder goes on
             self._end_ramdisk(job)
         if failed and plan is SPAWN:
@@ -544,7 +549,7 @@ class Engine:
             inst = session.get(Instance, job.instance_id)
             inst.holds_node_id = None
             if inst.node.state != NodeState.QUARANTINED:
-                inst.node.state = NodeState.AVAILABLE
+                inst.node.state, inst.node.state_reason = NodeState.AVAILABLE, None
 
     def _quarantine(self, job: Job, reason: str) -> None:
         """Never hand the node out again until `metalnet node clear`, even if it is deleted

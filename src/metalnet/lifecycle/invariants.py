@@ -1,4 +1,5 @@
-"""The isolation invariant, as a check anyone observing a switch can run.
+"""The isolation invariant, as a check anyone observing a switch can run; and the
+rule tying a node's state to its holder's (`states.NODE_STATES`).
 
 A node's port may carry a project VLAN only while that project's instance holds the
 node and is active, or is at the step that moves the port into or out of it; and
@@ -14,8 +15,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from metalnet.db.models import Network, Node
-from metalnet.lifecycle.states import INTO_PROJECT, InstanceState, Step
+from metalnet.db.models import Instance, Network, Node
+from metalnet.lifecycle.states import INTO_PROJECT, NODE_STATES, InstanceState, Step
 from metalnet.switches.base import PortState
 from metalnet.switches.drift import describe, in_sync
 from metalnet.switches.guard import Owner, node_owner
@@ -65,6 +66,24 @@ def state_violation(
         where = f"{owner.state}/{owner.step}"
         return f"node {node_name} is in project VLAN {vlan} while {owner.instance} is {where}"
     return None
+
+
+def node_state_violations(session: Session) -> list[str]:
+    """Nodes whose state their holder's state does not allow (`states.NODE_STATES`),
+    read in one transaction: a node left DEPLOYING by a failed terminate looks busy
+    to an operator and to anything waiting for the lifecycle to end."""
+    holders = {
+        i.holds_node_id: i
+        for i in session.scalars(select(Instance).where(Instance.holds_node_id.is_not(None)))
+    }
+    problems = []
+    for node in session.scalars(select(Node).order_by(Node.id)):
+        holder = holders.get(node.id)
+        state = holder.state if holder is not None else None
+        if node.state not in NODE_STATES[state]:
+            held = f"instance {holder.name} is {state}" if holder else "no instance holds it"
+            problems.append(f"node {node.name} is {node.state} while {held}")
+    return problems
 
 
 def _carried(actual: PortState | None) -> set[int]:

@@ -178,6 +178,18 @@ INTO_PROJECT = frozenset(SPAWN.steps[SPAWN.steps.index(Step.PORT_TO_PROJECT) :])
 NODE_PLANS = {CLEAN.state: CLEAN}
 """The plan each unfinished node state runs."""
 
+NODE_STATES = {
+    None: (NodeState.AVAILABLE, NodeState.CLEANING, NodeState.QUARANTINED),
+    InstanceState.BUILDING: (NodeState.DEPLOYING,),
+    InstanceState.ACTIVE: (NodeState.ACTIVE,),
+    InstanceState.DELETING: (NodeState.DEPLOYING, NodeState.ACTIVE, NodeState.ERROR),
+    InstanceState.ERROR: (NodeState.ERROR,),
+}
+"""The states a node may be in, by the state of the instance holding it (None: no
+instance holds it). A node's state says what its holder's plan left it as: DEPLOYING
+only while a spawn runs (or the terminate that interrupted it), ERROR once its
+instance's plan failed, whichever plan it was."""
+
 STILL_STEPS = (Step.DEPLOY, Step.ERASE, Step.DISK_BOOT, Step.PORT_TO_PROJECT, Step.RELEASE)
 """Steps during which the node already is where they leave it (powered off, or in the
 ramdisk on the service VLAN): they change nothing a neighbour could reach."""

@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 from metalnet import apitokens
 from metalnet.controller import Controller
 from metalnet.db.models import AuditEntry, Instance, Network, Nic, Node, SwitchChange, SwitchPort
-from metalnet.lifecycle.invariants import state_violation
+from metalnet.lifecycle.invariants import node_state_violations, state_violation
 from metalnet.lifecycle.states import SPAWN, TERMINATE
 from metalnet.sim.lab.lab import BMC_PASSWORD, BMC_USER
 from metalnet.sim.lab.nodes import LabNode
@@ -40,7 +40,7 @@ NODES = 3
 PORTS = 8
 SWITCH = "tor1"
 BUSY_INSTANCE = ("building", "deleting")
-BUSY_NODE = ("cleaning", "deploying")
+BUSY_NODE = ("cleaning",)  # a deploying node has a busy instance (NODE_STATES)
 STEP_SECONDS = 60.0
 # Short, so a stalled BMC fails its step quickly, yet well above what a healthy
 # simulated BMC takes on a loaded machine (a Redfish call is several HTTP requests;
@@ -229,6 +229,11 @@ class ModelLab:
                         f"{guard.allowed(guard.Owner(), self.settings).rule}"
                     )
         return problems
+
+    def node_state_violations(self) -> list[str]:
+        """Nodes whose state their instance's state does not allow (`NODE_STATES`)."""
+        with self.world.db.session() as s:
+            return node_state_violations(s)
 
     def unerased_offers(self) -> list[str]:
         """Nodes `available` whose disk is not all zero (read before and after the disk)."""
