@@ -4,6 +4,7 @@ Junos simulator."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import time
@@ -139,6 +140,49 @@ def test_unreachable_switch_fails_its_changes_and_recovers(fleet, virtual_clock)
     assert virtual_clock == [0.5, 1.0, 2.0]  # the one retry policy's back-off
 
 
+def test_a_staged_change_replaced_in_a_lost_transaction_still_gets_its_outcome(
+    fleet, virtual_clock
+) -> None:
+    """eth1 -> 100 is staged (not yet confirmed) when eth1 -> 101 arrives; the
+    transaction of 101 loses the session, so the switch rolls both back and 101 is
+    staged again on a new session. The change to 100 is told it was superseded: it
+    was dropped with no outcome, and its caller waited forever."""
+    queue, names, _records, _ = fleet
+    dev = device(names, "sw1")
+    dev.losses = ["ok", "before"]  # the first stage goes through, the next one is lost
+    first = queue.submit("sw1", PortChange("eth1", 100))
+    deadline = time.monotonic() + 5
+    while not dev.lock.locked():  # the first stage is under way (0.2 s on the device)
+        assert time.monotonic() < deadline, "the first change was never staged"
+        time.sleep(0.001)
+    second = queue.submit("sw1", PortChange("eth1", 101))
+    assert second.result(5).ok
+    replaced = first.result(5)
+    assert replaced.ok and replaced.superseded and "101" in replaced.message
+    assert dev.ports["eth1"] == 101 and dev.rollback is None
+
+
+def test_a_driver_bug_while_confirming_fails_the_changes_and_the_lane_goes_on(
+    fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception from a driver's confirm (a bug, not a switch error) must
+    not end the lane's thread: every caller would wait forever."""
+    queue, names, _records, _ = fleet
+    real, broken = FakeDriver.confirm, []
+
+    def confirm_broken_once(self: FakeDriver) -> None:
+        if not broken:
+            broken.append(True)
+            raise RuntimeError("driver bug")
+        real(self)
+
+    monkeypatch.setattr(FakeDriver, "confirm", confirm_broken_once)
+    outcome = queue.submit("sw1", PortChange("eth1", 100)).result(5)
+    assert not outcome.ok and "driver bug" in outcome.message
+    assert device(names, "sw1").ports["eth1"] is None  # the session ended: rolled back
+    assert queue.submit("sw1", PortChange("eth1", 101)).result(5).ok
+
+
 # ------------------------------------------------------------------ the commit scheme
 
 PORTS = [f"eth{i}" for i in range(4)]
@@ -155,6 +199,7 @@ PORTS = [f"eth{i}" for i in range(4)]
         st.tuples(
             st.lists(st.tuples(st.sampled_from(PORTS), st.integers(100, 103)), min_size=1),
             st.lists(st.sampled_from(["ok", "before", "after"]), max_size=3),
+            st.booleans(),
         ),
         min_size=1,
         max_size=6,
@@ -162,32 +207,47 @@ PORTS = [f"eth{i}" for i in range(4)]
 )
 def test_a_reported_change_is_never_rolled_back(steps, virtual_clock) -> None:
     """Model-based: bursts of changes with session losses injected before or after
-    commits and confirmations. Whenever a change is reported applied, nothing is
-    pending on the device that could roll back; in the end every port holds the last
-    change reported applied for it."""
+    commits and confirmations, each burst sent at once or while the next transaction
+    is on the device. Every change gets exactly one outcome; whenever a change is
+    reported applied, nothing is pending on the device that could roll back; in the
+    end every port holds the last change reported applied for it."""
     dev = fake_device("127.0.0.1", port := next(_ports), ports=4)
     target = SwitchTarget("sw", "127.0.0.1", port, "u", "p")
     pending_at_report: list[bool] = []
+    submitted: list[tuple[PortChange, Future[ChangeOutcome]]] = []
 
     def connect(_name: str) -> FakeDriver:
         return FakeDriver(target)
 
+    def send(queue: SwitchQueue, burst: list[tuple[str, int]], losses: list[str]) -> None:
+        """Called with the device's lock held, so bursts are numbered as they arrive."""
+        dev.losses.extend(losses)
+        changes = [PortChange(p, v) for p, v in burst]
+        futures = queue.submit_many("sw", changes)
+        for future in futures:
+            future.add_done_callback(
+                lambda f: pending_at_report.append(
+                    f.result().ok and not f.result().superseded and dev.rollback is not None
+                )
+            )
+        submitted.extend(zip(changes, futures, strict=True))
+
     try:
         with SwitchQueue(connect, lambda _n: FakeDriver, gather=0.0) as queue:
-            submitted: list[tuple[PortChange, Future[ChangeOutcome]]] = []
-            for burst, losses in steps:
-                with dev.lock:
-                    dev.losses.extend(losses)
-                changes = [PortChange(p, v) for p, v in burst]
-                futures = queue.submit_many("sw", changes)
-                for future in futures:
-                    future.add_done_callback(
-                        lambda f: pending_at_report.append(
-                            f.result().ok and not f.result().superseded and dev.rollback is not None
-                        )
-                    )
-                submitted += zip(changes, futures, strict=True)
-            outcomes = [(c, f.result(30)) for c, f in submitted]
+            for burst, losses, during in steps:
+                if during:
+                    dev.during_stage.append(functools.partial(send, queue, burst, losses))
+                else:
+                    with dev.lock:
+                        send(queue, burst, losses)
+            deadline = time.monotonic() + 10
+            while dev.during_stage and not all(f.done() for _, f in list(submitted)):
+                assert time.monotonic() < deadline, "the queue went idle with changes queued"
+                time.sleep(0.001)
+            with dev.lock:  # bursts whose transaction never came are sent now
+                while dev.during_stage:
+                    dev.during_stage.pop(0)()
+            outcomes = [(c, f.result(10)) for c, f in submitted]  # each gets its outcome
         assert not any(pending_at_report)
         assert dev.rollback is None
         for port in PORTS:

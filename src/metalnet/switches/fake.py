@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -36,6 +36,8 @@ class FakeDevice:
     staged them ends unconfirmed. `losses` lists the fate of the next operations
     (stage or confirm), one each: "ok", "before" (the session is lost, nothing
     happens) or "after" (the operation took effect, then the session was lost).
+    `during_stage` lists what happens while the next stages are on the device, one
+    each (called with `lock` held): a test's changes arriving during a transaction.
     """
 
     ports: dict[str, int | None]
@@ -45,6 +47,7 @@ class FakeDevice:
     lock: threading.Lock = field(default_factory=threading.Lock)
     rollback: dict[str, int | None] | None = None
     losses: list[str] = field(default_factory=list)
+    during_stage: list[Callable[[], None]] = field(default_factory=list)
 
     def roll_back(self) -> None:
         if self.rollback is not None:
@@ -112,6 +115,8 @@ class FakeDriver(SwitchDriver):
             if unknown:
                 raise CommitRefused(self.target.name, "interface does not exist", unknown)
             time.sleep(device.latency)
+            if device.during_stage:
+                device.during_stage.pop(0)()
             if device.rollback is None:
                 device.rollback = dict(device.ports)
             for change in changes:

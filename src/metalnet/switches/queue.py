@@ -104,12 +104,6 @@ def _names_port(message: str, interface: str) -> bool:
     return re.search(rf"(?<![\w/.:-]){re.escape(interface)}(?![\w/:-])", message) is not None
 
 
-def _merge(older: Sequence[_Request], newer: Sequence[_Request]) -> list[_Request]:
-    """Requests of both lists, one per port; a port's newer request wins."""
-    ports = {r.change.interface for r in newer}
-    return [r for r in older if r.change.interface not in ports] + list(newer)
-
-
 class _Lane:
     """The pending changes and the worker thread of one switch."""
 
@@ -197,6 +191,15 @@ class _Lane:
         winner = requests[-1]
         self._superseded(requests[:-1], winner.change.vlan)
         return winner
+
+    def _merge(self, older: Sequence[_Request], newer: Sequence[_Request]) -> list[_Request]:
+        """Requests of both lists, one per port: a port's newer request wins, and the
+        older one it replaces is told so (every request gets exactly one outcome)."""
+        vlans = {r.change.interface: r.change.vlan for r in newer}
+        for request in older:
+            if request.change.interface in vlans:
+                self._superseded([request], vlans[request.change.interface])
+        return [r for r in older if r.change.interface not in vlans] + list(newer)
 
     def _superseded(self, losers: Sequence[_Request], vlan: int) -> None:
         now = time.monotonic()
@@ -297,20 +300,16 @@ class _Lane:
     def _staged(self, batch: Sequence[_Request]) -> None:
         """The batch is on the switch, provisionally; earlier staged moves of its ports
         were replaced by it."""
-        ports = {r.change.interface: r.change.vlan for r in batch}
-        replaced = [r for r in self.unconfirmed if r.change.interface in ports]
-        for request in replaced:
-            self._superseded([request], ports[request.change.interface])
         for request in batch:
             request.batch = len(batch)
-        self.unconfirmed = _merge(self.unconfirmed, batch)
+        self.unconfirmed = self._merge(self.unconfirmed, batch)
 
     def _rolled_back(self, batch: Sequence[_Request]) -> list[_Request]:
         """The session is gone: the switch rolls back what was staged; stage it again."""
         for changes, started in self.staged:
             self._journal(changes, False, started, "rolled back: session lost before confirming")
         again, self.unconfirmed, self.staged = self.unconfirmed, [], []
-        return _merge(again, batch)
+        return self._merge(again, batch)
 
     def _confirm(self) -> None:
         """Make staged changes permanent, then report them applied."""
@@ -325,17 +324,25 @@ class _Lane:
             self._commit(self._rolled_back([]))
             return
         except SwitchError as exc:  # the session ends: the switch rolls the staged back
-            self._drop_session()
-            for changes, staged_at in self.staged:
-                self._journal(changes, False, staged_at, f"not confirmed: {exc.reason}")
-            failed, self.unconfirmed, self.staged = self.unconfirmed, [], []
-            self._finish(failed, ok=False, message=str(exc))
+            self._not_confirmed(exc.reason, str(exc))
+            return
+        except Exception as exc:  # a driver bug must not kill the lane and hang callers
+            log.exception("switch %s: unexpected error confirming", self.switch)
+            self._not_confirmed(repr(exc), f"switch {self.switch}: {exc!r}")
             return
         log.info("switch %s confirmed (%.2fs)", self.switch, time.monotonic() - started)
         for changes, staged_at in self.staged:
             self._journal(changes, True, staged_at, "")
         confirmed, self.unconfirmed, self.staged = self.unconfirmed, [], []
         self._finish(confirmed, ok=True, message="")
+
+    def _not_confirmed(self, reason: str, message: str) -> None:
+        """End the session (the switch rolls back what it staged) and fail those changes."""
+        self._drop_session()
+        for changes, staged_at in self.staged:
+            self._journal(changes, False, staged_at, f"not confirmed: {reason}")
+        failed, self.unconfirmed, self.staged = self.unconfirmed, [], []
+        self._finish(failed, ok=False, message=message)
 
     def _isolate(self, requests: Sequence[_Request], exc: CommitRefused) -> None:
         """Fail the ports the refusal names (in its ports or the switch's message) and
