@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metalnet.boot import initramfs, ramdisk
+from metalnet.boot import debian, initramfs, ramdisk
 from metalnet.boot.cmdline import AgentBoot, agent_boot
 from metalnet.boot.ramdisk_agent import agent_argv, first_disk
 from metalnet.errors import MetalnetError
@@ -121,3 +121,36 @@ def test_bytecode_is_compiled_once_per_source_unchecked_by_python(tmp_path: Path
     assert compiled() == first and first[pyc].stat().st_mtime_ns == stamp
     source.write_text("ANSWER = 43\n")
     assert compiled()[pyc] != first[pyc]
+
+
+@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb (Debian)")
+def test_a_package_unpacked_by_two_builds_at_once_is_kept_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two builds sharing a cache extract the same .deb at once: the one that renames
+    second keeps the first's copy (it failed with 'Directory not empty')."""
+    package = tmp_path / "pkg"
+    (package / "DEBIAN").mkdir(parents=True)
+    (package / "DEBIAN" / "control").write_text(
+        "Package: tiny\nVersion: 1\nArchitecture: all\nMaintainer: m <m@m>\nDescription: d\n"
+    )
+    (package / "usr" / "share").mkdir(parents=True)
+    (package / "usr" / "share" / "tiny").write_text("tiny\n")
+    deb = tmp_path / "tiny_1_all.deb"
+    subprocess.run(["dpkg-deb", "--build", str(package), str(deb)], check=True, capture_output=True)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    real_run, raced = debian.run, []
+
+    def extract_while_another_build_does(argv: list[str], **kwargs: object) -> str:
+        out = real_run(argv, **kwargs)
+        if not raced:  # the other build finishes between this one's extract and rename
+            raced.append(None)
+            raced[0] = debian.unpack(deb, cache)
+        return out
+
+    monkeypatch.setattr(debian, "run", extract_while_another_build_does)
+    target = debian.unpack(deb, cache)
+    assert raced == [target]
+    assert (target / "usr" / "share" / "tiny").read_text() == "tiny\n"
+    assert sorted(p.name for p in cache.iterdir()) == [target.name]  # no copy left behind

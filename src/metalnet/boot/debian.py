@@ -74,7 +74,9 @@ def resolve_all(cache: Path, packages: Sequence[str]) -> list[Deb]:
             return [Deb(**d) for d in data["debs"]]
     debs = [resolve(package) for package in packages]
     cache.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps({"fingerprint": fingerprint, "debs": [d.__dict__ for d in debs]}))
+    with tempfile.NamedTemporaryFile("w", dir=cache, delete=False) as partial:
+        json.dump({"fingerprint": fingerprint, "debs": [d.__dict__ for d in debs]}, partial)
+    Path(partial.name).replace(saved)  # a build reading it at once sees all of it or none
     return debs
 
 
@@ -126,12 +128,21 @@ def fetch(deb: Deb, cache: Path) -> Path:
 
 
 def unpack(deb_file: Path, cache: Path) -> Path:
-    """The package's files, extracted once next to the .deb."""
+    """The package's files, extracted once next to the .deb.
+
+    Builds may share a cache at once: each extracts into a directory of its own and
+    renames it into place; one that finds the place taken meanwhile keeps the
+    finished copy (the same .deb's files).
+    """
     target = cache / deb_file.stem
     if not target.is_dir():
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
             run(["dpkg-deb", "-x", str(deb_file), tmp])
-            Path(tmp).rename(target)
+            try:
+                Path(tmp).rename(target)
+            except OSError:
+                if not target.is_dir():
+                    raise
     return target
 
 
