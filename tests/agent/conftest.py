@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from fastapi import FastAPI, HTTPException, Response
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 
@@ -85,6 +85,7 @@ class Controller:
     recorder: Recorder
     images: dict[str, bytes]
     redirects: dict[str, str]
+    image_hosts: list[str]  # the Host header of every request to the image server
 
     def node(self, name: str) -> str:
         """Enrol a node (without cabling: the agent API needs none) and issue its token."""
@@ -168,8 +169,13 @@ def _serve(app) -> tuple[str, uvicorn.Server, threading.Thread, socket.socket]:
     return f"http://127.0.0.1:{port}", server, thread, sock
 
 
-def _image_app(images: dict[str, bytes], redirects: dict[str, str]) -> FastAPI:
+def _image_app(images: dict[str, bytes], redirects: dict[str, str], hosts: list[str]) -> FastAPI:
     app = FastAPI()
+
+    @app.middleware("http")
+    async def record_host(request: Request, call_next):
+        hosts.append(request.headers.get("host", ""))
+        return await call_next(request)
 
     @app.get("/images/{name}")
     def get_image(name: str) -> Response:
@@ -197,8 +203,9 @@ def _servers() -> Iterator[tuple[str, str, Recorder, dict, dict]]:
     recorder = Recorder()
     images: dict[str, bytes] = {}
     redirects: dict[str, str] = {}
-    running = [_serve(recorder), _serve(_image_app(images, redirects))]
-    yield running[0][0], running[1][0], recorder, images, redirects
+    hosts: list[str] = []
+    running = [_serve(recorder), _serve(_image_app(images, redirects, hosts))]
+    yield running[0][0], running[1][0], recorder, images, redirects, hosts
     for _url, server, thread, sock in running:
         server.should_exit = True
         thread.join(timeout=5)
@@ -209,7 +216,7 @@ def _servers() -> Iterator[tuple[str, str, Recorder, dict, dict]]:
 def controller(request, _servers, tmp_path: Path) -> Iterator[Controller]:
     """The real controller app over a fresh database (SQLite, or PostgreSQL when the
     test parametrizes this fixture indirectly with "postgres")."""
-    url, images_url, recorder, images, redirects = _servers
+    url, images_url, recorder, images, redirects, hosts = _servers
     if getattr(request, "param", "sqlite") == "postgres":
         database_url = request.getfixturevalue("pg_cluster").new_database()
     else:
@@ -226,7 +233,8 @@ def controller(request, _servers, tmp_path: Path) -> Iterator[Controller]:
     recorder.app, recorder.failures, recorder.requests = create_app(db), 0, []
     images.clear()
     redirects.clear()
-    yield Controller(url, images_url, db, recorder, images, redirects)
+    hosts.clear()
+    yield Controller(url, images_url, db, recorder, images, redirects, hosts)
     db.engine.dispose()
 
 

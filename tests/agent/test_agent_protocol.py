@@ -6,6 +6,7 @@ what the agent reported is read back from the database, as the lifecycle reads i
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import logging
@@ -419,3 +420,56 @@ def test_redirect_within_the_policy_is_followed(lab, make_disk) -> None:
     assert agent(lab, disk) == ExitCode.OK
     assert lab.task(task_id).state == "done"
     assert disk.read_bytes()[:11] == b"moved image"
+
+
+def _resolving(monkeypatch: pytest.MonkeyPatch, name: str, answers: list[str]) -> None:
+    """`name` resolves to each of `answers` in turn, then to the last one for good.
+    The resolver is replaced because no DNS server the system resolver asks runs
+    here; the connections made to the answers are real."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host == name:
+            host = answers.pop(0) if len(answers) > 1 else answers[0]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def _allow(lab, monkeypatch: pytest.MonkeyPatch, *entries: str) -> None:
+    settings = lab.db.settings
+    allowed = dataclasses.replace(settings, image_allow=(*settings.image_allow, *entries))
+    monkeypatch.setattr(lab.db, "settings", allowed)
+
+
+def test_an_image_host_is_fetched_from_the_address_it_was_checked_at(
+    lab, make_disk, monkeypatch
+) -> None:
+    """DNS rebinding: the image host's name resolves to an allowed address when the
+    agent checks it, then to the controller's. The agent connects to the address it
+    checked (where nothing listens), so the controller is never reached."""
+    controller = httpx.URL(lab.url)
+    _allow(lab, monkeypatch, "rebind.test")
+    _resolving(monkeypatch, "rebind.test", ["127.0.0.2", controller.host])
+    disk = make_disk(MIB, fill=7)
+    task_id = lab.give("n1", "deploy", f"http://rebind.test:{controller.port}/metrics", SHA)
+    assert agent(lab, disk) == ExitCode.TASK_FAILED
+    assert lab.task(task_id).state == "failed"
+    assert not any(path == "/metrics" for _, path, _, _ in lab.recorder.requests)
+    assert disk.read_bytes() == bytes([7]) * MIB
+
+
+def test_an_image_named_by_host_name_is_fetched_by_that_name(lab, make_disk, monkeypatch) -> None:
+    """The pinned connection still names the host (Host header), so a name-based image
+    server answers; relative redirects stay on the name."""
+    images = httpx.URL(lab.images_url)
+    _allow(lab, monkeypatch, "images.test")
+    _resolving(monkeypatch, "images.test", [images.host])
+    _, sha = lab.add_image("named.raw", b"named image")
+    named = f"http://images.test:{images.port}/go/hop"
+    lab.redirects["hop"] = "/images/named.raw"
+    disk = make_disk(2 * MIB)
+    task_id = lab.give("n1", "deploy", named, sha)
+    assert agent(lab, disk) == ExitCode.OK, lab.task(task_id).message
+    assert disk.read_bytes()[:11] == b"named image"
+    assert lab.image_hosts == [f"images.test:{images.port}"] * 2

@@ -211,9 +211,10 @@ class ImageRefused(Exception):
     """The image URL, or a redirect, leads outside the controller's image policy."""
 
 
-def _check_target(policy: ImagePolicy, url: str) -> None:
-    """The policy's check, then again on every address the host resolves to, so a name
-    cannot lead to one of the controller's own endpoints."""
+def _check_target(policy: ImagePolicy, url: str) -> str:
+    """The address to fetch `url` from: the policy's check, then again on every address
+    the host resolves to, so a name cannot lead to one of the controller's own endpoints.
+    The connection goes to the address returned (`_get`), never to a second answer."""
     try:
         policy.check(url)
     except InputError as exc:
@@ -221,11 +222,26 @@ def _check_target(policy: ImagePolicy, url: str) -> None:
     parts = httpx.URL(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(parts.host, port)}
-    except OSError:
-        return  # unresolvable: the connection fails and is reported as such
+        found = socket.getaddrinfo(parts.host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise httpx.ConnectError(f"cannot resolve {parts.host}: {exc}") from None
+    addresses = [info[4][0] for info in found]
     if any(policy.denies(address, port) for address in addresses):
         raise ImageRefused(f"image URL {url!r} points at the controller itself")
+    return addresses[0]
+
+
+def _get(http: httpx.Client, url: str, address: str) -> httpx.Request:
+    """A GET of `url` sent to `address`, where its host name was checked: the name is
+    not resolved again, since a second answer may name another host (DNS rebinding).
+    The server still sees the name (Host header) and TLS checks the certificate
+    against it (SNI, httpcore's `sni_hostname` extension)."""
+    named = httpx.URL(url)
+    headers = {"Host": named.netloc.decode("ascii"), "Accept-Encoding": "identity"}
+    extensions = {"sni_hostname": named.host} if named.scheme == "https" else {}
+    return http.build_request(
+        "GET", named.copy_with(host=address), headers=headers, extensions=extensions
+    )
 
 
 @contextmanager
@@ -235,21 +251,21 @@ def _image(
     """Open the image download: its byte stream and its announced size, if any.
 
     Redirects are followed by hand, each checked against the policy before it is
-    requested. The bytes are taken as sent (`iter_raw`): a server that labels a
-    .gz file `Content-Encoding: gzip` despite `Accept-Encoding: identity` still
-    yields the published file, whose sha256 the task names; the disk code
+    requested, and each fetched from the address its name was checked at. The bytes
+    are taken as sent (`iter_raw`): a server that labels a .gz file
+    `Content-Encoding: gzip` despite `Accept-Encoding: identity` still yields the
+    published file, whose sha256 the task names; the disk code
     recognises the compression from the bytes themselves."""
-    _check_target(policy, url)
+    address = _check_target(policy, url)
     for _ in range(MAX_REDIRECTS + 1):
-        request = http.build_request("GET", url, headers={"Accept-Encoding": "identity"})
-        response = http.send(request, stream=True)
+        response = http.send(_get(http, url, address), stream=True)
         if not response.is_redirect:
             break
         location = response.headers.get("Location", "")
         response.close()
-        url = str(response.url.join(location))
+        url = str(httpx.URL(url).join(location))  # relative to the name, not the address
         try:
-            _check_target(policy, url)
+            address = _check_target(policy, url)
         except ImageRefused:
             log.error("image redirect to %s refused by the image policy", url)
             raise ImageRefused(
