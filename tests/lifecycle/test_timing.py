@@ -192,6 +192,12 @@ def test_a_failed_terminate_leaves_its_node_in_error_not_deploying(tmp_path: Pat
                 assert db_node.state == "error", db_node.state
                 assert "step port_to_service failed" in db_node.state_reason
                 assert node_state_violations(s) == []
+                db_node.state = "deploying"  # what the failed terminate left before
+                s.flush()
+                assert node_state_violations(s) == [
+                    "node n1 is deploying while instance web is error"
+                ]
+                s.rollback()
             node.bmc.stall(False)
             with world.db.session() as s:
                 instances.delete_instance(s, "web")

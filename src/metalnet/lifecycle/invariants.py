@@ -70,19 +70,18 @@ def state_violation(
 
 def node_state_violations(session: Session) -> list[str]:
     """Nodes whose state their holder's state does not allow (`states.NODE_STATES`),
-    read in one transaction: a node left DEPLOYING by a failed terminate looks busy
-    to an operator and to anything waiting for the lifecycle to end."""
-    holders = {
-        i.holds_node_id: i
-        for i in session.scalars(select(Instance).where(Instance.holds_node_id.is_not(None)))
-    }
+    read in one statement (one snapshot): a node left DEPLOYING by a failed terminate
+    looks busy to an operator and to anything waiting for the lifecycle to end."""
+    rows = session.execute(
+        select(Node.name, Node.state, Instance.name, Instance.state)
+        .outerjoin(Instance, Instance.holds_node_id == Node.id)
+        .order_by(Node.id)
+    )
     problems = []
-    for node in session.scalars(select(Node).order_by(Node.id)):
-        holder = holders.get(node.id)
-        state = holder.state if holder is not None else None
-        if node.state not in NODE_STATES[state]:
-            held = f"instance {holder.name} is {state}" if holder else "no instance holds it"
-            problems.append(f"node {node.name} is {node.state} while {held}")
+    for node, state, instance, holder_state in rows:
+        if state not in NODE_STATES[holder_state]:
+            held = f"instance {instance} is {holder_state}" if instance else "no instance holds it"
+            problems.append(f"node {node} is {state} while {held}")
     return problems
 
 
