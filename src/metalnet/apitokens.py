@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from metalnet import inventory
 from metalnet.db.models import ApiToken, Project
 from metalnet.errors import Conflict, InputError, NotFound
-from metalnet.validate import check_name
+from metalnet.validate import check_name, is_digits
 
 PREFIX = "mnt_"
 VERIFIED_SECONDS = 1.0
@@ -125,7 +125,7 @@ def authenticate(session: Session, token: str) -> Caller | None:
 
 def revoke(session: Session, token_id: int | str) -> ApiToken:
     """Revoke by id; refused from the commit on (see the module's docstring)."""
-    if isinstance(token_id, str) and not token_id.isdigit():
+    if isinstance(token_id, str) and not is_digits(token_id):
         raise InputError(f"invalid token id {token_id!r}: expected a number")
     row = session.get(ApiToken, int(token_id))
     if row is None:

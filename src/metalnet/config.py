@@ -19,7 +19,7 @@ import platformdirs
 
 from metalnet.dhcp.network import MIN_LEASE_SECONDS, check_interface, check_path
 from metalnet.errors import ConfigError, InputError
-from metalnet.validate import DEFAULT_VLAN, ImagePolicy, check_image_entry
+from metalnet.validate import DEFAULT_VLAN, ImagePolicy, check_image_entry, is_digits
 
 ENV_CONFIG = "METALNET_CONFIG"
 ENV_DATABASE_URL = "METALNET_DATABASE_URL"
@@ -133,7 +133,7 @@ def _vlan(key: str, value: object) -> int:
 def _vlan_range(key: str, value: object) -> VlanRange:
     text = str(value)
     first, sep, last = text.partition("-")
-    if not sep or not first.strip().isdigit() or not last.strip().isdigit():
+    if not sep or not is_digits(first.strip()) or not is_digits(last.strip()):
         raise ConfigError(f"config key {key}: {value!r} is not a range like 100-3999")
     rng = VlanRange(_vlan(key, int(first)), _vlan(key, int(last)))
     if rng.first > rng.last:
@@ -222,7 +222,7 @@ def _interface_map(key: str, value: object) -> dict[int, str]:
         )
     result: dict[int, str] = {}
     for vlan, name in value.items():
-        if not str(vlan).isdigit():
+        if not is_digits(str(vlan)):
             raise ConfigError(f"config key {key}: {vlan!r} is not a VLAN id 1-4094")
         result[_vlan(key, int(vlan))] = _interface_name(key, name)
     if len(set(result.values())) < len(result):

@@ -97,10 +97,17 @@ def check_sha256(value: str) -> str:
     return text
 
 
+def is_digits(text: str) -> bool:
+    """Whether `text` is a whole number in ASCII digits: the one test of a number typed
+    as text. `str.isdigit()` alone also accepts superscripts and other scripts' digits
+    ("¹" fails in int(), "٣" reads as 3), so a token id of "¹" once answered HTTP 500."""
+    return text.isascii() and text.isdigit()
+
+
 def check_host_port(value: str, what: str = "address") -> tuple[str, int]:
     """`HOST:PORT` with a hostname or IPv4 address and a port 1-65535."""
     host, sep, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
-    if not sep or not re.fullmatch(r"[A-Za-z0-9.-]{1,253}", host) or not port.isdigit():
+    if not sep or not re.fullmatch(r"[A-Za-z0-9.-]{1,253}", host) or not is_digits(port):
         raise InputError(f"invalid {what} {value!r}: expected HOST:PORT, e.g. 192.0.2.10:830")
     if not 1 <= int(port) <= 65535:
         raise InputError(f"invalid {what} {value!r}: port must be 1-65535")
@@ -111,7 +118,7 @@ def check_listen(value: str) -> tuple[str, int]:
     """`HOST:PORT` to listen on; port 0 lets the system pick a free one."""
     host, sep, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if not sep or not host or not is_digits(port) or int(port) > 65535:
         raise InputError(f"invalid listen address {value!r}: expected HOST:PORT, PORT 0-65535")
     return host, int(port)
 
@@ -178,7 +185,7 @@ def _entry_matches(entry: str, host: str, port: int, wildcard: bool = False) -> 
         except ValueError:
             return False
     name, sep, entry_port = entry.rpartition(":") if ":" in entry else (entry, "", "")
-    if sep and entry_port.isdigit() and int(entry_port) != port:
+    if sep and is_digits(entry_port) and int(entry_port) != port:
         return False
     name = name.lower().strip("[]")
     return name == host or (wildcard and name in ("0.0.0.0", "::"))
@@ -194,6 +201,6 @@ def check_image_entry(value: str) -> str:
             raise InputError(f"invalid image_allow entry {value!r}: not a CIDR") from None
         return text
     host, sep, port = text.rpartition(":") if ":" in text else (text, "", "")
-    if not re.fullmatch(r"[a-z0-9.-]{1,253}", host) or (sep and not port.isdigit()):
+    if not re.fullmatch(r"[a-z0-9.-]{1,253}", host) or (sep and not is_digits(port)):
         raise InputError(f"invalid image_allow entry {value!r}: expected HOST, HOST:PORT or CIDR")
     return text

@@ -39,6 +39,15 @@ def test_bad_bodies_get_one_json_error(api, content, status, needle) -> None:
     assert needle in error["message"] or needle in error["code"]
 
 
+@pytest.mark.parametrize("token_id", ["%C2%B9", "%D9%A3", "1%C2%B2", "-1", "1.0"])
+def test_a_token_id_that_is_not_ascii_digits_is_one_json_error(api, token_id) -> None:
+    """ "¹" passed `str.isdigit()` and then failed in int(): HTTP 500 (found by the
+    OpenAPI fuzz test); "٣" is a digit to int() too, yet no id anyone typed."""
+    response = api.call("admin", "DELETE", f"/v1/tokens/{token_id}")
+    assert response.status_code == 400, response.text
+    assert "expected a number" in response.json()["error"]["message"]
+
+
 def test_network_vlan_errors_name_the_value(api) -> None:
     for vlan, message in (
         (0, "invalid VLAN 0"),

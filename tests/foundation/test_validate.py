@@ -1,10 +1,23 @@
 """Validators: what may reach a switch, a BMC or dnsmasq."""
 
-import pytest
+import re
+from pathlib import Path
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import metalnet
 from metalnet.errors import InputError
 from metalnet.switches import check_interface
-from metalnet.validate import check_cidr, check_name, check_sha256, check_vlan, normalize_mac
+from metalnet.validate import (
+    check_cidr,
+    check_name,
+    check_sha256,
+    check_vlan,
+    is_digits,
+    normalize_mac,
+)
 
 
 @pytest.mark.parametrize(
@@ -89,3 +102,22 @@ def test_sha256() -> None:
     assert check_sha256("A" * 64) == "a" * 64
     with pytest.raises(InputError):
         check_sha256("a" * 63)
+
+
+@given(st.text() | st.from_regex(r"[0-9]{1,6}", fullmatch=True))
+def test_a_number_typed_as_text_is_ascii_digits_only(text: str) -> None:
+    assert is_digits(text) == (re.fullmatch(r"[0-9]+", text) is not None)
+    if is_digits(text):
+        assert str(int(text)) == text.lstrip("0") or int(text) == 0
+
+
+def test_numbers_typed_as_text_are_told_by_one_rule() -> None:
+    """Every check of a number written as text goes through `is_digits`: str.isdigit()
+    alone takes "¹" (int() then fails) and "٣" (read as 3)."""
+    root = Path(metalnet.__file__).parent
+    users = sorted(
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if ".isdigit()" in path.read_text() and path.name != "validate.py"
+    )
+    assert users == []

@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from metalnet.api.auth import Forbidden, Unauthorized
 from metalnet.errors import Conflict, InputError, MetalnetError, NotFound
 from metalnet.service.models import validation_message
+from metalnet.validate import is_digits
 
 MAX_BODY = 64 * 1024
 STATUS = {InputError: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404, Conflict: 409}
@@ -78,7 +79,9 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         length = dict(scope.get("headers", [])).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+        if length is not None and (
+            not is_digits(length.decode("latin-1")) or int(length) > MAX_BODY
+        ):
             await self._refuse(send)
             return
         received = 0

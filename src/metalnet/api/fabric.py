@@ -32,6 +32,7 @@ from metalnet.switches.base import PortState, SwitchError
 from metalnet.switches.drift import describe, in_sync
 from metalnet.switches.reconcile import reconcile
 from metalnet.switches.service import SwitchService
+from metalnet.validate import is_digits
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES, route_class=Route)
 
@@ -93,7 +94,7 @@ Reads = Annotated[DeviceReads, Depends(device_reads)]
 
 def front_panel_key(interface: str) -> tuple:
     """ge-0/0/2 before ge-0/0/10: the order of the front panel."""
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", interface))
+    return tuple(int(p) if is_digits(p) else p for p in re.split(r"(\d+)", interface))
 
 
 def port_in(vlan: int | None, settings: Settings, networks: dict[int, Network]) -> dict:

@@ -21,6 +21,7 @@ from metalnet.sim.switch.datastore import CommitOutcome, ConfigDatabase, Session
 from metalnet.sim.switch.errors import CHECKOUT_FAILED, ErrorSpec, RpcFailure, syntax_error
 from metalnet.sim.switch.faults import Faults
 from metalnet.sim.switch.tree import Element
+from metalnet.validate import is_digits
 
 DEFAULT_CONFIRM_MINUTES = 10
 JUNOS_NS = "http://xml.juniper.net/junos/{release}/junos"
@@ -425,14 +426,14 @@ def _release(version: str) -> tuple[int, int]:
     """`21.4R3-S5.4` → (21, 4)."""
     major, _, rest = version.partition(".")
     minor = "".join(itertools.takewhile(str.isdigit, rest))
-    return (int(major) if major.isdigit() else 0, int(minor) if minor else 0)
+    return (int(major) if is_digits(major) else 0, int(minor) if minor else 0)
 
 
 # --------------------------------------------------------------------------- commit
 
 
 def _int(raw: str) -> int:
-    if not raw.strip().isdigit():
+    if not is_digits(raw.strip()):
         raise RpcFailure(ErrorSpec(f"invalid number {raw!r}", bad_element=raw))
     return int(raw)
 

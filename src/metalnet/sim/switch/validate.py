@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from metalnet.sim.switch.dialect import DEFAULT_VLAN_ID, ELS, Dialect
 from metalnet.sim.switch.errors import CHECKOUT_FAILED, ErrorSpec, RpcFailure
 from metalnet.sim.switch.tree import Element, walk_entries
+from metalnet.validate import is_digits
 
 
 def vlan_ids(config: Element) -> dict[str, int | None]:
@@ -27,7 +28,7 @@ def vlan_ids(config: Element) -> dict[str, int | None]:
     out: dict[str, int | None] = {}
     for vlan in walk_entries(config, "vlans", "vlan"):
         raw = vlan.findtext("vlan-id")
-        out[vlan.findtext("name") or ""] = int(raw) if raw and raw.isdigit() else None
+        out[vlan.findtext("name") or ""] = int(raw) if is_digits(raw or "") else None
     out.setdefault("default", DEFAULT_VLAN_ID)
     return out
 
@@ -36,7 +37,7 @@ def resolve_member(member: str, vlans: dict[str, int | None]) -> int | None:
     """The vlan-id a `members` value means: a defined name, or a defined numeric id."""
     if member in vlans:
         return vlans[member]
-    if member.isdigit() and int(member) in vlans.values():
+    if is_digits(member) and int(member) in vlans.values():
         return int(member)
     return None
 
@@ -60,7 +61,7 @@ def _vlan_problems(config: Element) -> list[ErrorSpec]:
         if raw is None:
             continue
         path = f"[edit vlans {name}]"
-        if not raw.isdigit() or not 1 <= int(raw) <= 4094:
+        if not is_digits(raw) or not 1 <= int(raw) <= 4094:
             problems.append(
                 ErrorSpec(
                     f"Value {raw} is not within range (1..4094)", path=path, bad_element="vlan-id"

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from metalnet.validate import check_vlan
+from metalnet.validate import check_vlan, is_digits
 
 # ge-/xe-/et-/mge- FPC/PIC/port with an optional :channel, or an aggregated
 # ethernet ae0..ae127. Anything else (braces, quotes, spaces, newlines) is refused
@@ -98,7 +98,7 @@ class AccessPort:
 
 
 def _is_vlan_id(text: str) -> bool:
-    return text.isdigit() and 1 <= int(text) <= 4094
+    return is_digits(text) and 1 <= int(text) <= 4094
 
 
 def member_for(vlan: int, names: dict[int, str]) -> str:

@@ -17,7 +17,7 @@ from lxml import etree
 
 from metalnet.switches.base import PortState
 from metalnet.switches.junos.config import INTERFACE_RE, Dialect
-from metalnet.validate import DEFAULT_VLAN
+from metalnet.validate import DEFAULT_VLAN, is_digits
 
 
 def plain(root: etree._Element) -> etree._Element:
@@ -71,7 +71,7 @@ def vlan_ids(config: etree._Element | None) -> dict[str, int]:
     out = {}
     for vlan in children(child(config, "vlans"), "vlan"):
         raw = text_of(vlan, "vlan-id")
-        if raw.isdigit():
+        if is_digits(raw):
             out[text_of(vlan, "name")] = int(raw)
     return out
 
@@ -90,7 +90,7 @@ def vlan_name_taken(config: etree._Element | None, name: str) -> int | None:
     for vlan in [] if vlans is None else vlans.iterfind("vlan"):
         if text_of(vlan, "name") == name:
             raw = text_of(vlan, "vlan-id")
-            return int(raw) if raw.isdigit() else 0
+            return int(raw) if is_digits(raw) else 0
     return None
 
 
@@ -168,7 +168,7 @@ def _resolve(member: str, ids: dict[str, int]) -> int | None:
     """
     if member in ids:
         return ids[member]
-    if member.isdigit():
+    if is_digits(member):
         return int(member)
     return DEFAULT_VLAN if member == "default" else None
 
