@@ -41,7 +41,7 @@ def validation_message(errors: Sequence[Any]) -> str:
 class Body(BaseModel):
     """Request bodies: unknown fields and wrong types are refused, not coerced."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
     @classmethod
     def of(cls, **fields: Any) -> Self:
@@ -100,7 +100,7 @@ class TokenIn(Body):
 class View(BaseModel):
     """A read model: built from database rows or parsed from the API's JSON."""
 
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, defer_build=True)
 
 
 class ProjectView(View):
