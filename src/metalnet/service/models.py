@@ -3,6 +3,10 @@
 The read models are the `--json` output, the REST API's response schemas and what the
 remote CLI parses back, so the same command prints the same thing locally and remotely.
 Secrets (switch and BMC passwords, token hashes) are never part of a read model.
+
+Every model builds its validator and serializer on first use (pydantic's `defer_build`),
+not when this module is imported: a command uses one or two of them, and building all
+of them at import cost `project list` ~2 % of its instructions.
 """
 
 from __future__ import annotations
