@@ -152,6 +152,30 @@ def test_the_first_collection_waits_for_start_up_then_defaults_return() -> None:
     assert after >= 1 and restored and callbacks == 0
 
 
+def test_the_metalnet_process_does_not_look_for_pydantic_plugins(db_url) -> None:
+    """The first read model a command builds would make pydantic scan every installed
+    distribution's entry points for plugins; the `metalnet` process turns them off."""
+    assert imported("--db", db_url, "project", "create", "plugins")[0] in (0, None)
+    probe = (
+        "import importlib.metadata, json, sys\n"
+        "asked = []\n"
+        "scan = importlib.metadata.entry_points\n"
+        "importlib.metadata.entry_points = lambda **kw: asked.append(kw) or scan(**kw)\n"
+        "from metalnet.cli.main import run\n"
+        "sys.argv = ['metalnet', '--db', sys.argv[1], 'project', 'list', '--json']\n"
+        "try:\n"
+        "    run()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(json.dumps(asked), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, db_url], capture_output=True, text=True, timeout=120
+    )
+    assert '"name": "plugins"' in done.stdout
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == []
+
+
 def test_switch_apply_imports_no_driver_it_does_not_use(db_url) -> None:
     """A change parking an unbound port of the fake switch is committed without the
     Junos driver, its NETCONF client or the simulators being imported; nor pydantic

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -250,7 +251,14 @@ def run() -> None:
     `project list`. The command is over by then (its database closed by
     `AppState.close`), so what exists is frozen out of the collector first
     (`gc.freeze`); the process ends just the same.
+
+    The first read model a command builds makes pydantic look for plugins in the entry
+    points of every installed distribution (pydantic/plugin/_loader.py): ~1 % of
+    `project list` with a project to show. metalnet uses none, so the process turns
+    them off with pydantic's own switch (PYDANTIC_DISABLE_PLUGINS, docs.pydantic.dev,
+    "Pydantic Plugins"), unless its environment already sets it.
     """
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     collect_after_start_up()
     try:
         app(prog_name="metalnet")
