@@ -4,9 +4,11 @@ The read models are the `--json` output, the REST API's response schemas and wha
 remote CLI parses back, so the same command prints the same thing locally and remotely.
 Secrets (switch and BMC passwords, token hashes) are never part of a read model.
 
-Every model builds its validator and serializer on first use (pydantic's `defer_build`),
+Read models build their validator and serializer on first use (pydantic's `defer_build`),
 not when this module is imported: a command uses one or two of them, and building all
-of them at import cost `project list` ~2 % of its instructions.
+of them at import cost `project list` ~2 % of its instructions. Request bodies are built
+at import: FastAPI wraps each in field metadata (alias "body") that pydantic accepts only
+around a model already built (UnsupportedFieldAttributeWarning otherwise).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def validation_message(errors: Sequence[Any]) -> str:
 class Body(BaseModel):
     """Request bodies: unknown fields and wrong types are refused, not coerced."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     @classmethod
     def of(cls, **fields: Any) -> Self:
