@@ -10,14 +10,12 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import platformdirs
 
-from metalnet.dhcp.network import MIN_LEASE_SECONDS, check_interface, check_path
 from metalnet.errors import ConfigError, InputError
 from metalnet.validate import DEFAULT_VLAN, ImagePolicy, check_image_entry, is_digits
 
@@ -206,6 +204,8 @@ def _interface_template(key: str, value: object) -> str:
 
 
 def _interface_name(key: str, name: object) -> str:
+    from metalnet.dhcp.network import check_interface
+
     try:
         return check_interface(name)
     except InputError:
@@ -237,6 +237,8 @@ def _netns(key: str, value: object) -> str:
 
 
 def _directory(key: str, value: object) -> str:
+    from metalnet.dhcp.network import check_path
+
     try:
         return str(check_path(value, "directory"))
     except InputError:
@@ -246,6 +248,8 @@ def _directory(key: str, value: object) -> str:
 
 
 def _lease_seconds(key: str, value: object) -> int:
+    from metalnet.dhcp.network import MIN_LEASE_SECONDS
+
     if isinstance(value, bool) or not isinstance(value, int) or value < MIN_LEASE_SECONDS:
         raise ConfigError(
             f"config key {key}: {value!r} must be a whole number of seconds, "
@@ -296,6 +300,9 @@ _PARSERS = {
 
 
 def _read_toml(path: Path) -> dict[str, object]:
+    """The file's table; tomllib is imported only when there is a file to read."""
+    import tomllib
+
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)

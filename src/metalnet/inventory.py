@@ -29,8 +29,6 @@ from metalnet.db.models import (
 from metalnet.errors import Conflict, InputError, NotFound
 from metalnet.lifecycle import quarantine
 from metalnet.lifecycle.states import LIVE, NodeState
-from metalnet.power import check_bmc_url
-from metalnet.switches import check_interface, driver_class
 from metalnet.validate import check_cidr, check_host_port, check_name, check_vlan, normalize_mac
 
 
@@ -223,6 +221,8 @@ def add_switch(
     chassis_mac: str | None = None,
 ) -> Switch:
     """Register a switch; the driver must be installed and the address HOST:PORT."""
+    from metalnet.switches import driver_class
+
     check_name(name, "switch name")
     mac = None if chassis_mac is None else normalize_mac(chassis_mac)
     driver_class(driver)
@@ -281,6 +281,9 @@ def add_node(
     plan), unless `initial_erase` is False (the admin vouches for the disk). A node
     whose MAC or BMC is under a remembered quarantine comes back quarantined.
     """
+    from metalnet.power import check_bmc_url
+    from metalnet.switches import check_interface
+
     check_name(name, "node name")
     normalized = normalize_mac(mac)
     check_bmc_url(bmc_url)

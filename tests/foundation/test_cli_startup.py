@@ -93,6 +93,86 @@ def test_command_imports_nothing_it_does_not_use(db_url, args) -> None:
     assert heavy(modules, (*NEVER, *NOT_ON_SQLITE)) == []
 
 
+def test_project_list_imports_no_other_area(db_url) -> None:
+    """Listing projects reads two tables: it imports no DHCP, switch-driver or BMC-power
+    module (their validators are imported where nodes, switches and instances are
+    added), and no TOML parser when there is no configuration file to read."""
+    code, modules = imported("--db", db_url, "project", "list")
+    assert code in (0, None)
+    other = ("metalnet.dhcp", "metalnet.switches", "metalnet.power", "tomllib")
+    assert heavy(modules, other) == []
+
+
+def test_read_models_are_built_on_first_use() -> None:
+    """Importing the service builds no read model's validator (pydantic `defer_build`;
+    request bodies are built, for FastAPI); the first one a command makes is built then,
+    and serializes as before."""
+    probe = (
+        "import json, metalnet.service.local, metalnet.service.models as m\n"
+        "views = [c for c in vars(m).values() if isinstance(c, type) and issubclass(c, m.View)]\n"
+        "built = [c.__name__ for c in views if c.__pydantic_complete__]\n"
+        "view = m.ProjectView(name='acme', networks=['n1'], created_at=None)\n"
+        "print(json.dumps([len(views), built, view.model_dump(mode='json'),"
+        " m.ProjectView.__pydantic_complete__, m.ProjectIn.__pydantic_complete__]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    count, built, dumped, view_built, body_built = json.loads(done.stdout)
+    assert count > 10 and built == []
+    assert dumped == {"name": "acme", "networks": ["n1"], "created_at": None}
+    assert view_built and body_built
+
+
+def test_the_first_collection_waits_for_start_up_then_defaults_return() -> None:
+    """`metalnet` makes START_UP_OBJECTS objects before the collector first runs (a
+    command's start-up makes fewer); the collection that then comes restores the
+    default thresholds, so a long-running command collects as usual."""
+    probe = (
+        "import gc, json\n"
+        "from metalnet.cli.main import START_UP_OBJECTS, collect_after_start_up\n"
+        "defaults = gc.get_threshold()\n"
+        "collect_after_start_up()\n"
+        "runs = lambda: gc.get_stats()[0]['collections']\n"
+        "before = runs()\n"
+        "start_up = [[] for _ in range(START_UP_OBJECTS // 2)]\n"
+        "during = runs() - before\n"
+        "more = [[] for _ in range(START_UP_OBJECTS)]\n"
+        "print(json.dumps([during, runs() - before, gc.get_threshold() == defaults,"
+        " len(gc.callbacks)]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    during, after, restored, callbacks = json.loads(done.stdout)
+    assert during == 0
+    assert after >= 1 and restored and callbacks == 0
+
+
+def test_the_metalnet_process_does_not_look_for_pydantic_plugins(db_url) -> None:
+    """The first read model a command builds would make pydantic scan every installed
+    distribution's entry points for plugins; the `metalnet` process turns them off."""
+    assert imported("--db", db_url, "project", "create", "plugins")[0] in (0, None)
+    probe = (
+        "import importlib.metadata, json, sys\n"
+        "asked = []\n"
+        "scan = importlib.metadata.entry_points\n"
+        "importlib.metadata.entry_points = lambda **kw: asked.append(kw) or scan(**kw)\n"
+        "from metalnet.cli.main import run\n"
+        "sys.argv = ['metalnet', '--db', sys.argv[1], 'project', 'list', '--json']\n"
+        "try:\n"
+        "    run()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(json.dumps(asked), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, db_url], capture_output=True, text=True, timeout=120
+    )
+    assert '"name": "plugins"' in done.stdout
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == []
+
+
 def test_switch_apply_imports_no_driver_it_does_not_use(db_url) -> None:
     """A change parking an unbound port of the fake switch is committed without the
     Junos driver, its NETCONF client or the simulators being imported; nor pydantic

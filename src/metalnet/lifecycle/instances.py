@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 from metalnet import inventory, quotas
 from metalnet.config import Settings
 from metalnet.db.models import Instance, InstanceEvent, Node, Project
-from metalnet.dhcp.reservations import reserve
 from metalnet.errors import Conflict, NotFound
 from metalnet.lifecycle import quarantine
 from metalnet.lifecycle.states import LIVE, TERMINATE, InstanceState, NodeState, Step
@@ -76,6 +75,8 @@ def create_instance(
     The image URL must pass the configured image policy (`settings.image_policy`), and
     the project must be within its instance quota (default `settings.quota_instances`).
     """
+    from metalnet.dhcp.reservations import reserve
+
     check_name(name, "instance name")
     settings.image_policy.check(image_url)
     digest = check_sha256(sha256)
