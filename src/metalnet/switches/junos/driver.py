@@ -7,7 +7,9 @@ not depend on each other's replies are sent together and their replies read in
 order (NETCONF pipelining, RFC 6241 section 4.5): the lock, the check and the reads
 go in one round trip, the commit and its read-back in another, and the unlock is
 not waited for, so a transaction costs four round trips besides the commit itself
-(a lost or refused lock simply discards the replies that followed it). The
+(a lost or refused lock simply discards the replies that followed it). The first
+round trip can be sent ahead (`begin`), before the caller knows the ports; `stage`
+then takes its replies (and lists the interfaces again only if a port is new). The
 commit stays pending, so a session lost from here on leaves the switch to roll it
 back by itself, until `confirm` (a plain commit) makes it permanent; the lock is
 held until then, so transactions staged in a row and their confirmation lock once,
