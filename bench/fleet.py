@@ -58,7 +58,7 @@ from metalnet.config import Settings, load_settings
 from metalnet.db.engine import Database, upgrade
 from metalnet.db.models import Instance
 from metalnet.lifecycle import instances
-from metalnet.sim.switch import SimFleet, SimSwitch
+from metalnet.sim.switch import SimFleet
 from metalnet.switches import hostkeys
 from metalnet.switches.base import PortChange, SwitchDriver, SwitchError, SwitchTarget
 from metalnet.switches.changelog import ChangeLog
@@ -99,23 +99,19 @@ def _serve_fleet(conn: Connection, names: Sequence[str], ports: int, commit_late
     """Run simulated switches and answer the parent's questions until told to stop.
 
     Runs in a child process (or a thread for ``--sim-processes 0``). Device commits
-    are counted with `on_commit` because the simulator's own history is capped at 50.
+    are counted with `change_count` (the simulator's history is capped at 50); an
+    `on_commit` listener would make every commit work out its port VLANs as well.
     """
     fleet = SimFleet()
-    commits = dict.fromkeys(names, 0)
-
-    def count(switch: SimSwitch, _vlans: dict[str, int | None]) -> None:
-        commits[switch.name] += 1
-
     for name in names:
-        switch = fleet.add(
+        fleet.add(
             name, ports=ports, username=USERNAME, password=PASSWORD, commit_latency=commit_latency
         )
-        switch.on_commit(count)
     conn.send([SwitchInfo(s.name, s.host, s.port) for s in fleet.switches])
     while (request := conn.recv()) != "stop":
         if request == "stats":
-            conn.send({"commits": sum(commits.values()), "cpu": time.process_time()})
+            commits = sum(s.change_count() for s in fleet.switches)
+            conn.send({"commits": commits, "cpu": time.process_time()})
     fleet.stop()
     conn.send("stopped")
 

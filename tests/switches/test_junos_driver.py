@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from lxml import etree
 from ncclient import manager
 
 from metalnet.sim.lab.faults.rig import wait_until
@@ -18,6 +19,7 @@ from metalnet.switches.base import (
     SwitchAuthError,
     SwitchError,
     SwitchLocked,
+    SwitchSessionLost,
     SwitchTarget,
     SwitchUnreachable,
 )
@@ -397,3 +399,53 @@ def test_a_commit_that_reads_back_otherwise_is_rolled_back(
     while sim.port_vlans()["ge-0/0/2"] != 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert sim.port_vlans()["ge-0/0/2"] == 1 and not sim.confirm_pending()
+
+
+def test_a_transaction_begun_ahead_takes_its_replies_in_stage(sim: SimSwitch) -> None:
+    """`begin` sends the lock and the reads before the ports are known: on a new
+    session the interface listing goes with them, so an absent port is still refused
+    before loading, and the lock is released."""
+    before = sim.commit_count()
+    with JunosDriver(sim.target()) as driver:
+        driver.begin()
+        assert wait_until(lambda: sim.lock_holder() is not None, 10.0)  # asked by begin
+        with pytest.raises(CommitRefused, match="no such interface"):
+            driver.stage([PortChange("ge-0/0/9", 30)])
+        assert _unlocked(sim) and sim.commit_count() == before
+        driver.begin()
+        driver.apply([PortChange("ge-0/0/2", 20)])
+    assert sim.port_vlans()["ge-0/0/2"] == 20
+
+
+def test_a_transaction_begun_on_a_session_that_then_died_is_asked_again(sim: SimSwitch) -> None:
+    """The replies to `begin` never come (the switch cuts the session on its lock):
+    `stage` opens a new session and asks again, as for any session found dead at the
+    start of a call."""
+    with JunosDriver(sim.target()) as driver:
+        driver.apply([PortChange("ge-0/0/1", 10)])
+        sim.faults.drop_next("lock-configuration")
+        driver.begin()
+        driver.apply([PortChange("ge-0/0/1", 11)])
+    assert sim.port_vlans()["ge-0/0/1"] == 11 and _unlocked(sim)
+
+
+def test_end_releases_a_lock_begin_took(sim: SimSwitch) -> None:
+    with JunosDriver(sim.target()) as driver:
+        driver.begin()
+        assert wait_until(lambda: sim.lock_holder() is not None, 10.0)  # asked by begin
+        driver.end()
+        assert _unlocked(sim)
+        holder = _holder(sim)  # someone else may lock now
+        holder.rpc("<lock-configuration/>")
+        holder.close_session()
+
+
+def test_a_session_that_ended_is_closed_before_its_waiters_hear_of_it(sim: SimSwitch) -> None:
+    """A caller woken by the end of its session finds it closed, so reconnecting does
+    not ask the dead session for a polite close (whose reply would never come)."""
+    with JunosDriver(sim.target()) as driver:
+        sim.faults.drop_next("get-software-information")
+        pending = driver.session.send_rpc(etree.Element("get-software-information"))
+        with pytest.raises(SwitchSessionLost):
+            pending.result()
+        assert not driver.session.connected

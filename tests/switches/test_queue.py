@@ -338,3 +338,40 @@ def test_staged_changes_lost_with_the_session_are_applied_again(tor: SimSwitch) 
     assert pending == [False, False]
     assert not tor.confirm_pending()
     assert tor.port_vlans()["ge-0/0/1"] == 100 and tor.port_vlans()["ge-0/0/2"] == 200
+
+
+def test_the_lock_is_asked_before_the_recheck_and_released_when_nothing_is_left(
+    tor: SimSwitch,
+) -> None:
+    """The lane sends the switch's lock and reads before it re-checks the preconditions,
+    so the switch answers during the database's work; when the re-check leaves nothing
+    to stage, the lock is released and nothing is committed. The next change goes on."""
+    locked_during_recheck: list[bool] = []
+    stale = [True]
+
+    def recheck(_switch, items):
+        locked_during_recheck.append(_wait_for(lambda: tor.lock_holder() is not None))
+        return {c.interface: "the desired VLAN is now 7" for c, _p in items} if stale[0] else {}
+
+    def connect(_name: str) -> JunosDriver:
+        driver = JunosDriver(tor.target(), timeout=10)
+        driver.open()
+        return driver
+
+    with SwitchQueue(connect, lambda _name: JunosDriver, recheck=recheck) as queue:
+        dropped = queue.submit("tor1", PortChange("ge-0/0/1", 100), Precondition(5)).result(10)
+        assert dropped.superseded and "the desired VLAN is now 7" in dropped.message
+        _wait(lambda: tor.lock_holder() is None, "the lock released")
+        assert tor.commit_count() == 0 and not tor.confirm_pending()
+        stale[0] = False
+        made = queue.submit("tor1", PortChange("ge-0/0/1", 101), Precondition(101)).result(10)
+    assert made.ok and not made.superseded
+    assert locked_during_recheck == [True, True]
+    assert tor.port_vlans()["ge-0/0/1"] == 101 and tor.lock_holder() is None
+
+
+def _wait_for(condition, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()

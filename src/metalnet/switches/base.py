@@ -142,6 +142,14 @@ class SwitchDriver(abc.ABC):
     def confirm(self) -> None:  # noqa: B027 - drivers without provisional commits have none
         """Make what `stage` committed permanent."""
 
+    def begin(self) -> None:  # noqa: B027 - drivers that cannot ask ahead do nothing
+        """Send the next transaction's first requests (those that need no port change:
+        the lock, the reads) without waiting, so the device answers while the caller
+        still decides what to stage. `stage` takes their replies; `end` drops them."""
+
+    def end(self) -> None:  # noqa: B027 - nothing begun, nothing to drop
+        """Drop what `begin` sent when nothing is staged after all (release the lock)."""
+
     def apply(self, changes: Sequence[PortChange]) -> CommitRecord:
         """Commit all changes and confirm them: applied for good, or not at all."""
         record = self.stage(changes)

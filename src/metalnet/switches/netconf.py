@@ -163,8 +163,12 @@ class WakingSSHSession(SSHSession):
         except Exception as exc:  # as ncclient's loop: every waiter learns of the end
             if not self._closing.is_set():
                 log.debug("NETCONF session ended: %r", exc)
-                self._dispatch_error(exc)
+                # closed first: a waiter woken by the error sees a closed session, so a
+                # reconnect does not ask the dead one for a polite close_session (ncclient
+                # closes after telling; that reply never comes, and the close waits out
+                # its timeout)
                 self.close()
+                self._dispatch_error(exc)
         finally:
             selector.close()
             self._wake_read.close()

@@ -25,7 +25,9 @@ anything.
 A queued change is conditional (`Precondition`): it carries the desired state it was
 computed from, and the lane re-checks that (`recheck`) right before building the
 device configuration, inside the switch's guard (held from a provisional transaction
-to its confirmation). A change whose precondition no longer holds is dropped and
+to its confirmation). The transaction's first requests (the device's lock and reads,
+`SwitchDriver.begin`) are sent before the re-check, so the switch answers them while
+the database is asked. A change whose precondition no longer holds is dropped and
 reported superseded: whoever changed the desired state since has queued its own
 change, which reaches the device after this check.
 """
@@ -243,10 +245,14 @@ class _Lane:
             changes: tuple[PortChange, ...] = ()
             try:
                 self._hold()
+                driver = self._session()
+                driver.begin()  # the switch answers the lock and reads during the re-check
                 batch = self._still_wanted(batch)
                 changes = tuple(r.change for r in batch)
                 if changes:
-                    self._session().stage(changes)
+                    driver.stage(changes)
+                else:
+                    driver.end()
             except LOST as exc:
                 self._drop_session()
                 self._journal(changes, False, started, exc.reason)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from metalnet import audit, inventory
@@ -54,7 +54,7 @@ def desired_vlan(port: SwitchPort, settings: Settings) -> int | None:
 
 
 # What `desired_vlan` reads of a port, loaded with the ports rather than one port at a time.
-_OWNERS = (selectinload(SwitchPort.nic), selectinload(SwitchPort.attachment))
+_OWNERS = (joinedload(SwitchPort.nic), joinedload(SwitchPort.attachment))
 
 
 def _write_desired(session: Session, writes: Sequence[tuple[SwitchPort, int]]) -> None:

@@ -116,6 +116,7 @@ class ConfigDatabase:
         self.lock_owner: SessionInfo | None = None
         self.private: dict[int, PrivateCopy] = {}
         self._on_change = on_change
+        self.changes = 0  # of the committed configuration, uncapped (history is capped)
         self._confirm_session: int | None = None
         self._rollback_task: asyncio.Task[None] | None = None
         self._rollback_target: Element | None = None
@@ -288,8 +289,9 @@ class ConfigDatabase:
         self.committed = config
         self.history.insert(0, Commit(tree.copy(config), user, time.time(), log))
         del self.history[HISTORY:]
+        self.changes += 1
         if self._on_change is not None:
-            self._on_change(tree.copy(config))
+            self._on_change(config)  # read only: a listener copies what it keeps
 
     def _schedule_rollback(self, target: Element, seconds: float) -> None:
         self._rollback_target = target

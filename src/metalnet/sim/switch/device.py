@@ -198,6 +198,11 @@ class SimSwitch:
         """Commits since start (the size of the rollback history, capped at 50)."""
         return self._call(lambda: len(self._db.history) - 1)
 
+    def change_count(self) -> int:
+        """Changes of the committed configuration since start, uncapped: commits,
+        automatic rollbacks and out-of-band changes (what `on_commit` announces)."""
+        return self._call(lambda: self._db.changes)
+
     @property
     def commit_latency(self) -> float:
         """Seconds every commit takes."""
@@ -229,8 +234,12 @@ class SimSwitch:
     # ------------------------------------------------------------------ internals
 
     def _committed(self, config: Element) -> None:
+        """Save and announce a new committed configuration; the port VLANs are worked
+        out only when someone listens (a commit's reply waits for this)."""
         if self.state_file is not None:
             _write_atomically(self.state_file, text.render_text(config))
+        if not self._callbacks:
+            return
         vlans = self._port_vlans(config)
         for callback in self._callbacks:
             try:

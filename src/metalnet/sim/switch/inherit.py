@@ -69,7 +69,7 @@ def without_inactive(config: Element) -> Element:
 
 def _apply_groups(config: Element) -> None:
     groups = {g.findtext("name"): g for g in config.iterfind("groups")}
-    appliers = [n for n in config.iter() if n.find("apply-groups") is not None]
+    appliers = config.xpath("descendant-or-self::*[apply-groups]")  # in document order
     for node in appliers:
         if _inside_group(node):
             continue

@@ -173,14 +173,20 @@ def _show_origins(config: Element, junos: str, *, groups: bool, ranges: bool) ->
 
 def _compare(db: ConfigDatabase, config: Element, index: int) -> Element:
     """`show | compare rollback N`, as +/- lines of the text format (Junos adds
-    `[edit …]` headers; PyEZ's `diff()` only needs the text, "\n" when equal)."""
-    old = text.render_text(db.rollback_config(index)).splitlines()
-    new = text.render_text(config).splitlines()
-    lines = [
-        line
-        for line in difflib.unified_diff(old, new, lineterm="", n=0)
-        if line[:1] in "+-" and line[:3] not in ("+++", "---")
-    ]
+    `[edit …]` headers; PyEZ's `diff()` only needs the text, "\n" when equal).
+
+    Identical trees render identically, so they are not rendered (a client checking
+    that the candidate holds nothing uncommitted asks this before every transaction)."""
+    rollback = db.rollback_config(index)
+    lines: list[str] = []
+    if etree.tostring(rollback) != etree.tostring(config):
+        old = text.render_text(rollback).splitlines()
+        new = text.render_text(config).splitlines()
+        lines = [
+            line
+            for line in difflib.unified_diff(old, new, lineterm="", n=0)
+            if line[:1] in "+-" and line[:3] not in ("+++", "---")
+        ]
     information = _element("configuration-information")
     information.append(_element("configuration-output", "\n".join(lines) + "\n"))
     return information

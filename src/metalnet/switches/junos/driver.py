@@ -7,7 +7,9 @@ not depend on each other's replies are sent together and their replies read in
 order (NETCONF pipelining, RFC 6241 section 4.5): the lock, the check and the reads
 go in one round trip, the commit and its read-back in another, and the unlock is
 not waited for, so a transaction costs four round trips besides the commit itself
-(a lost or refused lock simply discards the replies that followed it). The
+(a lost or refused lock simply discards the replies that followed it). The first
+round trip can be sent ahead (`begin`), before the caller knows the ports; `stage`
+then takes its replies (and lists the interfaces again only if a port is new). The
 commit stays pending, so a session lost from here on leaves the switch to roll it
 back by itself, until `confirm` (a plain commit) makes it permanent; the lock is
 held until then, so transactions staged in a row and their confirmation lock once,
@@ -75,6 +77,16 @@ class _Reads:
     software: Pending | None  # only until the dialect is known
 
 
+@dataclass(frozen=True)
+class _Asked:
+    """A transaction's first round trip, on the wire: the lock, the candidate check and
+    the reads."""
+
+    lock: Pending
+    diff: Pending
+    reads: _Reads
+
+
 class JunosDriver(SwitchDriver):
     """A NETCONF session to one Junos EX/QFX switch, kept open across calls."""
 
@@ -106,6 +118,7 @@ class JunosDriver(SwitchDriver):
         self.pending = False
         self.locked = False  # the configuration lock, held from `stage` to `confirm`
         self._present: set[str] = set()  # physical interfaces seen on this session
+        self._begun: _Asked | None = None  # lock and reads sent by `begin`, unanswered
 
     @classmethod
     def check_interface(cls, interface: str) -> str:
@@ -116,6 +129,7 @@ class JunosDriver(SwitchDriver):
     def open(self) -> None:
         self.pending = self.locked = False
         self._present = set()
+        self._begun = None
         self.session.connect()
 
     def close(self) -> None:
@@ -151,7 +165,7 @@ class JunosDriver(SwitchDriver):
         ports = [c.interface for c in batch]
         started = time.monotonic()
         # with the lock held a commit may be pending: its session is never replaced unseen
-        fresh = None if self.locked else self._first(lambda: self._lock_read(ports))
+        fresh = None if self.locked else self._first(lambda: self._lock_read(ports, self._take()))
         try:
             text = self._prepare(batch, fresh or self._read(ports))
             self.session.call(
@@ -176,6 +190,27 @@ class JunosDriver(SwitchDriver):
             self._unlock()
         seconds = time.monotonic() - started
         return CommitRecord(name, batch, True, seconds, f"committed {len(batch)} port change(s)")
+
+    def begin(self) -> None:
+        """Send the lock, the candidate check and the reads now (see `SwitchDriver`); a
+        lost session is left for `stage`, which opens a new one."""
+        if self.locked or self._begun is not None:
+            return
+        try:
+            if not self.session.connected:
+                self.open()
+            self._begun = self._ask(())
+        except SwitchSessionLost:
+            self._lost()
+
+    def end(self) -> None:
+        """Release the lock `begin` asked for, if no `stage` took it."""
+        if self._take() is not None:
+            self._unlock()
+
+    def _take(self) -> _Asked | None:
+        begun, self._begun = self._begun, None
+        return begun
 
     def confirm(self) -> None:
         """Confirm our pending confirmed commit with a plain commit, then unlock.
@@ -206,6 +241,7 @@ class JunosDriver(SwitchDriver):
         """The switch discards our candidate, releases the lock, rolls back what is pending."""
         self.session.forget()
         self.pending = self.locked = False
+        self._begun = None
 
     def _validated(self, changes: Sequence[PortChange]) -> tuple[PortChange, ...]:
         """Check every value before anything is sent; one interface, one VLAN."""
@@ -220,11 +256,16 @@ class JunosDriver(SwitchDriver):
                 )
         return tuple(PortChange(i, v) for i, v in wanted.items())
 
-    def _lock_read(self, ports: Sequence[str]) -> _Reads:
-        """Lock, check the candidate holds nothing of others, and ask for the reads, all
-        in one round trip; if the lock is held elsewhere, back off, then ask again."""
+    def _ask(self, ports: Sequence[str]) -> _Asked:
+        """Send the lock, the candidate check and the reads, in one round trip."""
         lock = self._send_lock(ports)
-        diff, reads = self._send_compare(ports), self._read(ports)
+        return _Asked(lock, self._send_compare(ports), self._read(ports))
+
+    def _lock_read(self, ports: Sequence[str], asked: _Asked | None) -> _Reads:
+        """Lock, check the candidate holds nothing of others, and read (`asked`: sent
+        already by `begin`); if the lock is held elsewhere, back off, then ask again."""
+        asked = asked or self._ask(ports)
+        lock, diff, reads = asked.lock, asked.diff, asked.reads
         if not self._lock(ports, sent=lock):  # what followed the refused lock is void
             diff, reads = self._send_compare(ports), self._read(ports)
         self.locked = True
@@ -238,15 +279,18 @@ class JunosDriver(SwitchDriver):
     def _read(self, ports: Sequence[str]) -> _Reads:
         """Ask for what `_prepare` needs, without waiting for the replies."""
         interfaces = None
-        if not set(ports) <= self._present:
-            op = etree.Element("get-interface-information")
-            etree.SubElement(op, "terse")
-            interfaces = self.session.send_rpc(op, ports)
+        if not self._present or not set(ports) <= self._present:
+            interfaces = self._send_listing(ports)
         software = None
         if self._dialect is None:
             software = self.session.send_rpc(etree.Element("get-software-information"))
         candidate = self._configuration_op("candidate", inherit=False)
         return _Reads(self.session.send_rpc(candidate, ports), interfaces, software)
+
+    def _send_listing(self, ports: Sequence[str]) -> Pending:
+        op = etree.Element("get-interface-information")
+        etree.SubElement(op, "terse")
+        return self.session.send_rpc(op, ports)
 
     def _lock(self, ports: Sequence[str], sent: Pending | None = None) -> bool:
         """Take the configuration lock, backing off while another session holds it;
@@ -310,8 +354,11 @@ class JunosDriver(SwitchDriver):
         config = parse.configuration(reads.candidate.result().root)
         if reads.software is not None:
             self._dialect = _software(self.target.name, reads.software.result()).dialect
-        if reads.interfaces is not None:
-            self._present = parse.physical_interfaces(reads.interfaces.result().root)
+        listing = reads.interfaces
+        if listing is None and not set(ports) <= self._present:  # read before the ports were known
+            listing = self._send_listing(ports)
+        if listing is not None:
+            self._present = parse.physical_interfaces(listing.result().root)
         governed = parse.governed_ports(config, ports)
         if governed:
             where = "; ".join(f"{p} from {src}" for p, src in sorted(governed.items()))
