@@ -60,6 +60,14 @@ def imported(*args: str, stdin: str = "") -> tuple[int, list[str]]:
     return report["code"], report["modules"]
 
 
+def probed(code: str) -> list:
+    """What `code`, run in a fresh interpreter, prints as JSON on its last line."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 @pytest.fixture(scope="module")
 def db_url(tmp_path_factory) -> str:
     """A migrated database holding one switch, so `node add` runs to completion."""
@@ -115,10 +123,7 @@ def test_read_models_are_built_on_first_use() -> None:
         "print(json.dumps([len(views), built, view.model_dump(mode='json'),"
         " m.ProjectView.__pydantic_complete__, m.ProjectIn.__pydantic_complete__]))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
-    )
-    count, built, dumped, view_built, body_built = json.loads(done.stdout)
+    count, built, dumped, view_built, body_built = probed(probe)
     assert count > 10 and built == []
     assert dumped == {"name": "acme", "networks": ["n1"], "created_at": None}
     assert view_built and body_built
@@ -141,10 +146,7 @@ def test_the_first_collection_waits_for_start_up_then_defaults_return() -> None:
         "print(json.dumps([during, runs() - before, gc.get_threshold() == defaults,"
         " len(gc.callbacks)]))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
-    )
-    during, after, restored, callbacks = json.loads(done.stdout)
+    during, after, restored, callbacks = probed(probe)
     assert during == 0
     assert after >= 1 and restored and callbacks == 0
 
