@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,21 +95,38 @@ def template(tmp_path_factory) -> tuple[Path, dict[str, str], dict[str, int]]:
     return path, tokens, ids
 
 
-@pytest.fixture
-def api(tmp_path, template) -> Iterator[Api]:
-    source, tokens, ids = template
-    apitokens.VERIFIED.forget()  # as a new server process: every test's copy has the same tokens
-    shutil.copy(source, tmp_path / "api.db")
-    db = Database(api_settings(f"sqlite:///{tmp_path / 'api.db'}"))
+@contextmanager
+def served(db: Database) -> Iterator[str]:
+    """The app over `db` served by uvicorn on a free loopback port; yields its base URL."""
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(db), host="127.0.0.1", port=port, log_level="warning")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
+    deadline = time.monotonic() + 30
     while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.01)
-    yield Api(f"http://127.0.0.1:{port}", tokens, db, ids)
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def serve():
+    """`served`, for tests that serve a database of their own."""
+    return served
+
+
+@pytest.fixture
+def api(tmp_path, template) -> Iterator[Api]:
+    source, tokens, ids = template
+    apitokens.VERIFIED.forget()  # as a new server process: every test's copy has the same tokens
+    shutil.copy(source, tmp_path / "api.db")
+    db = Database(api_settings(f"sqlite:///{tmp_path / 'api.db'}"))
+    with served(db) as url:
+        yield Api(url, tokens, db, ids)
     db.engine.dispose()

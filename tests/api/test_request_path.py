@@ -1,5 +1,6 @@
-"""The API's request path: one thread hop per request, and tokens remembered for at
-most `apitokens.VERIFIED_SECONDS` without letting a revoked token back in."""
+"""The API's request path: at most one thread hop per request (none for a read of the
+embedded database), and tokens remembered for at most `apitokens.VERIFIED_SECONDS`
+without letting a revoked token back in."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import anyio.to_thread
+import httpx
 import pytest
 from fastapi.routing import APIRoute
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from sqlalchemy import update
 
-from metalnet import apitokens
+from metalnet import apitokens, inventory
 from metalnet.api.app import create_app
 from metalnet.db.models import ApiToken
 
@@ -48,20 +50,55 @@ def test_no_route_runs_a_plain_function_per_request(api) -> None:
     assert plain == set()
 
 
-def test_a_request_makes_one_thread_hop(api, monkeypatch: pytest.MonkeyPatch) -> None:
-    hops: list[object] = []
+@pytest.fixture
+def hops(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The functions the request path hands to a worker thread, in order."""
+    counted: list[object] = []
     run_sync = anyio.to_thread.run_sync
 
-    async def counted(func, *args, **kwargs):
-        hops.append(func)
+    async def count(func, *args, **kwargs):
+        counted.append(func)
         return await run_sync(func, *args, **kwargs)
 
-    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
-    assert api.call("a", "GET", "/v1/projects/a").status_code == 200  # token looked up
-    assert len(hops) == 2
-    hops.clear()
+    monkeypatch.setattr(anyio.to_thread, "run_sync", count)
+    return counted
+
+
+def test_a_read_of_the_embedded_database_makes_no_thread_hop(api, hops) -> None:
+    assert api.call("a", "GET", "/v1/projects/a").status_code == 200  # token looked up too
     assert api.call("a", "GET", "/v1/projects/a/networks").status_code == 200
-    assert len(hops) == 1
+    assert hops == []
+    made = api.call(
+        "a", "POST", "/v1/projects/a/networks", json={"name": "n2", "cidr": "10.9.0.0/24"}
+    )
+    assert made.status_code == 201, made.text
+    assert len(hops) == 1  # a write may wait for SQLite's write lock: in the pool
+
+
+def test_a_read_hops_only_where_reads_may_wait(db, hops, serve) -> None:
+    """PostgreSQL reads wait on the network: token lookup and endpoint in the pool;
+    SQLite's on the loop."""
+    with db.session() as s:
+        inventory.create_project(s, "p")
+        _row, token = apitokens.create(s, "t", "p")
+    apitokens.VERIFIED.forget()
+    with serve(db) as url:
+        answer = httpx.get(f"{url}/v1/projects/p", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200
+    assert len(hops) == (2 if db.reads_wait else 0)
+
+
+def test_only_get_routes_are_database_reads(api) -> None:
+    """A route marked as a read runs on the event loop on SQLite: a write there would
+    hold the loop while waiting for the write lock."""
+    reads = {
+        (route.path, method)
+        for route in _api_routes(create_app(api.db).routes)
+        if getattr(route.endpoint, "database_read", False)  # functools.wraps copies it
+        for method in route.methods
+    }
+    assert ("/v1/projects/{name}", "GET") in reads
+    assert {method for _path, method in reads} == {"GET"}
 
 
 def test_a_token_revoked_by_another_process_is_refused_within_the_bound(

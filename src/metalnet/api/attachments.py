@@ -26,7 +26,7 @@ from sqlalchemy import select
 from metalnet import audit
 from metalnet.api.auth import Caller, Db
 from metalnet.api.errors import ERROR_RESPONSES
-from metalnet.api.routing import Route
+from metalnet.api.routing import Route, database_read
 from metalnet.db.engine import Database
 from metalnet.db.models import PortAttachment, Switch, SwitchPort
 from metalnet.errors import InputError, MetalnetError, NotFound
@@ -196,6 +196,7 @@ async def detach(body: DetachIn, request: Request, db: Db, who: Caller) -> dict:
 
 
 @router.get("/attachments")
+@database_read
 def list_attachments(db: Db, who: Caller) -> list[dict]:
     who.require_admin()
     query = (
@@ -212,6 +213,7 @@ def list_attachments(db: Db, who: Caller) -> list[dict]:
 
 
 @router.get("/attachments/switch")
+@database_read
 def find_switch(
     db: Db, who: Caller, name: str | None = None, chassis_mac: str | None = None
 ) -> dict:

@@ -13,9 +13,9 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
-from starlette.concurrency import run_in_threadpool
 
 from metalnet import apitokens
+from metalnet.api.routing import READS_WAIT, run_read
 from metalnet.db.engine import Database
 from metalnet.errors import MetalnetError
 from metalnet.service.base import Forbidden, Principal
@@ -30,8 +30,11 @@ class Unauthorized(MetalnetError):
 
 
 async def database(request: Request) -> Database:
-    """The app's database (a coroutine: no I/O, so no thread hop)."""
-    return request.app.state.db
+    """The app's database (a coroutine: no I/O, so no thread hop); tells the routes
+    whether its reads may wait (`metalnet.api.routing`)."""
+    db = request.app.state.db
+    READS_WAIT.set(db.reads_wait)
+    return db
 
 
 Db = Annotated[Database, Depends(database)]
@@ -71,11 +74,11 @@ async def principal(
 ) -> Principal:
     """The token's holder: from the tokens this process verified within the last
     `apitokens.VERIFIED_SECONDS` (no I/O, no thread hop), else looked up in the database
-    in a worker thread. See `metalnet.apitokens` for when a revocation takes effect."""
+    (a read). See `metalnet.apitokens` for when a revocation takes effect."""
     token = _token(request, authorization)
     caller = apitokens.recently_verified(token)
     if caller is None:
-        caller = await run_in_threadpool(_authenticate, db, token)
+        caller = await run_read(_authenticate, db, token)
     if caller is None:
         raise Unauthorized("unknown or revoked token")
     return Principal(actor=f"api:token-{caller.id}:{caller.name}", project=caller.project)

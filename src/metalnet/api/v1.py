@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from metalnet.api.auth import Caller
 from metalnet.api.errors import ERROR_RESPONSES
-from metalnet.api.routing import Route
+from metalnet.api.routing import Route, database_read
 from metalnet.service.local import LocalService
 from metalnet.service.models import (
     MAX_LIMIT,
@@ -53,6 +53,7 @@ router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES, route_class=Route)
 
 
 @router.get("/projects", response_model=list[ProjectView])
+@database_read
 def list_projects(svc: Svc) -> list[ProjectView]:
     return svc.list_projects()
 
@@ -63,6 +64,7 @@ def create_project(body: ProjectIn, svc: Svc) -> ProjectView:
 
 
 @router.get("/projects/{name}", response_model=ProjectView)
+@database_read
 def show_project(name: str, svc: Svc) -> ProjectView:
     return svc.get_project(name)
 
@@ -73,11 +75,13 @@ def delete_project(name: str, svc: Svc) -> None:
 
 
 @router.get("/networks", response_model=list[NetworkView])
+@database_read
 def list_all_networks(svc: Svc, project: str | None = None) -> list[NetworkView]:
     return svc.list_networks(project)
 
 
 @router.get("/projects/{project}/networks", response_model=list[NetworkView])
+@database_read
 def list_networks(project: str, svc: Svc) -> list[NetworkView]:
     return svc.list_networks(project)
 
@@ -88,6 +92,7 @@ def create_network(project: str, body: NetworkIn, svc: Svc) -> NetworkView:
 
 
 @router.get("/projects/{project}/networks/{name}", response_model=NetworkView)
+@database_read
 def show_network(project: str, name: str, svc: Svc) -> NetworkView:
     return svc.get_network(project, name)
 
@@ -101,6 +106,7 @@ def delete_network(project: str, name: str, svc: Svc) -> None:
 
 
 @router.get("/switches", response_model=list[SwitchView])
+@database_read
 def list_switches(svc: Svc) -> list[SwitchView]:
     return svc.list_switches()
 
@@ -111,6 +117,7 @@ def add_switch(body: SwitchIn, svc: Svc) -> SwitchView:
 
 
 @router.get("/switches/{name}", response_model=SwitchView)
+@database_read
 def show_switch(name: str, svc: Svc) -> SwitchView:
     return svc.get_switch(name)
 
@@ -121,11 +128,13 @@ def delete_switch(name: str, svc: Svc) -> None:
 
 
 @router.get("/switch-changes", response_model=list[ChangeView])
+@database_read
 def switch_changes(svc: Svc, limit: Limit = 100, switch: str | None = None) -> list[ChangeView]:
     return svc.switch_changes(switch, limit)
 
 
 @router.get("/nodes", response_model=list[NodeView])
+@database_read
 def list_nodes(svc: Svc) -> list[NodeView]:
     return svc.list_nodes()
 
@@ -136,6 +145,7 @@ def add_node(body: NodeIn, svc: Svc) -> NodeView:
 
 
 @router.get("/nodes/{name}", response_model=NodeView)
+@database_read
 def show_node(name: str, svc: Svc) -> NodeView:
     return svc.get_node(name)
 
@@ -154,6 +164,7 @@ def clear_node(name: str, svc: Svc) -> NodeView:
 
 
 @router.get("/instances", response_model=list[InstanceView])
+@database_read
 def list_instances(svc: Svc, all: bool = False) -> list[InstanceView]:
     return svc.list_instances(all)
 
@@ -165,6 +176,7 @@ def create_instance(body: InstanceIn, svc: Svc) -> InstanceView:
 
 
 @router.get("/instances/{name}", response_model=InstanceView)
+@database_read
 def show_instance(name: str, svc: Svc, project: str | None = None) -> InstanceView:
     """`project` picks one of two live instances of the same name (admin)."""
     return svc.get_instance(name, project)
@@ -180,11 +192,13 @@ def delete_instance(name: str, svc: Svc, project: str | None = None) -> Instance
 
 
 @router.get("/audit", response_model=list[AuditView])
+@database_read
 def audit_log(svc: Svc, limit: Limit = 100) -> list[AuditView]:
     return svc.audit_log(limit)
 
 
 @router.get("/tokens", response_model=list[TokenView])
+@database_read
 def list_tokens(svc: Svc) -> list[TokenView]:
     return svc.list_tokens()
 

@@ -172,6 +172,10 @@ class Database:
         self.engine = make_engine(settings.database_url)
         secrets.attach(self.engine, secrets.Keyring(settings.secret_key_file or None))
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # A PostgreSQL read waits on the network; SQLite in WAL mode reads a local
+        # file and never waits for the writer (https://sqlite.org/wal.html). The API
+        # runs reads that cannot wait on its event loop (metalnet.api.routing).
+        self.reads_wait = self.engine.dialect.name != "sqlite"
 
     @contextmanager
     def session(self) -> Iterator[Session]:
