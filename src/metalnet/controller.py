@@ -11,11 +11,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import uvicorn
 
-from metalnet.api.app import create_app
+from metalnet.api.app import SERVER_OPTIONS, create_app
 from metalnet.db.engine import Database
 from metalnet.lifecycle.engine import Engine, StepHook, power_for
 from metalnet.lifecycle.worker import Worker
@@ -54,12 +53,11 @@ class Controller:
         self.reconciler = PeriodicReconciler(db, self.switching)
         app = create_app(db)
         app.state.switching = self.switching  # attachments share the lifecycle's queue
-        quiet: dict[str, Any] = {"log_level": "warning", "access_log": False}
         ssl = {"ssl_certfile": tls[0], "ssl_keyfile": tls[1]} if tls else {}
         self.scheme = "https" if tls else "http"
-        configs = [uvicorn.Config(app, host=self.host, port=self.port, **quiet, **ssl)]
+        configs = [uvicorn.Config(app, host=self.host, port=self.port, **SERVER_OPTIONS, **ssl)]
         if uds is not None:
-            configs.append(uvicorn.Config(app, uds=uds, **quiet))
+            configs.append(uvicorn.Config(app, uds=uds, **SERVER_OPTIONS))
         self.servers = [uvicorn.Server(config) for config in configs]
         self._http = [
             threading.Thread(target=server.run, name="controller-http", daemon=True)

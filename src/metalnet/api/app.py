@@ -19,6 +19,12 @@ from metalnet.db.engine import POOL_SIZE, Database
 # requests, 40 threads (anyio's default) served fewer requests, later, than 8.
 API_THREADS = min(8, POOL_SIZE // 2)
 
+# How every process serving the app runs uvicorn. The stock asyncio event loop, not
+# uvloop: measured with wrk at 50 connections (bench/api.py), uvloop served some
+# connections far later than others (p99 150-515 ms against 53-61 ms for one project,
+# 1.3-1.4 s against 159-233 ms for the network list) for no less CPU per request.
+SERVER_OPTIONS = {"log_level": "warning", "access_log": False, "loop": "asyncio"}
+
 
 @asynccontextmanager
 async def _threads(_app: FastAPI) -> AsyncIterator[None]:

@@ -60,12 +60,12 @@ def serve_api(settings: Settings, sock: socket.socket, tls: tuple[str, str] | No
     `tls` (certificate file, key file) as the controller process serves it."""
     import uvicorn
 
-    from metalnet.api.app import create_app
+    from metalnet.api.app import SERVER_OPTIONS, create_app
     from metalnet.db.engine import Database
 
     ssl = {"ssl_certfile": tls[0], "ssl_keyfile": tls[1]} if tls else {}
     app = create_app(Database(settings))
-    config = uvicorn.Config(app, log_level="warning", access_log=False, **ssl)
+    config = uvicorn.Config(app, **SERVER_OPTIONS, **ssl)
     freeze_heap()
     uvicorn.Server(config).run(sockets=[sock])
 
