@@ -205,8 +205,12 @@ def test_bad_vlan_refused_before_connecting(nowhere: SwitchTarget, vlan: object)
 
 
 def test_one_port_two_vlans_is_refused(nowhere: SwitchTarget) -> None:
-    with pytest.raises(ValueError, match="two VLANs"):
+    with pytest.raises(ValueError, match="two states"):
         JunosDriver(nowhere).apply([PortChange("ge-0/0/2", 10), PortChange("ge-0/0/2", 11)])
+    with pytest.raises(ValueError, match=r"ge-0/0/2->10 and ge-0/0/2->10 disabled"):
+        JunosDriver(nowhere).apply(
+            [PortChange("ge-0/0/2", 10), PortChange("ge-0/0/2", 10, enabled=False)]
+        )
 
 
 def test_unreachable_switch_is_named(nowhere: SwitchTarget) -> None:

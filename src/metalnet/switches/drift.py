@@ -43,5 +43,5 @@ def describe(actual: PortState | None) -> str:
 def desired_text(vlan: int | None, enabled: bool = True) -> str:
     """The database's side of a drift, in the same words as `describe`."""
     if vlan is None:
-        return "nothing"
+        return "none"
     return f"VLAN {vlan}" + ("" if enabled else " disabled")
