@@ -53,6 +53,7 @@ from metalnet.power import (
     BmcUnreachable,
     BootDevice,
     PowerDriver,
+    PowerError,
     PowerState,
     driver_for,
 )
@@ -417,9 +418,10 @@ class Engine:
         with self.db.session() as session:
             port = inventory.node_port(inventory.get_node(session, job.node))
             switch, interface = port.switch.name, port.interface
+        reason = failure.reason if isinstance(failure, PowerError) else str(failure)
         note = (
-            f"node {job.node}: BMC {display_url(job.bmc.url)} did not power it off "
-            f"({failure}); port {switch} {interface} is disabled in the service VLAN "
+            f"node {job.node}: could not power off through BMC {display_url(job.bmc.url)} "
+            f"({reason}); port {switch} {interface} is disabled in the service VLAN "
             "until a delete powers the node off"
         )
         log.error("%s", note)
