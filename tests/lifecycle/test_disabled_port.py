@@ -20,6 +20,7 @@ from metalnet.power.base import display_url
 from metalnet.sim.lab.faults.rig import wait_until
 from metalnet.switches.base import PortState
 from metalnet.switches.junos import JunosDriver
+from metalnet.switches.service import SwitchService
 
 
 def read_port(node) -> PortState:
@@ -57,6 +58,19 @@ def assert_disabled_in_service(world, node, caplog) -> None:
     assert where in caplog.text
 
 
+def admin_moves_it_and_it_stays_disabled(world, node) -> None:
+    """`switch port-set` (the switch service's move) sets the VLAN only: a port wanted
+    disabled stays so; only a power-off that succeeded enables it."""
+    service = SwitchService(world.db)
+    try:
+        vlan = world.settings.service_vlan
+        [outcome] = service.set_ports([(node.switch.name, node.interface, vlan)])
+    finally:
+        service.close()
+    assert outcome.ok and not outcome.change.enabled, outcome
+    assert not read_port(node).enabled and node.port_vlan() is None
+
+
 def delete_once_the_bmc_answers(world, node) -> None:
     """The operator's way out: the BMC answers again, the instance is deleted again."""
     node.bmc.stall(False)
@@ -89,6 +103,7 @@ def test_terminate_whose_bmc_never_powers_off_disables_the_port(
             assert "step port_to_service failed" in inst.error
             assert node.running == "tenant image"  # still on: the reason for all this
             assert_disabled_in_service(world, node, caplog)
+            admin_moves_it_and_it_stays_disabled(world, node)
             delete_once_the_bmc_answers(world, node)
 
 

@@ -260,6 +260,7 @@ def port_set(
     The isolation guard refuses a VLAN the port's owner may not be in: an unbound port
     is only parked, an idle node's port is only in the service VLAN, an instance's port
     follows its lifecycle. --force --reason TEXT overrides it and is audited.
+    A port disabled because its node may still run a tenant's OS stays disabled.
     Example: metalnet switch port-set tor1 ge-0/0/5 --vlan 4000
     """
     from metalnet import inventory
@@ -279,14 +280,17 @@ def port_set(
         service.close()
     if not outcome.ok:
         raise SwitchFailed(outcome.message)
+    enabled = outcome.change.enabled
     view = {
         "switch": name,
         "interface": interface,
         "vlan": vlan_id,
+        "enabled": enabled,
         "seconds": round(outcome.latency, 3),
     }
+    kept = "" if enabled else ", still disabled (its node may run a tenant's OS)"
     print_json(view) if json_out else typer.echo(
-        f"{name} {interface} is now in VLAN {vlan_id} ({outcome.latency:.2f}s)"
+        f"{name} {interface} is now in VLAN {vlan_id}{kept} ({outcome.latency:.2f}s)"
     )
 
 

@@ -159,6 +159,8 @@ class SwitchService:
         breaks isolation, unless `override` says why it must be made anyway. Ports
         metalnet does not know yet are added to the inventory. Malformed values are not
         recorded; the queue reports them as their change's outcome without sending them.
+        A move sets the VLAN only: a port wanted disabled (its node may still run a
+        tenant's OS) stays disabled; only a power-off that succeeded enables it.
         """
         by_switch: dict[str, list[PortChange]] = {}
         for switch_name, interface, vlan in changes:
@@ -168,7 +170,7 @@ class SwitchService:
         with self.db.session() as session:
             for switch_name, batch in by_switch.items():
                 switch = inventory.get_switch(session, switch_name)
-                refused, preconditions[switch_name] = self._record_desired(
+                refused, preconditions[switch_name], by_switch[switch_name] = self._record_desired(
                     session, switch, batch, guarded=override is None
                 )
                 refusals += refused
@@ -183,10 +185,11 @@ class SwitchService:
 
     def _record_desired(
         self, session: Session, switch: Switch, batch: Sequence[PortChange], guarded: bool
-    ) -> tuple[list[guard.Refusal], list[Precondition | None]]:
-        """Write the desired VLAN of every valid change; return what the guard refused
-        and each change's precondition (None for a malformed one, which is not queued
-        to the device: the queue reports it)."""
+    ) -> tuple[list[guard.Refusal], list[Precondition | None], list[PortChange]]:
+        """Write the desired VLAN of every valid change; return what the guard refused,
+        each change's precondition (None for a malformed one, which is not queued to the
+        device: the queue reports it) and the changes to queue (a port wanted disabled
+        stays so)."""
         ports = {
             p.interface: p
             for p in session.scalars(
@@ -196,12 +199,14 @@ class SwitchService:
         check = self.directory.driver_class(switch.name).check_interface
         valid: list[tuple[SwitchPort, PortChange]] = []
         recorded: list[SwitchPort | None] = []
+        changes: list[PortChange] = []
         for change in batch:
             try:
                 check(change.interface)
                 check_vlan(change.vlan)
             except ValueError:
                 recorded.append(None)
+                changes.append(change)
                 continue
             port = ports.get(change.interface)
             if port is None:
@@ -209,14 +214,17 @@ class SwitchService:
                     switch=switch, interface=change.interface
                 )
                 session.add(port)
+            change = PortChange(change.interface, change.vlan, desired_enabled(port))
             valid.append((port, change))
             recorded.append(port)
+            changes.append(change)
         session.flush()
         refused = guard.check_all(session, self.db.settings, [(p, c.vlan) for p, c in valid])
         _write_desired(session, valid)
-        return refused, [
+        preconditions = [
             None if port is None else self._precondition(port, guarded) for port in recorded
         ]
+        return refused, preconditions, changes
 
     def _precondition(self, port: SwitchPort, guarded: bool = True) -> Precondition:
         """The desired state a change of `port` is computed from, as just recorded."""
