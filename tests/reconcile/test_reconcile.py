@@ -311,6 +311,8 @@ def test_a_port_wanted_disabled_is_disabled_again(run, sw, sqlite_url) -> None:
     finally:
         service.close()
     assert sw.port_vlans()["ge-0/0/3"] is None and not _enabled(sw, "ge-0/0/3")
+    [logged] = json.loads(run("switch", "log", "tor1", "--limit", "1", "--json").stdout)
+    assert logged["ports"] == [{"interface": "ge-0/0/3", "vlan": 10, "enabled": False}]
     _by_hand(sw, "interfaces { ge-0/0/3 { delete: disable; } }")
     check = run("switch", "check", "tor1")
     assert check.exit_code == 1

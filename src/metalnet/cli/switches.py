@@ -345,7 +345,10 @@ def log(
         (
             v.at,
             v.switch,
-            " ".join(f"{p['interface']}->{p['vlan']}" for p in v.ports),
+            " ".join(
+                f"{p['interface']}->{p['vlan']}" + ("" if p.get("enabled", True) else " disabled")
+                for p in v.ports
+            ),
             "ok" if v.ok else "FAILED",
             v.seconds,
             v.message,
