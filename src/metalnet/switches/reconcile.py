@@ -107,8 +107,11 @@ def check_switch(service: SwitchService, switch_name: str, fix: bool) -> SwitchR
         state = actual.get(iface)
         if not in_sync(vlan, state, enabled):
             seen = state.vlan if state else None
-            found = Drift(switch_name, iface, vlan, seen, node, describe(state))
-            drift.append(dataclasses.replace(found, expected_enabled=enabled))
+            drift.append(
+                Drift(
+                    switch_name, iface, vlan, seen, node, describe(state), expected_enabled=enabled
+                )
+            )
     metrics.DRIFT.labels(switch_name).set(len(drift))
     if fix and drift:
         drift = _fix(service, drift)
