@@ -306,7 +306,7 @@ def add_node(
     same_bmc = session.scalar(select(Node).where(Node.bmc_url == bmc_url))
     if same_bmc is not None:
         raise Conflict(f"BMC {bmc_url} already belongs to node {same_bmc.name!r}")
-    port.desired_vlan = settings.service_vlan
+    port.desired_vlan, port.desired_enabled = settings.service_vlan, True
     node = Node(name=name, bmc_url=bmc_url, bmc_username=bmc_username, bmc_password=bmc_password)
     node.state = NodeState.CLEANING if initial_erase else NodeState.AVAILABLE
     held = quarantine.remembered(session, [normalized], bmc_url)
@@ -326,7 +326,7 @@ def delete_node(session: Session, settings: Settings, name: str) -> None:
         raise Conflict(f"node {name!r} is used by instance {live.name!r}; delete it first")
     for nic in node.nics:
         if nic.port is not None:
-            nic.port.desired_vlan = settings.parking_vlan
+            nic.port.desired_vlan, nic.port.desired_enabled = settings.parking_vlan, True
     session.execute(Instance.__table__.delete().where(Instance.node_id == node.id))
     session.delete(node)
 

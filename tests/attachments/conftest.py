@@ -22,7 +22,7 @@ from metalnet.config import VlanRange, load_settings
 from metalnet.db.engine import Database, upgrade
 from metalnet.lifecycle import instances
 from metalnet.sim.switch import SimSwitch
-from metalnet.switches.service import SwitchService
+from metalnet.switches.service import Desired, SwitchService
 
 
 @dataclass
@@ -46,7 +46,7 @@ class Rig:
         body = {"switch": "tor1", "port": port, "owner": owner}
         return self.call("DELETE", "/v1/attachments", json=body)
 
-    def desired(self) -> dict[str, int | None]:
+    def desired(self) -> dict[str, Desired]:
         return self.service.desired_ports("tor1")
 
 

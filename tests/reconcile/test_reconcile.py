@@ -250,3 +250,74 @@ def test_a_terminate_between_read_and_fix_wins(run, sw, sqlite_url) -> None:
 def desired_of(run) -> dict[str, int | None]:
     view = json.loads(run("switch", "show", "tor1", "--json").stdout)
     return {p["interface"]: p["desired_vlan"] for p in view["ports"]}
+
+
+def _by_hand(sw: SimSwitch, statement: str) -> None:
+    """Commit `statement` over a real NETCONF session (ncclient), as an operator would."""
+    from ncclient import manager
+
+    with manager.connect(
+        host=sw.host,
+        port=sw.port,
+        username=sw.username,
+        password=sw.password,
+        device_params={"name": "junos"},
+        hostkey_verify=False,
+        look_for_keys=False,
+        allow_agent=False,
+        timeout=10,
+    ) as nc:
+        nc.lock()
+        nc.load_configuration(format="text", config=statement)
+        nc.commit()
+        nc.unlock()
+
+
+def _enabled(sw: SimSwitch, interface: str) -> bool:
+    from metalnet.switches.junos import JunosDriver
+
+    with JunosDriver(sw.target("tor1")) as driver:
+        return driver.read_ports([interface])[interface].enabled
+
+
+def test_a_port_disabled_by_hand_is_enabled_again(run, sw) -> None:
+    """Nothing else ever removes a `disable` statement: without the enabled part of the
+    drift rule, such a port would drift for ever, cut off, while reading as in VLAN 10."""
+    assert run("reconcile").exit_code == 0
+    _by_hand(sw, "interfaces { ge-0/0/2 { disable; } }")
+    assert sw.port_vlans()["ge-0/0/2"] is None  # cut off from the data plane
+    dry = json.loads(run("reconcile", "--dry-run", "--json").stdout)
+    [drift] = dry[0]["drift"]
+    assert drift["interface"] == "ge-0/0/2" and drift["device"] == "access VLAN 10 disabled"
+    assert drift["expected_enabled"] is True
+    ports = {r["interface"]: r for r in json.loads(run("switch", "ports", "tor1", "--json").stdout)}
+    assert ports["ge-0/0/2"]["in_sync"] is False and ports["ge-0/0/2"]["desired"] == "VLAN 10"
+    assert run("reconcile").exit_code == 0
+    assert sw.port_vlans()["ge-0/0/2"] == 10 and _enabled(sw, "ge-0/0/2")
+    assert run("switch", "check", "tor1").exit_code == 0
+
+
+def test_a_port_wanted_disabled_is_disabled_again(run, sw, sqlite_url) -> None:
+    """The other way round: the database wants the port disabled (its node may run a
+    tenant's OS), someone enables it by hand; the reconciler disables it again, and
+    `switch check` shows the wish."""
+    from metalnet.switches.service import SwitchService
+
+    assert run("reconcile").exit_code == 0
+    db = Database(load_settings(None, sqlite_url))
+    service = SwitchService(db)
+    try:
+        assert service.move_node("n3", 10, enabled=False).ok
+    finally:
+        service.close()
+    assert sw.port_vlans()["ge-0/0/3"] is None and not _enabled(sw, "ge-0/0/3")
+    [logged] = json.loads(run("switch", "log", "tor1", "--limit", "1", "--json").stdout)
+    assert logged["ports"] == [{"interface": "ge-0/0/3", "vlan": 10, "enabled": False}]
+    _by_hand(sw, "interfaces { ge-0/0/3 { delete: disable; } }")
+    check = run("switch", "check", "tor1")
+    assert check.exit_code == 1
+    assert "drift: ge-0/0/3 wanted VLAN 10 disabled, device has access VLAN 10" in check.stdout
+    assert run("reconcile").exit_code == 0
+    assert sw.port_vlans()["ge-0/0/3"] is None and not _enabled(sw, "ge-0/0/3")
+    assert run("switch", "check", "tor1").exit_code == 0
+    db.engine.dispose()

@@ -120,3 +120,30 @@ def test_vlan_1_is_never_service_parking_or_project(tmp_path, line: str, message
     path.write_text(line + "\n")
     with pytest.raises(ConfigError, match=message):
         load_settings(path)
+
+
+@pytest.mark.parametrize("dialect", list(Dialect))
+def test_disable_is_rendered_at_the_interface_and_deleted_only_where_present(
+    dialect: Dialect,
+) -> None:
+    rendered = render(
+        [
+            AccessPort("ge-0/0/1", "vlan10", enabled=False),
+            AccessPort("ge-0/0/2", "vlan10", enable_at=frozenset({"interface", "unit"})),
+            AccessPort("ge-0/0/3", "vlan10", enable_at=frozenset({"unit"})),
+            AccessPort("ge-0/0/4", "vlan10"),
+        ],
+        [],
+        dialect,
+    )
+    config = text.parse_text(rendered)  # the simulator's parser reads it as Junos would
+
+    def at(port: str, path: str) -> list[str | None]:
+        [iface] = config.xpath(f"interfaces/interface[name='{port}']")
+        return [el.get("delete") for el in iface.xpath(path)]
+
+    assert at("ge-0/0/1", "disable") == [None] and at("ge-0/0/1", "unit/disable") == []
+    assert at("ge-0/0/2", "disable") == ["delete"] == at("ge-0/0/2", "unit/disable")
+    assert at("ge-0/0/3", "disable") == [] and at("ge-0/0/3", "unit/disable") == ["delete"]
+    assert at("ge-0/0/4", "disable") == [] == at("ge-0/0/4", "unit/disable")
+    assert _members(rendered) == {f"ge-0/0/{i}": ["vlan10"] for i in range(1, 5)}

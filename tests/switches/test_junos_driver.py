@@ -205,8 +205,12 @@ def test_bad_vlan_refused_before_connecting(nowhere: SwitchTarget, vlan: object)
 
 
 def test_one_port_two_vlans_is_refused(nowhere: SwitchTarget) -> None:
-    with pytest.raises(ValueError, match="two VLANs"):
+    with pytest.raises(ValueError, match="two states"):
         JunosDriver(nowhere).apply([PortChange("ge-0/0/2", 10), PortChange("ge-0/0/2", 11)])
+    with pytest.raises(ValueError, match=r"ge-0/0/2->10 and ge-0/0/2->10 disabled"):
+        JunosDriver(nowhere).apply(
+            [PortChange("ge-0/0/2", 10), PortChange("ge-0/0/2", 10, enabled=False)]
+        )
 
 
 def test_unreachable_switch_is_named(nowhere: SwitchTarget) -> None:
@@ -449,3 +453,60 @@ def test_a_session_that_ended_is_closed_before_its_waiters_hear_of_it(sim: SimSw
         with pytest.raises(SwitchSessionLost):
             pending.result()
         assert not driver.session.connected
+
+
+def _port_text(sim: SimSwitch, interface: str) -> str:
+    """The committed stanza of one interface, as the switch renders it."""
+    config = text.parse_text(sim.committed_text())
+    [iface] = config.xpath(f"interfaces/interface[name='{interface}']")
+    return etree.tostring(iface, encoding="unicode")
+
+
+def test_disable_then_enable_round_trips_and_takes_the_port_off_the_data_plane(
+    sim: SimSwitch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A disabled port keeps its VLAN in the configuration but switches nothing (the
+    lab moves links by `port_vlans`); enabling deletes the statement, and neither
+    direction draws a "statement not found" warning."""
+    with JunosDriver(sim.target()) as driver:
+        driver.apply([PortChange("ge-0/0/1", 100, enabled=False), PortChange("ge-0/0/2", 100)])
+        states = driver.read_ports(["ge-0/0/1", "ge-0/0/2"])
+        assert states["ge-0/0/1"] == PortState("ge-0/0/1", 100, enabled=False, vlans=(100,))
+        assert in_sync(100, states["ge-0/0/1"], enabled=False)
+        assert states["ge-0/0/2"].enabled
+        assert sim.port_vlans()["ge-0/0/1"] is None and sim.port_vlans()["ge-0/0/2"] == 100
+        assert "<disable/>" in _port_text(sim, "ge-0/0/1")
+
+        driver.apply([PortChange("ge-0/0/1", 100, enabled=False)])  # again: nothing new
+        driver.apply([PortChange("ge-0/0/1", 10)])
+        state = driver.read_ports(["ge-0/0/1"])["ge-0/0/1"]
+    assert in_sync(10, state) and sim.port_vlans()["ge-0/0/1"] == 10
+    assert "disable" not in _port_text(sim, "ge-0/0/1")
+    assert "warns" not in caplog.text
+
+
+@pytest.mark.parametrize("level", ["interface", "unit"])
+def test_a_port_disabled_by_hand_at_either_level_is_enabled_again(
+    sim: SimSwitch, level: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Junos takes `disable` at the interface or the unit level ("disable (Interface)");
+    both read back as disabled, and enabling the port deletes exactly the one there."""
+    statement = "disable;" if level == "interface" else "unit 0 { disable; }"
+    with JunosDriver(sim.target()) as driver:
+        driver.apply([PortChange("ge-0/0/3", 100)])
+        holder = _holder(sim)
+        holder.lock()
+        holder.load_configuration(
+            format="text", config=f"interfaces {{ ge-0/0/3 {{ {statement} }} }}"
+        )
+        holder.commit()
+        holder.unlock()
+        holder.close_session()
+        disabled = driver.read_ports(["ge-0/0/3"])["ge-0/0/3"]
+        assert not disabled.enabled and not in_sync(100, disabled)
+        assert sim.port_vlans()["ge-0/0/3"] is None
+        driver.apply([PortChange("ge-0/0/3", 100)])
+        state = driver.read_ports(["ge-0/0/3"])["ge-0/0/3"]
+    assert in_sync(100, state) and sim.port_vlans()["ge-0/0/3"] == 100
+    assert "disable" not in _port_text(sim, "ge-0/0/3")
+    assert "warns" not in caplog.text

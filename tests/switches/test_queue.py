@@ -80,6 +80,26 @@ def test_later_change_supersedes_pending_one(fleet) -> None:
     assert device(names, "sw1").ports["eth1"] == 300
 
 
+def test_the_newest_change_of_a_port_wins_whole_enabled_included(fleet) -> None:
+    """A disable then an enable of the same VLAN pending together: the enable wins
+    (the VLAN alone would not tell them apart), and the other way round."""
+    queue, names, _records, _opened = fleet
+    blocker = queue.submit("sw1", PortChange("eth0", 100))  # occupies the worker
+    off = queue.submit("sw1", PortChange("eth1", 10, enabled=False))
+    on = queue.submit("sw1", PortChange("eth1", 10))
+    off2 = queue.submit("sw1", PortChange("eth2", 10))
+    on2 = queue.submit("sw1", PortChange("eth2", 10, enabled=False))
+    assert blocker.result(5).ok
+    assert off.result(5).superseded and off.result(5).message == "superseded by VLAN 10"
+    assert on2.result(5).ok and not on2.result(5).superseded
+    assert on.result(5).ok and off2.result(5).superseded
+    assert off2.result(5).message == "superseded by VLAN 10 disabled"
+    with FakeDriver(SwitchTarget("sw1", "127.0.0.1", names["sw1"], "u", "p")) as driver:
+        states = driver.read_ports(["eth1", "eth2"])
+    assert states["eth1"].enabled and not states["eth2"].enabled
+    assert states["eth2"].vlans == (10,)
+
+
 def test_a_change_whose_precondition_fails_at_the_commit_is_dropped(fleet) -> None:
     """The lane asks `recheck` right before the transaction: a stale change is reported
     superseded and never reaches the device; the others of its batch are applied."""

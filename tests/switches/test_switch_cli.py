@@ -99,6 +99,8 @@ def test_port_set_commits_and_logs(run, sw) -> None:
         {
             "interface": "ge-0/0/1",
             "desired_vlan": 10,
+            "desired_enabled": True,
+            "desired": "VLAN 10",
             "actual_vlan": 10,
             "device": "access VLAN 10",
             "enabled": True,
@@ -106,7 +108,8 @@ def test_port_set_commits_and_logs(run, sw) -> None:
         }
     ]
     log = json.loads(run("switch", "log", "tor1", "--json").stdout)
-    assert log[0]["ok"] and log[0]["ports"] == [{"interface": "ge-0/0/1", "vlan": 10}]
+    assert log[0]["ok"]
+    assert log[0]["ports"] == [{"interface": "ge-0/0/1", "vlan": 10, "enabled": True}]
 
 
 def test_check_reports_drift_made_behind_our_back(run, sw) -> None:

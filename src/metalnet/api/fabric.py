@@ -154,6 +154,7 @@ class _Known:
     node: str | None
     node_state: str | None
     instance: dict | None
+    desired_enabled: bool = True
 
 
 def _known_ports(s, who: Principal) -> dict[str, dict[str, _Known]]:
@@ -177,6 +178,7 @@ def _known_ports(s, who: Principal) -> dict[str, dict[str, _Known]]:
             node.name if node else None,
             node.state if node else None,
             _instance_brief(inst) if inst else None,
+            port.desired_enabled,
         )
     return known
 
@@ -253,8 +255,11 @@ def _switch_view(
                 "node_state": wish.node_state,
                 "instance": wish.instance,
                 "desired_vlan": wish.desired_vlan,
+                "desired_enabled": wish.desired_enabled,
                 "actual": _actual_view(actual),
-                "in_sync": None if unread else in_sync(wish.desired_vlan, actual),
+                "in_sync": None
+                if unread
+                else in_sync(wish.desired_vlan, actual, wish.desired_enabled),
                 "in": port_in(vlan, settings, networks),
                 "last_commit": last.get((name, interface)),
             }

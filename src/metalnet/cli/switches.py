@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from metalnet.switches.base import PortState
     from metalnet.switches.guard import Override
     from metalnet.switches.queue import ChangeOutcome
-    from metalnet.switches.service import SwitchService
+    from metalnet.switches.service import Desired, SwitchService
 
 app = typer.Typer(help="Register switches and inspect or change their ports.", no_args_is_help=True)
 
@@ -240,7 +240,7 @@ def ports(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
     if json_out:
         print_json(rows)
         return
-    columns = ["interface", "desired_vlan", "device", "in_sync"]
+    columns = ["interface", "desired", "device", "in_sync"]
     print_table(f"ports of {name}", columns, ([r[c] for c in columns] for r in rows))
 
 
@@ -260,6 +260,7 @@ def port_set(
     The isolation guard refuses a VLAN the port's owner may not be in: an unbound port
     is only parked, an idle node's port is only in the service VLAN, an instance's port
     follows its lifecycle. --force --reason TEXT overrides it and is audited.
+    A port disabled because its node may still run a tenant's OS stays disabled.
     Example: metalnet switch port-set tor1 ge-0/0/5 --vlan 4000
     """
     from metalnet import inventory
@@ -279,14 +280,17 @@ def port_set(
         service.close()
     if not outcome.ok:
         raise SwitchFailed(outcome.message)
+    enabled = outcome.change.enabled
     view = {
         "switch": name,
         "interface": interface,
         "vlan": vlan_id,
+        "enabled": enabled,
         "seconds": round(outcome.latency, 3),
     }
+    kept = "" if enabled else ", still disabled (its node may run a tenant's OS)"
     print_json(view) if json_out else typer.echo(
-        f"{name} {interface} is now in VLAN {vlan_id} ({outcome.latency:.2f}s)"
+        f"{name} {interface} is now in VLAN {vlan_id}{kept} ({outcome.latency:.2f}s)"
     )
 
 
@@ -294,7 +298,8 @@ def port_set(
 def check(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
     """Connect, show model and version, and whether the device matches the database.
 
-    A port matches only as an enabled access port in exactly its desired VLAN.
+    A port matches only as an access port in exactly its desired VLAN, enabled or
+    disabled as desired.
     Exit 1 on any drift. Example: metalnet switch check tor1
     """
     service = _service(ctx, "check")
@@ -313,8 +318,7 @@ def check(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
         print_fields({k: v for k, v in view.items() if k != "drift"})
         for row in drift:
             typer.echo(
-                f"drift: {row['interface']} wanted VLAN {row['desired_vlan']}, "
-                f"device has {row['device']}"
+                f"drift: {row['interface']} wanted {row['desired']}, device has {row['device']}"
             )
         if not drift:
             typer.echo("device matches the database")
@@ -341,7 +345,10 @@ def log(
         (
             v.at,
             v.switch,
-            " ".join(f"{p['interface']}->{p['vlan']}" for p in v.ports),
+            " ".join(
+                f"{p['interface']}->{p['vlan']}" + ("" if p.get("enabled", True) else " disabled")
+                for p in v.ports
+            ),
             "ok" if v.ok else "FAILED",
             v.seconds,
             v.message,
@@ -353,21 +360,25 @@ def log(
     )
 
 
-def port_rows(desired: dict[str, int | None], actual: dict[str, PortState]) -> list[dict]:
-    """One row per known port: desired VLAN vs the device, judged by `switches.drift`."""
-    from metalnet.switches.drift import describe, in_sync
+def port_rows(desired: dict[str, Desired], actual: dict[str, PortState]) -> list[dict]:
+    """One row per known port: desired state vs the device, judged by `switches.drift`."""
+    from metalnet.switches.drift import describe, desired_text, in_sync
+    from metalnet.switches.service import Desired
 
     rows = []
     for interface in sorted(set(desired) | set(actual)):
         state_ = actual.get(interface)
+        wish = desired.get(interface, Desired(None))
         rows.append(
             {
                 "interface": interface,
-                "desired_vlan": desired.get(interface),
+                "desired_vlan": wish.vlan,
+                "desired_enabled": wish.enabled,
+                "desired": desired_text(wish.vlan, wish.enabled),
                 "actual_vlan": state_.vlan if state_ else None,
                 "device": describe(state_),
                 "enabled": state_.enabled if state_ else None,
-                "in_sync": in_sync(desired.get(interface), state_),
+                "in_sync": in_sync(wish.vlan, state_, wish.enabled),
             }
         )
     return rows

@@ -1,7 +1,8 @@
 """The inventory and lifecycle tables: what is cabled where, and what should be.
 
-The desired VLAN of every switch port lives here (`SwitchPort.desired_vlan`) and is
-written before any device is touched, so a crash is recovered by re-applying it.
+The desired state of every switch port lives here (`SwitchPort.desired_vlan` and
+`desired_enabled`) and is written before any device is touched, so a crash is
+recovered by re-applying it.
 Uniqueness that safety depends on (a MAC, a port's NIC, a VLAN, a node's instance)
 is a database constraint, not a check in Python, so concurrent writers cannot race.
 
@@ -27,6 +28,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -70,7 +72,11 @@ class Switch(Base):
 
 
 class SwitchPort(Base):
-    """One interface of a switch, with the VLAN metalnet wants it in."""
+    """One interface of a switch, with the VLAN metalnet wants it in, and whether enabled.
+
+    A port is wanted disabled only while its node may still run a tenant's OS outside
+    its project VLAN (a power-off that failed): in the service VLAN, but passing nothing.
+    """
 
     __tablename__ = "switch_ports"
     __table_args__ = (UniqueConstraint("switch_id", "interface"),)
@@ -79,6 +85,7 @@ class SwitchPort(Base):
     switch_id: Mapped[int] = mapped_column(ForeignKey("switches.id", ondelete="RESTRICT"))
     interface: Mapped[str] = mapped_column(String(32))
     desired_vlan: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    desired_enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     switch: Mapped["Switch"] = relationship(back_populates="ports")
     nic: Mapped["Nic | None"] = relationship(back_populates="port")

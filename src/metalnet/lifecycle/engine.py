@@ -12,8 +12,10 @@ Three rules hold whatever the timing:
   the new plan at once;
 - the ramdisk's token, boot entry and open agent task end with the step that waits on
   the agent, however it ends (done, failed, timed out, interrupted);
-- a failed spawn powers the node off before its port goes back to the service VLAN,
-  so a tenant's image never runs on the provisioning network.
+- a node that may run a tenant's OS (leaving its project VLAN, or a failed spawn whose
+  port may have reached it) is powered off before its port goes back to the service
+  VLAN enabled; when the power-off fails, the port goes there *disabled*, so a
+  tenant's image never runs on the provisioning network, nor anywhere else.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from metalnet.power import (
     PowerState,
     driver_for,
 )
+from metalnet.power.base import display_url
 from metalnet.retry import Retry
 from metalnet.switches import drift, guard
 from metalnet.switches.base import SwitchError
@@ -127,6 +130,12 @@ def _node_job(node: Node, instance_id: int | None = None, instance: str = "", st
         image_url="",
         sha256="",
     )
+
+
+def _may_run_tenant(step: Step) -> bool:
+    """Whether a spawn that failed at `step` may have booted the tenant's image: its
+    port may have reached the project VLAN."""
+    return SPAWN.steps.index(step) >= SPAWN.steps.index(Step.PORT_TO_PROJECT)
 
 
 def power_for(bmc: BmcTarget, timeout: float) -> PowerDriver:
@@ -335,8 +344,10 @@ class Engine:
                 == 1
             )
             inst = session.get(Instance, job.instance_id)
-            if failed and plan is SPAWN:
-                inventory.node_port(inst.node).desired_vlan = self.settings.service_vlan
+            if failed and plan is SPAWN:  # enabled again only once the node is off
+                port = inventory.node_port(inst.node)
+                port.desired_vlan = self.settings.service_vlan
+                port.desired_enabled = not _may_run_tenant(step)
             if failed and inst.node.state == NodeState.QUARANTINED:
                 inst.state = InstanceState.DELETED  # the tenant's instance is gone; node held
             elif failed:  # whichever plan failed: the node is not deploying nor serving
@@ -348,30 +359,37 @@ class Engine:
             self._safe_after_failed_spawn(job, step)
 
     def _safe_after_failed_spawn(self, job: Job, step: Step) -> None:
-        """Power off first, then take the port back if it may have left the service VLAN."""
+        """Power off first, then take the port back if it may have left the service VLAN:
+        enabled once the node is off, else disabled (`_fail` wanted it disabled already)."""
+        failure = self._try_power_off(job)
+        if not _may_run_tenant(step):
+            if failure is not None:
+                log.error("node %s: spawn failed, could not power off: %s", job.node, failure)
+            return
         try:
-            with self.power(job.bmc, self.settings.bmc_timeout) as bmc:
-                bmc.power_off()
-        except Exception as exc:
-            log.error("node %s: spawn failed, could not power off: %s", job.node, exc)
-        if SPAWN.steps.index(step) >= SPAWN.steps.index(Step.PORT_TO_PROJECT):
-            try:
-                self.switching.move_node(job.node, self.settings.service_vlan)
-            except Exception as undo:
-                log.error("node %s: could not return port to the service VLAN: %s", job.node, undo)
+            self.switching.move_node(job.node, self.settings.service_vlan, enabled=failure is None)
+        except Exception as undo:
+            log.error("node %s: could not return port to the service VLAN: %s", job.node, undo)
+        if failure is not None:
+            note = self._port_disabled(job, failure)
+            self._event(job, Step.POWER_OFF, note)
+            with self.db.session() as session:
+                node = session.get(Node, job.node_id)
+                if node.state == NodeState.ERROR:
+                    node.state_reason = f"{node.state_reason}; {note}"
 
     # Ports -------------------------------------------------------------------------
 
-    def _move(self, job: Job, vlan: int) -> None:
+    def _move(self, job: Job, vlan: int, enabled: bool = True) -> None:
         """Move the node's port, retrying a switch that fails until the step times out.
 
         A terminate must not give up on taking a tenant's port back because a switch
-        hiccupped; the desired VLAN is already recorded, so every retry is the same change.
+        hiccupped; the desired state is already recorded, so every retry is the same change.
         """
         Retry(seconds=self.settings.step_timeout, first=1.0, cap=30.0).call(
-            lambda: self.switching.move_node(job.node, vlan),
+            lambda: self.switching.move_node(job.node, vlan, enabled=enabled),
             retry_on=(SwitchError,),
-            what=f"node {job.node}: port move to VLAN {vlan}",
+            what=f"node {job.node}: port move to {drift.desired_text(vlan, enabled)}",
         )
 
     def _port_to_service(self, job: Job, plan: Plan) -> None:
@@ -383,17 +401,35 @@ class Engine:
         the tenant networks (ironic/drivers/modules/ansible/deploy.py, `tear_down`).
         A BMC that does not answer is asked again (`POWER_OFF_RETRY`: BMCs hiccup);
         when it still fails (or refuses the credentials), the port still leaves the
-        project VLAN (it is there only while the instance is active) and the step fails.
+        project VLAN (it is there only while the instance is active) but *disabled*:
+        the tenant's OS, still running, reaches neither the service network nor anyone
+        else (a shared parking VLAN would let two such nodes meet). The step fails; a
+        delete once the BMC answers runs this step again and enables the port.
         A spawn starts from a free node, which the plan that freed it left powered off.
         """
         failure = None if plan is SPAWN else self._try_power_off(job)
-        self._move(job, self.settings.service_vlan)
+        self._move(job, self.settings.service_vlan, enabled=failure is None)
         if failure is not None:
-            failed = f"node {job.node}: could not power off before the move: {failure}"
-            raise StepFailed(failed) from failure
+            raise StepFailed(self._port_disabled(job, failure)) from failure
 
-    def _try_power_off(self, job: Job) -> PowerError | None:
-        """The BMC's error if the power-off failed, for the caller to raise after the move."""
+    def _port_disabled(self, job: Job, failure: Exception) -> str:
+        """Say, in the log and to the caller, that the node's port is disabled because its
+        BMC did not power it off: which BMC, which switch port, what to do."""
+        with self.db.session() as session:
+            port = inventory.node_port(inventory.get_node(session, job.node))
+            switch, interface = port.switch.name, port.interface
+        reason = failure.reason if isinstance(failure, PowerError) else str(failure)
+        note = (
+            f"node {job.node}: could not power off through BMC {display_url(job.bmc.url)} "
+            f"({reason}); port {switch} {interface} is disabled in the service VLAN "
+            "until a delete powers the node off"
+        )
+        log.error("%s", note)
+        return note
+
+    def _try_power_off(self, job: Job) -> Exception | None:
+        """The BMC's error if the power-off failed (asked `POWER_OFF_RETRY` times), for
+        the caller to act on after the port's move."""
 
         def power_off() -> None:
             with self.power(job.bmc, self.settings.bmc_timeout) as bmc:
@@ -403,7 +439,7 @@ class Engine:
             POWER_OFF_RETRY.call(
                 power_off, retry_on=(BmcUnreachable,), what=f"node {job.node}: power off"
             )
-        except PowerError as exc:
+        except Exception as exc:  # whatever the BMC driver raised, the node may still run
             return exc
         return None
 

@@ -146,7 +146,7 @@ TERMINATE = Plan(
     agent_task="erase",
     steps=(Step.PORT_TO_SERVICE, Step.PXE_BOOT, Step.ERASE, Step.POWER_OFF, Step.RELEASE),
     leaves={
-        Step.PORT_TO_SERVICE: Plane.OFF,  # powered off first: see the engine's step
+        Step.PORT_TO_SERVICE: Plane.OFF,  # powered off first, else port disabled: see the engine
         Step.PXE_BOOT: Plane.SERVICE,
         Step.ERASE: Plane.SERVICE,
         Step.POWER_OFF: Plane.OFF,

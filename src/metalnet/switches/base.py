@@ -28,10 +28,16 @@ class SwitchTarget:
 
 @dataclass(frozen=True)
 class PortChange:
-    """Make `interface` an access port in exactly `vlan` (old membership replaced)."""
+    """Make `interface` an access port in exactly `vlan` (old membership replaced),
+    enabled or disabled. A disabled port keeps its VLAN but passes no traffic: where a
+    node may still run a tenant's OS, it is kept off every network."""
 
     interface: str
     vlan: int
+    enabled: bool = True
+
+    def __str__(self) -> str:
+        return f"{self.interface}->{self.vlan}{'' if self.enabled else ' disabled'}"
 
 
 @dataclass(frozen=True)

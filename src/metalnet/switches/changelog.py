@@ -31,7 +31,10 @@ class ChangeLog:
                 SwitchChange(
                     switch_id=switch_id,
                     switch_name=commit.switch,
-                    ports=[{"interface": c.interface, "vlan": c.vlan} for c in commit.changes],
+                    ports=[
+                        {"interface": c.interface, "vlan": c.vlan, "enabled": c.enabled}
+                        for c in commit.changes
+                    ],
                     ok=commit.ok,
                     seconds=commit.seconds,
                     message=commit.message,

@@ -2,9 +2,10 @@
 
 `switch check`, `switch ports`, the reconciler and the isolation invariant all ask
 this module, so a port cannot be "in sync" for one of them and drift for another.
-A port is in sync only if it is enabled, an access port, carries exactly the desired
-VLAN as its one active member, and has no native VLAN. Anything else (a trunk, an
-extra member, a native VLAN left over, a deactivated or missing statement) is drift.
+A port is in sync only if it is enabled or disabled as desired, an access port,
+carries exactly the desired VLAN as its one active member, and has no native VLAN.
+Anything else (a trunk, an extra member, a native VLAN left over, a deactivated or
+missing statement, a port disabled by hand that is wanted enabled) is drift.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from __future__ import annotations
 from metalnet.switches.base import PortState
 
 
-def in_sync(desired: int | None, actual: PortState | None) -> bool:
-    """Whether the device's port state matches the desired VLAN exactly."""
+def in_sync(desired: int | None, actual: PortState | None, enabled: bool = True) -> bool:
+    """Whether the device's port state matches the desired VLAN and `enabled` exactly."""
     if desired is None:
         return True
     if actual is None:
         return False
     return (
-        actual.enabled
+        actual.enabled == enabled
         and actual.mode == "access"
         and actual.vlans == (desired,)
         and actual.native_vlan is None
@@ -37,3 +38,10 @@ def describe(actual: PortState | None) -> str:
     if not actual.enabled:
         parts.append("disabled")
     return " ".join(parts)
+
+
+def desired_text(vlan: int | None, enabled: bool = True) -> str:
+    """The database's side of a drift, in the same words as `describe`."""
+    if vlan is None:
+        return "none"
+    return f"VLAN {vlan}" + ("" if enabled else " disabled")

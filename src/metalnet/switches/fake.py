@@ -29,7 +29,8 @@ FAKE_INTERFACE_RE = re.compile(r"(?:eth|port)[0-9]{1,3}")
 
 @dataclass
 class FakeDevice:
-    """The state of one fake switch: committed VLAN per port, a commit count, faults.
+    """The state of one fake switch: committed VLAN per port, the ports disabled, a
+    commit count, faults.
 
     Staged commits behave as Junos commit confirmed does: `rollback` holds the ports
     as they were before the first unconfirmed commit, restored when the session that
@@ -41,17 +42,18 @@ class FakeDevice:
     """
 
     ports: dict[str, int | None]
+    disabled: set[str] = field(default_factory=set)
     commits: int = 0
     latency: float = 0.0
     down: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
-    rollback: dict[str, int | None] | None = None
+    rollback: tuple[dict[str, int | None], set[str]] | None = None
     losses: list[str] = field(default_factory=list)
     during_stage: list[Callable[[], None]] = field(default_factory=list)
 
     def roll_back(self) -> None:
         if self.rollback is not None:
-            self.ports, self.rollback = self.rollback, None
+            (self.ports, self.disabled), self.rollback = self.rollback, None
 
 
 DEVICES: dict[tuple[str, int], FakeDevice] = {}
@@ -118,9 +120,13 @@ class FakeDriver(SwitchDriver):
             if device.during_stage:
                 device.during_stage.pop(0)()
             if device.rollback is None:
-                device.rollback = dict(device.ports)
+                device.rollback = (dict(device.ports), set(device.disabled))
             for change in changes:
                 device.ports[change.interface] = change.vlan
+                if change.enabled:
+                    device.disabled.discard(change.interface)
+                else:
+                    device.disabled.add(change.interface)
             device.commits += 1
             self.pending = True
             self._lose(device, fate, "after")
@@ -142,7 +148,12 @@ class FakeDriver(SwitchDriver):
         device = self._device()
         names = list(device.ports) if interfaces is None else list(interfaces)
         return {
-            name: PortState(name, vlan, vlans=() if vlan is None else (vlan,))
+            name: PortState(
+                name,
+                vlan,
+                enabled=name not in device.disabled,
+                vlans=() if vlan is None else (vlan,),
+            )
             for name in names
             if name in device.ports
             for vlan in [device.ports[name]]

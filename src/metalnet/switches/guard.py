@@ -21,6 +21,11 @@ The rule, from DESIGN.md's safety invariants and the lifecycle (lifecycle/engine
   VLAN); deleting or error: the service VLAN only (a terminate takes the port back
   before anything else happens to the node).
 
+A change that disables a port is judged by the VLAN it keeps, as an enabled one:
+disabling takes traffic away and never needs more permission than that VLAN (the
+lifecycle disables a port in the service VLAN when its node may still run a tenant's
+OS). Enabling is not a permission of its own either: what decides is the VLAN.
+
 Lifecycle moves pass by construction: the engine records a step in the database
 before the step acts, so the step the guard reads is the one making the move. A
 terminate that lands while a spawn moves a port into the project VLAN changes the

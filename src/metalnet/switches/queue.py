@@ -54,6 +54,7 @@ from metalnet.switches.base import (
     SwitchSessionLost,
     SwitchUnreachable,
 )
+from metalnet.switches.drift import desired_text
 from metalnet.validate import check_vlan
 
 log = logging.getLogger(__name__)
@@ -79,11 +80,13 @@ class ChangeOutcome:
 
 @dataclass(frozen=True)
 class Precondition:
-    """What a queued change was computed from: the port's desired VLAN then, and
-    whether the isolation guard must still allow the change (not for an override)."""
+    """What a queued change was computed from: the port's desired VLAN and enabled
+    then, and whether the isolation guard must still allow the change (not for an
+    override)."""
 
     desired: int | None
     guarded: bool = True
+    enabled: bool = True
 
 
 @dataclass
@@ -189,21 +192,22 @@ class _Lane:
         )
 
     def _supersede(self, requests: list[_Request]) -> _Request:
-        """The last request for a port wins; the earlier ones are told so."""
+        """The last request for a port wins whole (VLAN and enabled); the earlier ones
+        are told so."""
         winner = requests[-1]
-        self._superseded(requests[:-1], winner.change.vlan)
+        self._superseded(requests[:-1], winner.change)
         return winner
 
     def _merge(self, older: Sequence[_Request], newer: Sequence[_Request]) -> list[_Request]:
         """Requests of both lists, one per port: a port's newer request wins, and the
         older one it replaces is told so (every request gets exactly one outcome)."""
-        vlans = {r.change.interface: r.change.vlan for r in newer}
+        winners = {r.change.interface: r.change for r in newer}
         for request in older:
-            if request.change.interface in vlans:
-                self._superseded([request], vlans[request.change.interface])
-        return [r for r in older if r.change.interface not in vlans] + list(newer)
+            if request.change.interface in winners:
+                self._superseded([request], winners[request.change.interface])
+        return [r for r in older if r.change.interface not in winners] + list(newer)
 
-    def _superseded(self, losers: Sequence[_Request], vlan: int) -> None:
+    def _superseded(self, losers: Sequence[_Request], winner: PortChange) -> None:
         now = time.monotonic()
         for loser in losers:
             loser.future.set_result(
@@ -211,7 +215,7 @@ class _Lane:
                     self.switch,
                     loser.change,
                     ok=True,
-                    message=f"superseded by VLAN {vlan}",
+                    message=f"superseded by {desired_text(winner.vlan, winner.enabled)}",
                     latency=now - loser.submitted,
                     superseded=True,
                 )
@@ -384,7 +388,7 @@ class _Lane:
             "switch %s commit %s: %s (%.2fs)%s",
             self.switch,
             "ok" if ok else "FAILED",
-            ", ".join(f"{c.interface}->{c.vlan}" for c in changes),
+            ", ".join(map(str, changes)),
             record.seconds,
             f": {message}" if message else "",
         )

@@ -28,8 +28,8 @@ from metalnet.db.engine import Database
 from metalnet.db.models import Instance, Switch, SwitchPort
 from metalnet.lifecycle.states import PLANS
 from metalnet.switches.base import SwitchError
-from metalnet.switches.drift import describe, in_sync
-from metalnet.switches.service import Correction, SwitchService, desired_vlan
+from metalnet.switches.drift import describe, desired_text, in_sync
+from metalnet.switches.service import Correction, SwitchService, desired_enabled, desired_vlan
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class Drift:
     device: str = ""
     fixed: bool = False
     error: str = ""
+    expected_enabled: bool = True
 
 
 @dataclass(frozen=True)
@@ -77,15 +78,17 @@ def enforceable(session: Session, settings: Settings, port: SwitchPort) -> int |
     return desired_vlan(port, settings)
 
 
-def _wanted(db: Database, switch_name: str) -> dict[str, tuple[int, str | None]]:
-    """interface -> (VLAN to enforce, node) for ports the lifecycle is not moving right now."""
+def _wanted(db: Database, switch_name: str) -> dict[str, tuple[int, bool, str | None]]:
+    """interface -> (VLAN to enforce, enabled, node) for ports the lifecycle is not moving
+    right now."""
     with db.session() as session:
         switch = session.scalar(select(Switch).where(Switch.name == switch_name))
         wanted = {}
         for port in switch.ports:
             vlan = enforceable(session, db.settings, port)
             if vlan is not None:
-                wanted[port.interface] = (vlan, port.nic.node.name if port.nic else None)
+                node = port.nic.node.name if port.nic else None
+                wanted[port.interface] = (vlan, desired_enabled(port), node)
         return wanted
 
 
@@ -100,21 +103,25 @@ def check_switch(service: SwitchService, switch_name: str, fix: bool) -> SwitchR
         metrics.RECONCILE_ERRORS.labels(switch_name).inc()
         return SwitchReport(switch_name, len(wanted), (), error=str(exc))
     drift = []
-    for iface, (vlan, node) in sorted(wanted.items()):
+    for iface, (vlan, enabled, node) in sorted(wanted.items()):
         state = actual.get(iface)
-        if not in_sync(vlan, state):
+        if not in_sync(vlan, state, enabled):
             seen = state.vlan if state else None
-            drift.append(Drift(switch_name, iface, vlan, seen, node, describe(state)))
+            drift.append(
+                Drift(
+                    switch_name, iface, vlan, seen, node, describe(state), expected_enabled=enabled
+                )
+            )
     metrics.DRIFT.labels(switch_name).set(len(drift))
     if fix and drift:
         drift = _fix(service, drift)
     for d in drift:
         log.warning(
-            "drift on switch %s port %s (node %s): expected VLAN %s, device has %s%s",
+            "drift on switch %s port %s (node %s): expected %s, device has %s%s",
             d.switch,
             d.interface,
             d.node,
-            d.expected_vlan,
+            desired_text(d.expected_vlan, d.expected_enabled),
             d.device,
             " - fixed" if d.fixed else (f" - not fixed: {d.error}" if d.error else ""),
         )
@@ -122,7 +129,9 @@ def check_switch(service: SwitchService, switch_name: str, fix: bool) -> SwitchR
 
 
 def _fix(service: SwitchService, drift: list[Drift]) -> list[Drift]:
-    corrections = [Correction(d.switch, d.interface, d.expected_vlan) for d in drift]
+    corrections = [
+        Correction(d.switch, d.interface, d.expected_vlan, d.expected_enabled) for d in drift
+    ]
     outcomes = service.correct(corrections, enforceable)
     return [
         dataclasses.replace(d, fixed=o.ok and not o.superseded, error=o.message)

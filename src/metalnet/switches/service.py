@@ -37,6 +37,7 @@ from metalnet.switches.advisory import RECONNECT, AdvisoryLock
 from metalnet.switches.base import PortChange, PortState, SwitchError
 from metalnet.switches.changelog import ChangeLog
 from metalnet.switches.directory import SwitchDirectory
+from metalnet.switches.drift import desired_text
 from metalnet.switches.queue import ChangeOutcome, Precondition, SwitchQueue
 from metalnet.validate import check_vlan
 
@@ -53,30 +54,53 @@ def desired_vlan(port: SwitchPort, settings: Settings) -> int | None:
     return port.desired_vlan if port.nic is not None else settings.parking_vlan
 
 
+def desired_enabled(port: SwitchPort) -> bool:
+    """Whether the database wants `port` enabled. Only a node's own port is ever wanted
+    disabled (its node may still run a tenant's OS); an attached or parked one never."""
+    return port.desired_enabled or port.attachment is not None or port.nic is None
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What the database wants one port to be: in `vlan` (None: nothing), enabled or not."""
+
+    vlan: int | None
+    enabled: bool = True
+
+    @classmethod
+    def of(cls, port: SwitchPort, settings: Settings) -> Desired:
+        return cls(desired_vlan(port, settings), desired_enabled(port))
+
+
 # What `desired_vlan` reads of a port, loaded with the ports rather than one port at a time.
 _OWNERS = (joinedload(SwitchPort.nic), joinedload(SwitchPort.attachment))
 
 
-def _write_desired(session: Session, writes: Sequence[tuple[SwitchPort, int]]) -> None:
-    """Record the desired VLAN of many ports with one UPDATE statement.
+def _write_desired(session: Session, writes: Sequence[tuple[SwitchPort, PortChange]]) -> None:
+    """Record the desired VLAN and enabled of many ports with one UPDATE statement.
 
     Setting the attribute on each loaded port would make the session's flush walk every
     relationship of every port, most of a burst's database time; the loaded ports are
     given the new value too, so what is computed from them afterwards sees it.
     """
     if writes:
-        session.execute(update(SwitchPort), [{"id": p.id, "desired_vlan": v} for p, v in writes])
-    for port, vlan in writes:
-        set_committed_value(port, "desired_vlan", vlan)
+        session.execute(
+            update(SwitchPort),
+            [{"id": p.id, "desired_vlan": c.vlan, "desired_enabled": c.enabled} for p, c in writes],
+        )
+    for port, change in writes:
+        set_committed_value(port, "desired_vlan", change.vlan)
+        set_committed_value(port, "desired_enabled", change.enabled)
 
 
 @dataclass(frozen=True)
 class Correction:
-    """A port the reconciler found drifted, and the desired VLAN it read before the device."""
+    """A port the reconciler found drifted, and the desired state it read before the device."""
 
     switch: str
     interface: str
     vlan: int
+    enabled: bool = True
 
 
 @contextmanager
@@ -135,6 +159,8 @@ class SwitchService:
         breaks isolation, unless `override` says why it must be made anyway. Ports
         metalnet does not know yet are added to the inventory. Malformed values are not
         recorded; the queue reports them as their change's outcome without sending them.
+        A move sets the VLAN only: a port wanted disabled (its node may still run a
+        tenant's OS) stays disabled; only a power-off that succeeded enables it.
         """
         by_switch: dict[str, list[PortChange]] = {}
         for switch_name, interface, vlan in changes:
@@ -144,7 +170,7 @@ class SwitchService:
         with self.db.session() as session:
             for switch_name, batch in by_switch.items():
                 switch = inventory.get_switch(session, switch_name)
-                refused, preconditions[switch_name] = self._record_desired(
+                refused, preconditions[switch_name], by_switch[switch_name] = self._record_desired(
                     session, switch, batch, guarded=override is None
                 )
                 refusals += refused
@@ -159,10 +185,11 @@ class SwitchService:
 
     def _record_desired(
         self, session: Session, switch: Switch, batch: Sequence[PortChange], guarded: bool
-    ) -> tuple[list[guard.Refusal], list[Precondition | None]]:
-        """Write the desired VLAN of every valid change; return what the guard refused
-        and each change's precondition (None for a malformed one, which is not queued
-        to the device: the queue reports it)."""
+    ) -> tuple[list[guard.Refusal], list[Precondition | None], list[PortChange]]:
+        """Write the desired VLAN of every valid change; return what the guard refused,
+        each change's precondition (None for a malformed one, which is not queued to the
+        device: the queue reports it) and the changes to queue (a port wanted disabled
+        stays so)."""
         ports = {
             p.interface: p
             for p in session.scalars(
@@ -170,14 +197,16 @@ class SwitchService:
             )
         }
         check = self.directory.driver_class(switch.name).check_interface
-        valid: list[tuple[SwitchPort, int]] = []
+        valid: list[tuple[SwitchPort, PortChange]] = []
         recorded: list[SwitchPort | None] = []
+        changes: list[PortChange] = []
         for change in batch:
             try:
                 check(change.interface)
                 check_vlan(change.vlan)
             except ValueError:
                 recorded.append(None)
+                changes.append(change)
                 continue
             port = ports.get(change.interface)
             if port is None:
@@ -185,18 +214,21 @@ class SwitchService:
                     switch=switch, interface=change.interface
                 )
                 session.add(port)
-            valid.append((port, change.vlan))
+            change = PortChange(change.interface, change.vlan, desired_enabled(port))
+            valid.append((port, change))
             recorded.append(port)
+            changes.append(change)
         session.flush()
-        refused = guard.check_all(session, self.db.settings, valid)
+        refused = guard.check_all(session, self.db.settings, [(p, c.vlan) for p, c in valid])
         _write_desired(session, valid)
-        return refused, [
+        preconditions = [
             None if port is None else self._precondition(port, guarded) for port in recorded
         ]
+        return refused, preconditions, changes
 
     def _precondition(self, port: SwitchPort, guarded: bool = True) -> Precondition:
         """The desired state a change of `port` is computed from, as just recorded."""
-        return Precondition(desired_vlan(port, self.db.settings), guarded)
+        return Precondition(desired_vlan(port, self.db.settings), guarded, desired_enabled(port))
 
     def _audit_override(
         self, refusals: Sequence[guard.Refusal], override: guard.Override | None
@@ -213,17 +245,21 @@ class SwitchService:
                 f"reason: {override.reason}; overrode: {refusal}",
             )
 
-    def move_node(self, node_name: str, vlan: int, timeout: float | None = None) -> ChangeOutcome:
-        """Put the node's port in `vlan`; raise SwitchError when the switch did not take it."""
+    def move_node(
+        self, node_name: str, vlan: int, timeout: float | None = None, *, enabled: bool = True
+    ) -> ChangeOutcome:
+        """Put the node's port in `vlan`, enabled or disabled; raise SwitchError when the
+        switch did not take it. Disabling is guarded as the VLAN it keeps (`guard`)."""
         check_vlan(vlan)
         with self.db.session() as session:
             port = inventory.node_port(inventory.get_node(session, node_name))
             if refusal := guard.check(session, self.db.settings, port, vlan):
                 raise guard.PortRefused([refusal])
-            port.desired_vlan = vlan
+            port.desired_vlan, port.desired_enabled = vlan, enabled
             switch, interface = port.switch.name, port.interface
             precondition = self._precondition(port)
-        outcome = self.queue.submit(switch, PortChange(interface, vlan), precondition).result(
+        change = PortChange(interface, vlan, enabled)
+        outcome = self.queue.submit(switch, change, precondition).result(
             timeout or self.timeout * 4
         )
         if not outcome.ok:
@@ -249,7 +285,7 @@ class SwitchService:
             session.flush()
             if refusal := guard.check(session, self.db.settings, port, vlan):
                 raise guard.PortRefused([refusal])
-            port.desired_vlan = vlan
+            port.desired_vlan, port.desired_enabled = vlan, True
             precondition = self._precondition(port)
         return self.queue.submit(switch_name, PortChange(interface, vlan), precondition)
 
@@ -269,7 +305,7 @@ class SwitchService:
             vlan = guard.resting_vlan(guard.port_owner(session, port), self.db.settings)
             if refusal := guard.check(session, self.db.settings, port, vlan):
                 raise guard.PortRefused([refusal])
-            port.desired_vlan = vlan
+            port.desired_vlan, port.desired_enabled = vlan, True
             precondition = self._precondition(port)
         return self.queue.submit(switch_name, PortChange(interface, vlan), precondition)
 
@@ -297,10 +333,11 @@ class SwitchService:
         """Put drifted ports back, compare-and-set against the desired state at fix time.
 
         A correction is queued only if `enforceable(port)`, evaluated now, still gives
-        the VLAN the caller read; a change of owner in between (a terminate, a new
-        spawn) wins and the correction is dropped. Queued, it is conditional on that
-        desired VLAN like every change (`_stale`), so an owner change that lands after
-        this check wins too. Desired state is never written here.
+        the VLAN the caller read, and the port is still wanted enabled or disabled as
+        read; a change of owner in between (a terminate, a new spawn) wins and the
+        correction is dropped. Queued, it is conditional on that desired state like
+        every change (`_stale`), so an owner change that lands after this check wins
+        too. Desired state is never written here.
         The corrections of a switch are queued together, so they make one transaction
         however long the checks take.
         """
@@ -309,7 +346,7 @@ class SwitchService:
         with self.db.session() as session:
             guard.lock_ports(session, self._port_ids(session, corrections))
             for c in corrections:
-                change = PortChange(c.interface, c.vlan)
+                change = PortChange(c.interface, c.vlan, c.enabled)
                 why_not = self._why_not(session, c, enforceable)
                 pending.append(ChangeOutcome(c.switch, change, ok=False, message=why_not))
                 if not why_not:
@@ -318,7 +355,7 @@ class SwitchService:
                 futures = self.queue.submit_many(
                     switch,
                     [change for _i, change in items],
-                    [Precondition(change.vlan) for _i, change in items],
+                    [Precondition(c.vlan, enabled=c.enabled) for _i, c in items],
                 )
                 for (index, _change), future in zip(items, futures, strict=True):
                     pending[index] = future
@@ -347,8 +384,10 @@ class SwitchService:
         if port is None:
             return "the port is no longer in the inventory"
         wanted = enforceable(session, self.db.settings, port)
-        if wanted != c.vlan:
-            owner = "the lifecycle" if wanted is None else f"VLAN {wanted}"
+        if wanted != c.vlan or desired_enabled(port) != c.enabled:
+            owner = (
+                "the lifecycle" if wanted is None else desired_text(wanted, desired_enabled(port))
+            )
             return f"desired state changed since it was read; left to {owner}"
         refusal = guard.check(session, self.db.settings, port, c.vlan)
         return f"refused: {refusal}" if refusal else ""
@@ -356,8 +395,9 @@ class SwitchService:
     def _stale(
         self, switch_name: str, items: Sequence[tuple[PortChange, Precondition]]
     ) -> dict[str, str]:
-        """interface -> why its queued change no longer holds: the port's desired VLAN is
-        not the one the change was computed from, or the guard refuses the change now.
+        """interface -> why its queued change no longer holds: the port's desired state
+        (VLAN, enabled) is not the one the change was computed from, or the guard refuses
+        the change now.
 
         The queue's lane calls this right before building the device configuration,
         with the switch's advisory lock held; the ports' rows are locked meanwhile.
@@ -393,9 +433,11 @@ class SwitchService:
                 if port is None:
                     stale[change.interface] = "the port is no longer in the inventory"
                     continue
-                now = desired_vlan(port, self.db.settings)
-                if now != precondition.desired:
-                    stale[change.interface] = f"the desired VLAN is now {now}"
+                now = Desired.of(port, self.db.settings)
+                if (now.vlan, now.enabled) != (precondition.desired, precondition.enabled):
+                    stale[change.interface] = (
+                        f"the desired state is now {desired_text(now.vlan, now.enabled)}"
+                    )
                 elif precondition.guarded:
                     guarded.append((port, change.vlan))
             for refusal in guard.check_all(session, self.db.settings, guarded):
@@ -404,11 +446,11 @@ class SwitchService:
 
     # Reading -----------------------------------------------------------------------
 
-    def desired_ports(self, switch_name: str) -> dict[str, int | None]:
-        """interface -> desired VLAN (`desired_vlan`) of every port the inventory knows."""
+    def desired_ports(self, switch_name: str) -> dict[str, Desired]:
+        """interface -> desired state of every port the inventory knows."""
         with self.db.session() as session:
             switch = inventory.get_switch(session, switch_name)
-            return {p.interface: desired_vlan(p, self.db.settings) for p in switch.ports}
+            return {p.interface: Desired.of(p, self.db.settings) for p in switch.ports}
 
     def read_ports(
         self, switch_name: str, interfaces: Sequence[str] | None = None

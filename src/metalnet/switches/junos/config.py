@@ -85,11 +85,20 @@ class AccessPort:
     (Junos resolves a numeric member to the VLAN with that id). `drop_native` deletes
     an interface-level native VLAN (ELS) left from a trunk; it is only set when one
     exists, since deleting an absent statement draws a "statement not found" warning.
+
+    A port not `enabled` gets `disable;` at the interface level: Juniper's "disable
+    (Interface)" statement (https://juniper.net/documentation/en_US/junos13.2/topics/
+    reference/configuration-statement/disable-edit-interfaces.html) may stand at
+    `[edit interfaces interface-name]` or at `[... unit logical-unit-number]`, and
+    either level takes the port down. An enabled port has the statement deleted where
+    the switch has it (`enable_at`: "interface", "unit"), for the same warning's sake.
     """
 
     interface: str
     member: str
     drop_native: bool = False
+    enabled: bool = True
+    enable_at: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         check_junos_interface(self.interface)
@@ -115,7 +124,8 @@ def render(ports: Iterable[AccessPort], vlans: Iterable[VlanDefinition], dialect
     `replace: family ethernet-switching` makes each port exactly an access port in
     its one VLAN: trunk mode, other members and (older dialect) a native VLAN inside
     the family go with the old stanza. ELS keeps the native VLAN at the interface
-    level, so it is deleted there when the port has one.
+    level, so it is deleted there when the port has one. A disabled port keeps its
+    VLAN and gets `disable;`; an enabled one loses any `disable` it has.
     """
     body = "".join(_port_text(p, dialect) for p in ports)
     text = "interfaces {\n" + body + "}\n"
@@ -128,9 +138,14 @@ def render(ports: Iterable[AccessPort], vlans: Iterable[VlanDefinition], dialect
 def _port_text(port: AccessPort, dialect: Dialect) -> str:
     mode = "interface-mode access" if dialect is Dialect.ELS else "port-mode access"
     native = "    delete: native-vlan-id;\n" if port.drop_native and dialect is Dialect.ELS else ""
+    if not port.enabled:
+        native = "    disable;\n" + native
+    elif "interface" in port.enable_at:
+        native = "    delete: disable;\n" + native
+    unit = "        delete: disable;\n" if port.enabled and "unit" in port.enable_at else ""
     return (
         f"{port.interface} {{\n{native}"
-        "    unit 0 {\n"
+        f"    unit 0 {{\n{unit}"
         "        replace: family ethernet-switching {\n"
         f"            {mode};\n"
         f"            vlan {{ members {port.member}; }}\n"

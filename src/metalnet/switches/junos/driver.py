@@ -244,17 +244,17 @@ class JunosDriver(SwitchDriver):
         self._begun = None
 
     def _validated(self, changes: Sequence[PortChange]) -> tuple[PortChange, ...]:
-        """Check every value before anything is sent; one interface, one VLAN."""
-        wanted: dict[str, int] = {}
+        """Check every value before anything is sent; one interface, one state."""
+        wanted: dict[str, PortChange] = {}
         for change in changes:
             check_junos_interface(change.interface)
             check_vlan(change.vlan)
-            if wanted.setdefault(change.interface, change.vlan) != change.vlan:
+            if wanted.setdefault(change.interface, change) != change:
                 raise ValueError(
-                    f"interface {change.interface} is given two VLANs in one batch "
-                    f"({wanted[change.interface]} and {change.vlan})"
+                    f"interface {change.interface} is given two states in one batch "
+                    f"({wanted[change.interface]} and {change})"
                 )
-        return tuple(PortChange(i, v) for i, v in wanted.items())
+        return tuple(wanted.values())
 
     def _ask(self, ports: Sequence[str]) -> _Asked:
         """Send the lock, the candidate check and the reads, in one round trip."""
@@ -374,8 +374,15 @@ class JunosDriver(SwitchDriver):
         names = parse.vlan_names(config)
         defined = self._definitions({c.vlan for c in batch} - set(names), config, names)
         native = parse.interfaces_with_native_vlan(config)
+        disabled = parse.disabled_levels(config)
         ports_text = [
-            AccessPort(c.interface, member_for(c.vlan, names), drop_native=c.interface in native)
+            AccessPort(
+                c.interface,
+                member_for(c.vlan, names),
+                drop_native=c.interface in native,
+                enabled=c.enabled,
+                enable_at=disabled.get(c.interface, frozenset()),
+            )
             for c in batch
         ]
         return render(ports_text, defined, self.dialect)
@@ -416,7 +423,8 @@ class JunosDriver(SwitchDriver):
             raise CommitRefused(self.target.name, "commit did not report commit-success", ports)
 
     def _verify(self, batch: Sequence[PortChange], readback: Pending) -> None:
-        """The committed configuration must hold each port exactly as asked.
+        """The committed configuration must hold each port exactly as asked (its VLAN,
+        and enabled or disabled), judged by the one drift rule.
 
         If it does not, the session is ended: the switch then rolls back what this
         session committed unconfirmed (Junos does so when such a session ends, and at
@@ -424,7 +432,9 @@ class JunosDriver(SwitchDriver):
         """
         ports = [c.interface for c in batch]
         states = parse.port_states(parse.configuration(readback.result().root), ports)
-        wrong = [c.interface for c in batch if not in_sync(c.vlan, states.get(c.interface))]
+        wrong = [
+            c.interface for c in batch if not in_sync(c.vlan, states.get(c.interface), c.enabled)
+        ]
         if wrong:
             self.session.close()
             raise SwitchSessionLost(

@@ -159,6 +159,21 @@ def interfaces_with_native_vlan(config: etree._Element | None) -> set[str]:
     }
 
 
+def disabled_levels(config: etree._Element | None) -> dict[str, frozenset[str]]:
+    """interface -> where it has a `disable` statement (active or not): "interface",
+    "unit" (unit 0), or both; interfaces without one are left out."""
+    interfaces = config.find("interfaces") if config is not None else None
+    found = {}
+    for iface in [] if interfaces is None else interfaces.iterfind("interface"):
+        unit = next((u for u in iface.iterfind("unit") if text_of(u, "name") == "0"), None)
+        levels = {"interface"} if iface.find("disable") is not None else set()
+        if unit is not None and unit.find("disable") is not None:
+            levels.add("unit")
+        if levels:
+            found[text_of(iface, "name")] = frozenset(levels)
+    return found
+
+
 def _resolve(member: str, ids: dict[str, int]) -> int | None:
     """A `members` value as a VLAN id: a VLAN name, a number, or `default` (VLAN 1).
 

@@ -146,7 +146,9 @@ def _ports(db: Database, switch: SimSwitch, drift: list[Drift], found: Findings)
     )
     with db.session() as session:
         for port in session.scalars(select(SwitchPort)):
-            want, have = port.desired_vlan, actual.get(port.interface)
+            # a port wanted disabled switches no traffic: the switch reports no VLAN
+            want = port.desired_vlan if port.desired_enabled else None
+            have = actual.get(port.interface)
             if want is None or want == have:
                 continue
             if port.interface in named or any(port.interface in e for e in found.errors):
