@@ -165,6 +165,38 @@ def test_a_failed_step_shows_in_red_on_the_timeline(browser, ui_lab, artefacts) 
     browser.save_screenshot(str(artefacts / "timeline-failed.png"))
 
 
+def test_a_disabled_port_is_striped_and_says_so(browser, ui_lab) -> None:
+    """A port wanted disabled (its node's BMC did not power it off; how the lifecycle
+    gets there is tests/lifecycle/test_disabled_port.py) is drawn striped, and its title
+    and detail say so; the legend explains the stripes."""
+    switch, interface = port_of(ui_lab, "n3")
+    service = ui_lab.db.settings.service_vlan
+    ui_lab.controller.switching.move_node("n3", service, enabled=False)
+    try:
+        sign_in(browser, ui_lab, "admin")
+        port = wait_for(
+            lambda: (
+                (p := ports(browser).get((switch, interface), {})).get("disabled") == "true"
+                and p["drift"] == "false"
+                and p
+            ),
+            what="n3's port disabled and in sync",
+        )
+        assert port["kind"] == "service"
+        box = browser.find_element(
+            By.CSS_SELECTOR, f'.port[data-switch="{switch}"][data-interface="{interface}"]'
+        )
+        assert "port disabled" in box.get_attribute("title")
+        box.click()
+        detail = wait_for(
+            lambda: browser.find_element(By.ID, "port-detail").text or None, what="port detail"
+        )
+        assert f"{service}, port disabled" in detail and "disabled" in detail.split("actual")[1]
+        assert "disabled" in browser.find_element(By.ID, "legend").text
+    finally:
+        ui_lab.controller.switching.move_node("n3", service)
+
+
 def audited(ui_lab, action: str, target: str) -> list[tuple[str, bool]]:
     with ui_lab.db.session() as s:
         query = select(AuditEntry).where(AuditEntry.action == action, AuditEntry.target == target)

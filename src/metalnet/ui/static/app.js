@@ -215,6 +215,11 @@ function whatText(port) {
   return KIND_TEXT[what.kind];
 }
 
+function desiredText(port) {
+  const vlan = port.desired_vlan ?? "none";
+  return port.desired_enabled === false ? `${vlan}, port disabled` : String(vlan);
+}
+
 function syncText(port) {
   if (port.in_sync === null) return "device not read";
   return port.in_sync ? "in sync" : "DRIFT";
@@ -225,7 +230,7 @@ function portTitle(sw, port) {
     `${sw} ${port.interface}`,
     `in: ${whatText(port)}`,
     `node: ${port.node ?? "none"}`,
-    `desired VLAN: ${port.desired_vlan ?? "none"}`,
+    `desired VLAN: ${desiredText(port)}`,
     `actual: ${port.actual ? port.actual.text : "not configured"}`,
     syncText(port),
   ];
@@ -242,6 +247,8 @@ function portBox(sw, port, extraClass = "") {
   const classes = ["port", `kind-${kind}`, extraClass];
   if (drift) classes.push("drift");
   if (port.in_sync === null) classes.push("unread");
+  const disabled = port.desired_enabled === false;
+  if (disabled) classes.push("disabled");
   const selected = state.selected;
   if (selected && selected.switch === sw && selected.interface === port.interface) {
     classes.push("selected");
@@ -257,6 +264,7 @@ function portBox(sw, port, extraClass = "") {
       "data-kind": kind,
       "data-project": port.in.project ?? "",
       "data-drift": String(drift),
+      "data-disabled": String(disabled),
       onclick: () => {
         state.selected = { switch: sw, interface: port.interface };
         refresh();
@@ -275,6 +283,7 @@ function legend(projects) {
     interface: "n",
     in: { kind, project },
     in_sync: extra === "drift" ? false : extra === "unread" ? null : true,
+    desired_enabled: extra !== "disabled",
   });
   const items = [
     ["service VLAN", sample("service")],
@@ -283,6 +292,7 @@ function legend(projects) {
     ...projects.map((p) => [`project ${p}`, sample("project", p)]),
     ["drift: device differs", sample("service", undefined, "drift")],
     ["device not read", sample("service", undefined, "unread")],
+    ["disabled: its node may still run", sample("service", undefined, "disabled")],
   ];
   $("legend").replaceChildren(
     ...items.map(([text, port]) => {
@@ -312,7 +322,7 @@ function portDetail(fabric) {
     ["in", whatText(port)],
     ["node", port.node ? `${port.node} (${port.node_state})` : "none"],
     ["instance", i ? `${i.name} of ${i.project}: ${i.state}, step ${i.step}` : "none"],
-    ["desired VLAN", port.desired_vlan ?? "none"],
+    ["desired VLAN", desiredText(port)],
     ["actual", port.actual ? port.actual.text : "not configured"],
     ["state", syncText(port)],
     ["last commit", c ? `${c.at}: VLAN ${c.vlan}, ${c.ok ? "ok" : "FAILED"}, ${c.seconds}s, ${c.size} port(s)` : "none"],
