@@ -50,6 +50,9 @@ class Settings:
     database_url: str = field(default_factory=default_database_url)
     service_vlan: int = 10
     parking_vlan: int = 4000
+    # Parked (unbound) ports are also disabled: nothing plugged into an unused port
+    # reaches anyone, the parking VLAN included (DESIGN: "an unused VLAN or disabled").
+    park_disabled: bool = False
     project_vlan_range: VlanRange = VlanRange(100, 3999)
     switch_timeout: float = 120.0
     bmc_timeout: float = 10.0
@@ -148,6 +151,12 @@ def _positive(key: str, value: object) -> float:
 def _count(key: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"config key {key}: {value!r} must be a whole number 0 or more")
+    return value
+
+
+def _flag(key: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"config key {key}: {value!r} must be true or false")
     return value
 
 
@@ -271,6 +280,7 @@ _PARSERS = {
     "database_url": _text,
     "service_vlan": _vlan,
     "parking_vlan": _vlan,
+    "park_disabled": _flag,
     "project_vlan_range": _vlan_range,
     "switch_timeout": _positive,
     "bmc_timeout": _positive,

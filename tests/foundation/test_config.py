@@ -43,6 +43,8 @@ def test_file_then_env_then_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         ('project_vlan_range = "300-200"', "project_vlan_range"),
         ('project_vlan_range = "100"', "project_vlan_range"),
         ('project_vlan_range = "100-4095"', "project_vlan_range"),
+        ('park_disabled = "yes"', "park_disabled"),
+        ("park_disabled = 1", "park_disabled"),
         ("bogus = 1", "bogus"),
     ],
 )

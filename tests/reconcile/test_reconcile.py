@@ -280,6 +280,37 @@ def _enabled(sw: SimSwitch, interface: str) -> bool:
         return driver.read_ports([interface])[interface].enabled
 
 
+def test_parked_ports_are_disabled_when_configured(run, sw, tmp_path) -> None:
+    """`park_disabled`: an unbound port rests in the parking VLAN *and* disabled; a port
+    bound again to a node is enabled in the service VLAN."""
+    config = tmp_path / "metalnet.toml"
+    config.write_text(config.read_text() + "park_disabled = true\n")
+    assert run("reconcile").exit_code == 0
+    assert run("node", "delete", "n3").exit_code == 0
+    assert run("reconcile").exit_code == 0
+    assert sw.port_vlans()["ge-0/0/3"] is None and not _enabled(sw, "ge-0/0/3")
+    ports = {r["interface"]: r for r in json.loads(run("switch", "ports", "tor1", "--json").stdout)}
+    assert ports["ge-0/0/3"]["desired"] == "VLAN 4000 disabled" and ports["ge-0/0/3"]["in_sync"]
+    assert run("switch", "check", "tor1").exit_code == 0
+    added = run(
+        "node",
+        "add",
+        "n3",
+        "--mac",
+        "52:54:00:00:00:03",
+        "--switch",
+        "tor1",
+        "--port",
+        "ge-0/0/3",
+        "--bmc",
+        "ipmi://127.0.0.1:623",
+        "--skip-initial-erase",
+    )
+    assert added.exit_code == 0, added.output
+    assert run("reconcile").exit_code == 0
+    assert sw.port_vlans()["ge-0/0/3"] == 10 and _enabled(sw, "ge-0/0/3")
+
+
 def test_a_port_disabled_by_hand_is_enabled_again(run, sw) -> None:
     """Nothing else ever removes a `disable` statement: without the enabled part of the
     drift rule, such a port would drift for ever, cut off, while reading as in VLAN 10."""

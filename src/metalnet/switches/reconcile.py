@@ -88,7 +88,7 @@ def _wanted(db: Database, switch_name: str) -> dict[str, tuple[int, bool, str | 
             vlan = enforceable(session, db.settings, port)
             if vlan is not None:
                 node = port.nic.node.name if port.nic else None
-                wanted[port.interface] = (vlan, desired_enabled(port), node)
+                wanted[port.interface] = (vlan, desired_enabled(port, db.settings), node)
         return wanted
 
 

@@ -54,10 +54,15 @@ def desired_vlan(port: SwitchPort, settings: Settings) -> int | None:
     return port.desired_vlan if port.nic is not None else settings.parking_vlan
 
 
-def desired_enabled(port: SwitchPort) -> bool:
-    """Whether the database wants `port` enabled. Only a node's own port is ever wanted
-    disabled (its node may still run a tenant's OS); an attached or parked one never."""
-    return port.desired_enabled or port.attachment is not None or port.nic is None
+def desired_enabled(port: SwitchPort, settings: Settings) -> bool:
+    """Whether the database wants `port` enabled: an attached port always; a parked
+    (unbound) one unless `park_disabled` is set; a node's own port as recorded (it is
+    wanted disabled while its node may still run a tenant's OS)."""
+    if port.attachment is not None:
+        return True
+    if port.nic is None:
+        return not settings.park_disabled
+    return port.desired_enabled
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,7 @@ class Desired:
 
     @classmethod
     def of(cls, port: SwitchPort, settings: Settings) -> Desired:
-        return cls(desired_vlan(port, settings), desired_enabled(port))
+        return cls(desired_vlan(port, settings), desired_enabled(port, settings))
 
 
 # What `desired_vlan` reads of a port, loaded with the ports rather than one port at a time.
@@ -214,7 +219,9 @@ class SwitchService:
                     switch=switch, interface=change.interface
                 )
                 session.add(port)
-            change = PortChange(change.interface, change.vlan, desired_enabled(port))
+            change = PortChange(
+                change.interface, change.vlan, desired_enabled(port, self.db.settings)
+            )
             valid.append((port, change))
             recorded.append(port)
             changes.append(change)
@@ -228,7 +235,8 @@ class SwitchService:
 
     def _precondition(self, port: SwitchPort, guarded: bool = True) -> Precondition:
         """The desired state a change of `port` is computed from, as just recorded."""
-        return Precondition(desired_vlan(port, self.db.settings), guarded, desired_enabled(port))
+        settings = self.db.settings
+        return Precondition(desired_vlan(port, settings), guarded, desired_enabled(port, settings))
 
     def _audit_override(
         self, refusals: Sequence[guard.Refusal], override: guard.Override | None
@@ -286,8 +294,9 @@ class SwitchService:
             if refusal := guard.check(session, self.db.settings, port, vlan):
                 raise guard.PortRefused([refusal])
             port.desired_vlan, port.desired_enabled = vlan, True
+            change = PortChange(interface, vlan, desired_enabled(port, self.db.settings))
             precondition = self._precondition(port)
-        return self.queue.submit(switch_name, PortChange(interface, vlan), precondition)
+        return self.queue.submit(switch_name, change, precondition)
 
     def detach(self, switch_name: str, interface: str, owner: str) -> Future[ChangeOutcome]:
         """End `owner`'s attachment of a port and queue the port back to its resting VLAN."""
@@ -306,8 +315,9 @@ class SwitchService:
             if refusal := guard.check(session, self.db.settings, port, vlan):
                 raise guard.PortRefused([refusal])
             port.desired_vlan, port.desired_enabled = vlan, True
+            change = PortChange(interface, vlan, desired_enabled(port, self.db.settings))
             precondition = self._precondition(port)
-        return self.queue.submit(switch_name, PortChange(interface, vlan), precondition)
+        return self.queue.submit(switch_name, change, precondition)
 
     def _port(self, session: Session, switch_name: str, interface: str) -> SwitchPort:
         """The stored port (added to the inventory when new), its name checked first."""
@@ -384,9 +394,11 @@ class SwitchService:
         if port is None:
             return "the port is no longer in the inventory"
         wanted = enforceable(session, self.db.settings, port)
-        if wanted != c.vlan or desired_enabled(port) != c.enabled:
+        if wanted != c.vlan or desired_enabled(port, self.db.settings) != c.enabled:
             owner = (
-                "the lifecycle" if wanted is None else desired_text(wanted, desired_enabled(port))
+                "the lifecycle"
+                if wanted is None
+                else desired_text(wanted, desired_enabled(port, self.db.settings))
             )
             return f"desired state changed since it was read; left to {owner}"
         refusal = guard.check(session, self.db.settings, port, c.vlan)
