@@ -131,6 +131,8 @@ def test_a_port_moved_behind_metalnets_back_is_caught(
         {
             "interface": alpha_node.interface,
             "desired_vlan": demo.vlans["alpha"],
+            "desired_enabled": True,
+            "desired": f"VLAN {demo.vlans['alpha']}",
             "actual_vlan": demo.vlans["beta"],
             "device": f"access VLAN {demo.vlans['beta']}",
             "enabled": True,
