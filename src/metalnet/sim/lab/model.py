@@ -4,9 +4,9 @@ Everything is real: simulated Junos switches over NETCONF/SSH, Redfish BMCs, age
 processes, and a controller (REST API over HTTP, lifecycle worker, reconciler). The
 tenant speaks the REST API with its project token; the admin runs the `metalnet` CLI
 in-process on the same database. Observations come from outside metalnet's own
-bookkeeping: the switch's committed state read back over NETCONF and the disks'
-bytes, judged by the one isolation rule (`lifecycle.invariants`, `switches.drift`,
-`switches.guard`).
+bookkeeping: the switch's committed state read back over NETCONF, what each node runs
+(its BMC's power state and the disk it booted) and the disks' bytes, judged by the
+one isolation rule (`lifecycle.invariants`, `switches.drift`, `switches.guard`).
 """
 
 from __future__ import annotations
@@ -26,10 +26,14 @@ from typer.testing import CliRunner
 from metalnet import apitokens
 from metalnet.controller import Controller
 from metalnet.db.models import AuditEntry, Instance, Network, Nic, Node, SwitchChange, SwitchPort
-from metalnet.lifecycle.invariants import node_state_violations, state_violation
+from metalnet.lifecycle.invariants import (
+    node_state_violations,
+    state_violation,
+    tenant_os_violation,
+)
 from metalnet.lifecycle.states import SPAWN, TERMINATE
 from metalnet.sim.lab.lab import BMC_PASSWORD, BMC_USER
-from metalnet.sim.lab.nodes import LabNode
+from metalnet.sim.lab.nodes import LabNode, Seen
 from metalnet.sim.lab.world import World, world_with
 from metalnet.switches import guard
 from metalnet.switches.drift import describe
@@ -203,24 +207,37 @@ class ModelLab:
     # The invariants ------------------------------------------------------------------
 
     def isolation_violations(self) -> list[str]:
-        """The isolation invariant on the switch's committed state, read over NETCONF.
+        """The isolation invariant on the switch's committed state, read over NETCONF,
+        and on what the nodes run, seen on the simulators (`tenant_os_violation`).
 
-        The database is read before and after the device; a violation counts only if
-        the port's owner did not change meanwhile (the lifecycle records a step before
-        it moves a port, so a read racing a step could otherwise look like a leak).
+        The database and the nodes are read before and after the device; a violation
+        counts only if the port's owner did not change meanwhile (the lifecycle records
+        a step before it moves a port, so a read racing a step could otherwise look like
+        a leak), and a node counts as running a tenant's OS only if it ran it throughout
+        (terminate powers the node off, then moves its port).
         """
-        before = self.owners()
+        before, ran = self.owners(), self.seen()
         actual = self.reader.read_ports(SWITCH, self.interfaces())
         bound = self.bound()
-        after = self.owners()
+        after, still = self.owners(), self.seen()
+        tenant_os = {
+            node.interface: node.name
+            for node in self.world.lab.nodes
+            if ran[node.name] == still[node.name] and still[node.name].tenant_os
+        }
         problems = []
         with self.world.db.session() as s:
             project_vlans = set(s.scalars(select(Network.vlan)))
             for interface, state in actual.items():
                 if before.get(interface) != after.get(interface):
                     continue  # judged at the next step, when it holds still
+                owner = after.get(interface, guard.Owner())
+                if (node := tenant_os.get(interface)) and (
+                    problem := tenant_os_violation(node, state, owner)
+                ):
+                    problems.append(f"{interface}: {problem}")
                 if node := bound.get(interface):
-                    if problem := state_violation(s, node, state, after.get(interface)):
+                    if problem := state_violation(s, node, state, owner):
                         problems.append(f"{interface}: {problem}")
                 elif (leaked := _carried(state) & project_vlans) and state.enabled:
                     problems.append(
@@ -229,6 +246,10 @@ class ModelLab:
                         f"{guard.allowed(guard.Owner(), self.settings).rule}"
                     )
         return problems
+
+    def seen(self) -> dict[str, Seen]:
+        """node name -> what it runs now, on the simulators (not in the database)."""
+        return {node.name: node.seen() for node in self.world.lab.nodes}
 
     def node_state_violations(self) -> list[str]:
         """Nodes whose state their instance's state does not allow (`NODE_STATES`)."""

@@ -1,0 +1,63 @@
+"""A node whose BMC stalls before its instance is deleted keeps running the tenant's OS:
+the isolation invariant, judging the switch's port (over NETCONF) against what the node
+runs (on its simulated BMC and disk), allows that OS only on its project VLAN or on a
+disabled port, never enabled in the service VLAN.
+
+The model's sequence, driven deterministically: a tenant's instance active, its node's
+BMC stalls (Redfish requests received, never answered), the tenant deletes the instance,
+the lifecycle settles; then the BMC answers again and a second delete frees the node.
+With the terminate moving the port to the service VLAN *enabled* after a failed
+power-off, the invariant reports the tenant's OS there.
+"""
+
+from __future__ import annotations
+
+from metalnet.power import PowerState
+from metalnet.sim.lab.model import ModelLab, until
+
+SPEC = {"name": "web", "network": "net", "node": "n1"}
+
+
+def settle_judged(lab: ModelLab) -> None:
+    """`ModelLab.settle`, judging the isolation invariant at every poll on the way."""
+
+    def settled() -> bool:
+        found = lab.isolation_violations()
+        assert not found, "\n".join(found)
+        return not lab.busy()
+
+    until(180, "the lifecycle to settle", settled, lambda: "; ".join(lab.busy()))
+
+
+def states(lab: ModelLab) -> tuple[str, str]:
+    """The state of the tenant's instance and of its node n1."""
+    [(_, _, _, state, _, _)] = lab.instances()
+    return state, lab.node_states()["n1"]
+
+
+def test_a_tenant_os_whose_bmc_stalls_at_delete_never_gets_an_enabled_port_outside_its_vlan(
+    lab: ModelLab, virtual_clock
+) -> None:
+    world, node = lab.world, lab.node("n1")
+    spec = {**SPEC, "image_url": world.lab.image_url, "sha256": world.lab.image_sha256}
+    assert lab.tenant("alpha").post("/v1/instances", json=spec).status_code == 202
+    settle_judged(lab)
+    assert states(lab) == ("active", "active")
+    assert node.seen().tenant_os and node.port_vlan() == world.vlans["alpha"]
+
+    node.bmc.stall()
+    assert lab.tenant("alpha").delete("/v1/instances/web").status_code == 202
+    settle_judged(lab)
+    assert states(lab) == ("error", "error")
+    assert node.seen().tenant_os  # the power-off never happened: the case this is about
+    assert lab.isolation_violations() == []
+    port = lab.reader.read_ports("tor1", [node.interface])[node.interface]
+    assert (port.vlans, port.enabled) == ((world.settings.service_vlan,), False), port
+
+    node.bmc.stall(False)  # the operator's way out: the BMC answers, delete again
+    assert lab.tenant("alpha").delete("/v1/instances/web").status_code == 202
+    settle_judged(lab)
+    assert states(lab) == ("deleted", "available")
+    assert node.power.state is PowerState.OFF and not node.seen().tenant_os
+    port = lab.reader.read_ports("tor1", [node.interface])[node.interface]
+    assert (port.vlans, port.enabled) == ((world.settings.service_vlan,), True), port
