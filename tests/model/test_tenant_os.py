@@ -12,6 +12,8 @@ power-off, the invariant reports the tenant's OS there.
 
 from __future__ import annotations
 
+import json
+
 from metalnet.power import PowerState
 from metalnet.sim.lab.model import ModelLab, until
 
@@ -19,12 +21,14 @@ SPEC = {"name": "web", "network": "net", "node": "n1"}
 
 
 def settle_judged(lab: ModelLab) -> None:
-    """`ModelLab.settle`, judging the isolation invariant at every poll on the way."""
+    """`ModelLab.settle`, judging the isolation invariant at every poll on the way and
+    once the lifecycle has ended."""
 
     def settled() -> bool:
+        busy = lab.busy()
         found = lab.isolation_violations()
         assert not found, "\n".join(found)
-        return not lab.busy()
+        return not busy
 
     until(180, "the lifecycle to settle", settled, lambda: "; ".join(lab.busy()))
 
@@ -33,6 +37,14 @@ def states(lab: ModelLab) -> tuple[str, str]:
     """The state of the tenant's instance and of its node n1."""
     [(_, _, _, state, _, _)] = lab.instances()
     return state, lab.node_states()["n1"]
+
+
+def desired_shown(lab: ModelLab, interface: str) -> tuple[int, bool]:
+    """(desired VLAN, desired enabled) of a port, as `metalnet switch show --json` says."""
+    shown = lab.admin("switch", "show", "tor1", "--json")
+    assert shown.code == 0, shown.output
+    [port] = [p for p in json.loads(shown.output)["ports"] if p["interface"] == interface]
+    return port["desired_vlan"], port["desired_enabled"]
 
 
 def test_a_tenant_os_whose_bmc_stalls_at_delete_never_gets_an_enabled_port_outside_its_vlan(
@@ -53,6 +65,7 @@ def test_a_tenant_os_whose_bmc_stalls_at_delete_never_gets_an_enabled_port_outsi
     assert lab.isolation_violations() == []
     port = lab.reader.read_ports("tor1", [node.interface])[node.interface]
     assert (port.vlans, port.enabled) == ((world.settings.service_vlan,), False), port
+    assert desired_shown(lab, node.interface) == (world.settings.service_vlan, False)
 
     node.bmc.stall(False)  # the operator's way out: the BMC answers, delete again
     assert lab.tenant("alpha").delete("/v1/instances/web").status_code == 202
@@ -61,3 +74,4 @@ def test_a_tenant_os_whose_bmc_stalls_at_delete_never_gets_an_enabled_port_outsi
     assert node.power.state is PowerState.OFF and not node.seen().tenant_os
     port = lab.reader.read_ports("tor1", [node.interface])[node.interface]
     assert (port.vlans, port.enabled) == ((world.settings.service_vlan,), True), port
+    assert desired_shown(lab, node.interface) == (world.settings.service_vlan, True)

@@ -91,7 +91,7 @@ def tenant_os_violation(node_name: str, actual: PortState | None, owner: Owner) 
     if owner.instance is not None and in_sync(owner.project_vlan, actual):
         return None
     mine = (
-        f"not exactly its instance {owner.instance}'s VLAN {owner.project_vlan}"
+        f"outside its instance {owner.instance}'s VLAN {owner.project_vlan}"
         if owner.instance is not None
         else "and no instance holds it"
     )
