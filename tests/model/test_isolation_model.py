@@ -9,7 +9,10 @@ checks the safety invariants of DESIGN.md from outside:
 
 (a) isolation: the switch's committed state, read over NETCONF, puts a node's port in
     a project VLAN only while that project's instance on it is active (or moving its
-    port), and no unbound port in any project VLAN (`lifecycle.invariants`);
+    port), and no unbound port in any project VLAN; and a node that runs a tenant's OS
+    (its simulated BMC powered it on from its deployed disk) has its port exactly in
+    its instance's project VLAN or disabled, never enabled anywhere else, such as the
+    service VLAN after a BMC that stalled did not power it off (`lifecycle.invariants`);
 (b) no node is `available` with a disk that was not erased (the lab's disk bytes);
 (c) a refused admin change leaves the desired state as it was, and the desired state
     of every port stays within the guard's rule (`switches.guard`);
