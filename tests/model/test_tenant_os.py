@@ -14,8 +14,16 @@ from __future__ import annotations
 
 import json
 
+from hypothesis import given
+from hypothesis import strategies as st
+
+from metalnet.lifecycle.invariants import tenant_os_violation
 from metalnet.power import PowerState
 from metalnet.sim.lab.model import ModelLab, until
+from metalnet.switches.base import PortState
+from metalnet.switches.guard import Owner
+
+VLANS = (10, 99, 100, 101)  # service, parking, two projects: any VLAN is judged alike
 
 SPEC = {"name": "web", "network": "net", "node": "n1"}
 
@@ -75,3 +83,26 @@ def test_a_tenant_os_whose_bmc_stalls_at_delete_never_gets_an_enabled_port_outsi
     port = lab.reader.read_ports("tor1", [node.interface])[node.interface]
     assert (port.vlans, port.enabled) == ((world.settings.service_vlan,), True), port
     assert desired_shown(lab, node.interface) == (world.settings.service_vlan, True)
+
+
+@given(
+    vlans=st.lists(st.sampled_from(VLANS), max_size=3, unique=True).map(tuple),
+    native=st.none() | st.sampled_from(VLANS),
+    mode=st.sampled_from(("access", "trunk")),
+    enabled=st.booleans(),
+    project_vlan=st.none() | st.sampled_from(VLANS),
+)
+def test_a_tenant_os_may_reach_its_own_project_vlan_or_nothing(
+    vlans: tuple[int, ...], native: int | None, mode: str, enabled: bool, project_vlan: int | None
+) -> None:
+    """Allowed exactly when the port passes nothing, or only its instance's project VLAN
+    as a clean access port (the one drift rule's "in sync")."""
+    vlan = vlans[0] if len(vlans) == 1 else None
+    port = PortState("ge-0/0/0", vlan, enabled, vlans, mode, native)
+    owner = Owner(node="n1", instance=project_vlan and "web", project_vlan=project_vlan)
+    problem = tenant_os_violation("n1", port, owner)
+    reaches = (set(vlans) | {native}) - {None} if enabled else set()
+    own_only = (mode, vlans, native) == ("access", (project_vlan,), None)
+    assert (problem is None) == (not reaches or (project_vlan is not None and own_only)), problem
+    if problem is not None:
+        assert problem.startswith("node n1 runs a tenant's OS on an enabled port"), problem
