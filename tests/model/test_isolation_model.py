@@ -256,6 +256,23 @@ class IsolationModel(RuleBasedStateMachine):
         else:
             self.lab.node(node).bmc.stall(fault == "bmc stall")
 
+    @rule()
+    def delete_with_bmc_stalled(self) -> None:
+        """A tenant deletes an active instance whose node's BMC has just stalled: the
+        power-off fails while the tenant's OS runs, so the port must leave the project
+        VLAN disabled. (Random faults and deletes rarely meet on the same node.)"""
+        self.did("a tenant deletes an active instance whose BMC stalled")
+        active = [i for i in self.lab.instances() if i[3] == "active"]
+        if not active:
+            event("delete with a stalled BMC: no active instance")
+            self.got("no active instance")
+            return
+        _ident, project, name, _state, _step, node = active[0]
+        self.lab.node(node).bmc.stall()
+        reply = self.lab.tenant(project).delete(f"/v1/instances/{name}")
+        self.got(f"{project} {name} on {node}: HTTP {reply.status_code}")
+        assert reply.status_code < 500, reply.text
+
     @rule(node=st.sampled_from(NODE_NAMES))
     def disk(self, node: str) -> None:
         """A node's disk is pulled, or put back with its data still on it."""
