@@ -385,10 +385,11 @@ class Engine:
                 node.state_reason = f"{node.state_reason}; {note}"
 
     def _take_back(self, job: Job, enabled: bool) -> None:
-        """The failed spawn's port to the service VLAN; a switch that fails is logged
-        (the desired state is recorded: the reconciler finishes the move)."""
+        """The failed spawn's port to the service VLAN, retried as a terminate's move is;
+        a switch that still fails is logged (the desired state is recorded: the
+        reconciler finishes the move)."""
         try:
-            self.switching.move_node(job.node, self.settings.service_vlan, enabled=enabled)
+            self._move(job, self.settings.service_vlan, enabled=enabled)
         except Exception as undo:
             log.error("node %s: could not return port to the service VLAN: %s", job.node, undo)
 

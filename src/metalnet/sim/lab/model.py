@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from typer.testing import CliRunner
 
 from metalnet import apitokens
@@ -187,8 +187,19 @@ class ModelLab:
         return (tuple(sorted(self.desired().items())), audit, changes)
 
     def busy(self) -> list[str]:
-        """Every lifecycle in progress: instances by state and step, nodes by state."""
-        instances = [f"{i[2]} {i[3]} at {i[4]}" for i in self.instances() if i[3] in BUSY_INSTANCE]
+        """Every lifecycle in progress: instances by state and step (and those a worker
+        still holds: a failed spawn is in error while it takes its port back and powers
+        its node off), nodes by state."""
+        with self.world.db.session() as s:
+            rows = s.execute(
+                select(Instance.name, Instance.state, Instance.step, Instance.lease_owner)
+                .where(or_(Instance.state.in_(BUSY_INSTANCE), Instance.lease_owner.is_not(None)))
+                .order_by(Instance.id)
+            ).all()
+        instances = [
+            f"{name} {state} at {step}" + (f" (held by {worker})" if worker else "")
+            for name, state, step, worker in rows
+        ]
         nodes = [f"{n} {s}" for n, s in self.node_states().items() if s in BUSY_NODE]
         return instances + nodes
 
