@@ -35,6 +35,9 @@ from metalnet.switches.guard import Owner, node_owner
 MOVING = {(InstanceState.BUILDING, s) for s in INTO_PROJECT} | {
     (InstanceState.DELETING, Step.PORT_TO_SERVICE)
 }
+# ... and, while a worker still runs its plan, a spawn that failed from that move on:
+# it takes the port back after recording the error (`lifecycle.engine`).
+TAKING_BACK = {(InstanceState.ERROR, s) for s in INTO_PROJECT}
 
 
 def port_violation(session: Session, node_name: str, vlan: int | None) -> str | None:
@@ -47,14 +50,19 @@ def port_violation(session: Session, node_name: str, vlan: int | None) -> str | 
 
 
 def state_violation(
-    session: Session, node_name: str, actual: PortState | None, owner: Owner | None = None
+    session: Session,
+    node_name: str,
+    actual: PortState | None,
+    owner: Owner | None = None,
+    running: bool = False,
 ) -> str | None:
     """Why `node_name`'s port must not be as `actual` says, or None if it may.
 
     The port is judged against `owner`, who held it when `actual` was read, or, if not
     given, against its owner now: an observer that reads the device and then the
     database must pass the owner it read around the device, or a step finished in
-    between (the port moved, then the step recorded) looks like a leak.
+    between (the port moved, then the step recorded) looks like a leak. `running`:
+    a worker ran the owner's plan around that read (`TAKING_BACK`).
     """
     carried = _carried(actual)
     project_vlans = set(session.scalars(select(Network.vlan).where(Network.vlan.in_(carried))))
@@ -71,7 +79,8 @@ def state_violation(
         return (
             f"node {node_name} is {device}, not exactly its instance {owner.instance}'s VLAN {vlan}"
         )
-    if owner.state != InstanceState.ACTIVE and (owner.state, owner.step) not in MOVING:
+    moving = (owner.state, owner.step) in (MOVING | TAKING_BACK if running else MOVING)
+    if owner.state != InstanceState.ACTIVE and not moving:
         where = f"{owner.state}/{owner.step}"
         return f"node {node_name} is in project VLAN {vlan} while {owner.instance} is {where}"
     return None

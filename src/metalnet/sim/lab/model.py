@@ -25,7 +25,16 @@ from typer.testing import CliRunner
 
 from metalnet import apitokens
 from metalnet.controller import Controller
-from metalnet.db.models import AuditEntry, Instance, Network, Nic, Node, SwitchChange, SwitchPort
+from metalnet.db.models import (
+    AuditEntry,
+    Instance,
+    Network,
+    Nic,
+    Node,
+    Project,
+    SwitchChange,
+    SwitchPort,
+)
 from metalnet.lifecycle.invariants import (
     node_state_violations,
     state_violation,
@@ -224,13 +233,15 @@ class ModelLab:
         The database and the nodes are read before and after the device; a violation
         counts only if the port's owner did not change meanwhile (the lifecycle records
         a step before it moves a port, so a read racing a step could otherwise look like
-        a leak), and a node counts as running a tenant's OS only if it ran it throughout
-        (terminate powers the node off, then moves its port).
+        a leak), an instance's plan counts as running if a worker held it before or after
+        (a failed spawn takes its port back after it recorded the error), and a node
+        counts as running a tenant's OS only if it ran it throughout (terminate powers
+        the node off, then moves its port).
         """
-        before, ran = self.owners(), self.seen()
+        before, ran, held = self.owners(), self.seen(), self.running_plans()
         actual = self.reader.read_ports(SWITCH, self.interfaces())
         bound = self.bound()
-        after, still = self.owners(), self.seen()
+        after, still, held = self.owners(), self.seen(), held | self.running_plans()
         tenant_os = {
             node.interface: node.name
             for node in self.world.lab.nodes
@@ -248,7 +259,8 @@ class ModelLab:
                 ):
                     problems.append(f"{interface}: {problem}")
                 if node := bound.get(interface):
-                    if problem := state_violation(s, node, state, owner):
+                    running = (owner.project, owner.instance) in held
+                    if problem := state_violation(s, node, state, owner, running):
                         problems.append(f"{interface}: {problem}")
                 elif (leaked := _carried(state) & project_vlans) and state.enabled:
                     problems.append(
@@ -257,6 +269,16 @@ class ModelLab:
                         f"{guard.allowed(guard.Owner(), self.settings).rule}"
                     )
         return problems
+
+    def running_plans(self) -> set[tuple[str, str]]:
+        """(project, instance) of every instance a worker holds (runs its plan) now."""
+        with self.world.db.session() as s:
+            rows = s.execute(
+                select(Project.name, Instance.name)
+                .join(Instance.project)
+                .where(Instance.lease_owner.is_not(None))
+            )
+            return {(project, name) for project, name in rows}
 
     def seen(self) -> dict[str, Seen]:
         """node name -> what it runs now, on the simulators (not in the database)."""
