@@ -9,7 +9,10 @@ checks the safety invariants of DESIGN.md from outside:
 
 (a) isolation: the switch's committed state, read over NETCONF, puts a node's port in
     a project VLAN only while that project's instance on it is active (or moving its
-    port), and no unbound port in any project VLAN (`lifecycle.invariants`);
+    port), and no unbound port in any project VLAN; and a node that runs a tenant's OS
+    (its simulated BMC powered it on from its deployed disk) has its port exactly in
+    its instance's project VLAN or disabled, never enabled anywhere else, such as the
+    service VLAN after a BMC that stalled did not power it off (`lifecycle.invariants`);
 (b) no node is `available` with a disk that was not erased (the lab's disk bytes);
 (c) a refused admin change leaves the desired state as it was, and the desired state
     of every port stays within the guard's rule (`switches.guard`);
@@ -252,6 +255,23 @@ class IsolationModel(RuleBasedStateMachine):
             faults.drop_next("commit", after=fault.endswith("after commit"))
         else:
             self.lab.node(node).bmc.stall(fault == "bmc stall")
+
+    @rule()
+    def delete_with_bmc_stalled(self) -> None:
+        """A tenant deletes an active instance whose node's BMC has just stalled: the
+        power-off fails while the tenant's OS runs, so the port must leave the project
+        VLAN disabled. (Random faults and deletes rarely meet on the same node.)"""
+        self.did("a tenant deletes an active instance whose BMC stalled")
+        active = [i for i in self.lab.instances() if i[3] == "active"]
+        if not active:
+            event("delete with a stalled BMC: no active instance")
+            self.got("no active instance")
+            return
+        _ident, project, name, _state, _step, node = active[0]
+        self.lab.node(node).bmc.stall()
+        reply = self.lab.tenant(project).delete(f"/v1/instances/{name}")
+        self.got(f"{project} {name} on {node}: HTTP {reply.status_code}")
+        assert reply.status_code < 500, reply.text
 
     @rule(node=st.sampled_from(NODE_NAMES))
     def disk(self, node: str) -> None:

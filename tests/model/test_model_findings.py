@@ -10,19 +10,7 @@ a new project before its disk was erased and verified.
 
 from __future__ import annotations
 
-import pytest
-
 from metalnet.sim.lab.model import ModelLab, until
-
-
-@pytest.fixture
-def lab():
-    model = ModelLab()
-    try:
-        model.settle()
-        yield model
-    finally:
-        model.close()
 
 
 def test_node_clear_never_offers_a_disk_that_was_not_erased(lab: ModelLab) -> None:

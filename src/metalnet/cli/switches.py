@@ -182,7 +182,8 @@ def show(ctx: typer.Context, name: str, json_out: bool = JSON_OPTION) -> None:
         print_json(view)
         return
     print_fields(view, skip=("ports",))
-    print_rows("ports", ["interface", "node", "mac", "desired_vlan"], view.ports)
+    columns = ["interface", "node", "mac", "desired_vlan", "desired_enabled"]
+    print_rows("ports", columns, view.ports)
 
 
 @app.command("delete")

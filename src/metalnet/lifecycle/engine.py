@@ -359,24 +359,39 @@ class Engine:
             self._safe_after_failed_spawn(job, step)
 
     def _safe_after_failed_spawn(self, job: Job, step: Step) -> None:
-        """Power off first, then take the port back if it may have left the service VLAN:
-        enabled once the node is off, else disabled (`_fail` wanted it disabled already)."""
+        """Make the node safe after a failed spawn, as `_fail` wants its port.
+
+        A port that may have left the service VLAN is taken out of the project VLAN at
+        once, disabled (the node may run the tenant's OS; the instance is no longer
+        building, so the port may not stay there while the BMC is asked); then the node
+        is powered off, and only once it is off is the port enabled.
+        """
+        may_run_tenant = _may_run_tenant(step)
+        if may_run_tenant:
+            self._take_back(job, enabled=False)
         failure = self._try_power_off(job)
-        if not _may_run_tenant(step):
+        if not may_run_tenant:
             if failure is not None:
                 log.error("node %s: spawn failed, could not power off: %s", job.node, failure)
             return
+        if failure is None:
+            self._take_back(job, enabled=True)
+            return
+        note = self._port_disabled(job, failure)
+        self._event(job, Step.POWER_OFF, note)
+        with self.db.session() as session:
+            node = session.get(Node, job.node_id)
+            if node.state == NodeState.ERROR:
+                node.state_reason = f"{node.state_reason}; {note}"
+
+    def _take_back(self, job: Job, enabled: bool) -> None:
+        """The failed spawn's port to the service VLAN, retried as a terminate's move is;
+        a switch that still fails is logged (the desired state is recorded: the
+        reconciler finishes the move)."""
         try:
-            self.switching.move_node(job.node, self.settings.service_vlan, enabled=failure is None)
+            self._move(job, self.settings.service_vlan, enabled=enabled)
         except Exception as undo:
             log.error("node %s: could not return port to the service VLAN: %s", job.node, undo)
-        if failure is not None:
-            note = self._port_disabled(job, failure)
-            self._event(job, Step.POWER_OFF, note)
-            with self.db.session() as session:
-                node = session.get(Node, job.node_id)
-                if node.state == NodeState.ERROR:
-                    node.state_reason = f"{node.state_reason}; {note}"
 
     # Ports -------------------------------------------------------------------------
 

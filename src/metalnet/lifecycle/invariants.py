@@ -8,6 +8,15 @@ clean access port in exactly that VLAN. A trunk or an extra member that carries 
 project VLAN is a leak even when the instance is active. Who owns a port is read the
 way the isolation guard reads it (`switches.guard`), so the guard that
 admits changes and this check that judges the devices agree on every port.
+
+What a node runs is judged too, for observers that know it from outside (the lab's
+BMCs and disks): a tenant's OS reaches its own project's network or nothing. Its port
+is exactly its instance's project VLAN (when that VLAN is allowed is the rule above)
+or disabled; never enabled in the service VLAN (where it would be served an address
+and reach the agent endpoint), the parking VLAN (shared by every parked port) or
+another project's VLAN. A terminate or a failed spawn powers the node off before its
+port leaves the project VLAN, and disables the port when the power-off fails
+(`lifecycle.engine`).
 """
 
 from __future__ import annotations
@@ -26,6 +35,9 @@ from metalnet.switches.guard import Owner, node_owner
 MOVING = {(InstanceState.BUILDING, s) for s in INTO_PROJECT} | {
     (InstanceState.DELETING, Step.PORT_TO_SERVICE)
 }
+# ... and, while a worker still runs its plan, a spawn that failed from that move on:
+# it takes the port back after recording the error (`lifecycle.engine`).
+TAKING_BACK = {(InstanceState.ERROR, s) for s in INTO_PROJECT}
 
 
 def port_violation(session: Session, node_name: str, vlan: int | None) -> str | None:
@@ -38,14 +50,19 @@ def port_violation(session: Session, node_name: str, vlan: int | None) -> str | 
 
 
 def state_violation(
-    session: Session, node_name: str, actual: PortState | None, owner: Owner | None = None
+    session: Session,
+    node_name: str,
+    actual: PortState | None,
+    owner: Owner | None = None,
+    running: bool = False,
 ) -> str | None:
     """Why `node_name`'s port must not be as `actual` says, or None if it may.
 
     The port is judged against `owner`, who held it when `actual` was read, or, if not
     given, against its owner now: an observer that reads the device and then the
     database must pass the owner it read around the device, or a step finished in
-    between (the port moved, then the step recorded) looks like a leak.
+    between (the port moved, then the step recorded) looks like a leak. `running`:
+    a worker ran the owner's plan around that read (`TAKING_BACK`).
     """
     carried = _carried(actual)
     project_vlans = set(session.scalars(select(Network.vlan).where(Network.vlan.in_(carried))))
@@ -62,10 +79,32 @@ def state_violation(
         return (
             f"node {node_name} is {device}, not exactly its instance {owner.instance}'s VLAN {vlan}"
         )
-    if owner.state != InstanceState.ACTIVE and (owner.state, owner.step) not in MOVING:
+    moving = (owner.state, owner.step) in (MOVING | TAKING_BACK if running else MOVING)
+    if owner.state != InstanceState.ACTIVE and not moving:
         where = f"{owner.state}/{owner.step}"
         return f"node {node_name} is in project VLAN {vlan} while {owner.instance} is {where}"
     return None
+
+
+def tenant_os_violation(node_name: str, actual: PortState | None, owner: Owner) -> str | None:
+    """Why a node seen running a tenant's OS must not have its port as `actual` says,
+    or None if it may: the port passes no traffic, or is exactly the project VLAN of
+    the instance holding the node (`state_violation` judges whether it may be there).
+
+    `owner` held the port when `actual` was read (see `state_violation`), and the node
+    must have run the tenant's OS throughout that read: a node powered off just before
+    its port moved is no tenant's OS on the port's new VLAN.
+    """
+    if not _carried(actual):
+        return None  # disabled, or no VLAN: the tenant's OS reaches no one
+    if owner.instance is not None and in_sync(owner.project_vlan, actual):
+        return None
+    mine = (
+        f"outside its instance {owner.instance}'s VLAN {owner.project_vlan}"
+        if owner.instance is not None
+        else "and no instance holds it"
+    )
+    return f"node {node_name} runs a tenant's OS on an enabled port ({describe(actual)}), {mine}"
 
 
 def node_state_violations(session: Session) -> list[str]:

@@ -369,6 +369,7 @@ def port_view(port: SwitchPort) -> PortView:
     return PortView(
         interface=port.interface,
         desired_vlan=port.desired_vlan,
+        desired_enabled=port.desired_enabled,
         node=nic.node.name if nic else None,
         mac=nic.mac if nic else None,
     )

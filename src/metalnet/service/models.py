@@ -127,6 +127,7 @@ class NetworkView(View):
 class PortView(View):
     interface: str
     desired_vlan: int | None
+    desired_enabled: bool  # False while its node may run a tenant's OS off its VLAN
     node: str | None
     mac: str | None
 

@@ -40,7 +40,7 @@ from metalnet.power import BootDevice
 from metalnet.sim.bmc import IpmiBmc, PowerEvent, RedfishBmc, SimNodePower
 from metalnet.sim.lab import vm
 from metalnet.sim.lab.dataplane import DataPlane
-from metalnet.sim.lab.nodes import LabNode
+from metalnet.sim.lab.nodes import TENANT_IMAGE, LabNode
 from metalnet.sim.switch.device import SimSwitch
 from metalnet.sim.switch.fleet import SimFleet
 
@@ -284,7 +284,7 @@ class Lab:
         with node.disk.open("rb") as disk:
             head = disk.read(self.image_bytes)
         if hashlib.sha256(head).hexdigest() == self.image_sha256:
-            return "tenant image"
+            return TENANT_IMAGE
         return "no bootable image"
 
     def disk_is_zero(self, node: LabNode) -> bool:

@@ -4,9 +4,9 @@ Everything is real: simulated Junos switches over NETCONF/SSH, Redfish BMCs, age
 processes, and a controller (REST API over HTTP, lifecycle worker, reconciler). The
 tenant speaks the REST API with its project token; the admin runs the `metalnet` CLI
 in-process on the same database. Observations come from outside metalnet's own
-bookkeeping: the switch's committed state read back over NETCONF and the disks'
-bytes, judged by the one isolation rule (`lifecycle.invariants`, `switches.drift`,
-`switches.guard`).
+bookkeeping: the switch's committed state read back over NETCONF, what each node runs
+(its BMC's power state and the disk it booted) and the disks' bytes, judged by the
+one isolation rule (`lifecycle.invariants`, `switches.drift`, `switches.guard`).
 """
 
 from __future__ import annotations
@@ -20,16 +20,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from typer.testing import CliRunner
 
 from metalnet import apitokens
 from metalnet.controller import Controller
-from metalnet.db.models import AuditEntry, Instance, Network, Nic, Node, SwitchChange, SwitchPort
-from metalnet.lifecycle.invariants import node_state_violations, state_violation
+from metalnet.db.models import (
+    AuditEntry,
+    Instance,
+    Network,
+    Nic,
+    Node,
+    Project,
+    SwitchChange,
+    SwitchPort,
+)
+from metalnet.lifecycle.invariants import (
+    node_state_violations,
+    state_violation,
+    tenant_os_violation,
+)
 from metalnet.lifecycle.states import SPAWN, TERMINATE
 from metalnet.sim.lab.lab import BMC_PASSWORD, BMC_USER
-from metalnet.sim.lab.nodes import LabNode
+from metalnet.sim.lab.nodes import LabNode, Seen
 from metalnet.sim.lab.world import World, world_with
 from metalnet.switches import guard
 from metalnet.switches.drift import describe
@@ -183,8 +196,19 @@ class ModelLab:
         return (tuple(sorted(self.desired().items())), audit, changes)
 
     def busy(self) -> list[str]:
-        """Every lifecycle in progress: instances by state and step, nodes by state."""
-        instances = [f"{i[2]} {i[3]} at {i[4]}" for i in self.instances() if i[3] in BUSY_INSTANCE]
+        """Every lifecycle in progress: instances by state and step (and those a worker
+        still holds: a failed spawn is in error while it takes its port back and powers
+        its node off), nodes by state."""
+        with self.world.db.session() as s:
+            rows = s.execute(
+                select(Instance.name, Instance.state, Instance.step, Instance.lease_owner)
+                .where(or_(Instance.state.in_(BUSY_INSTANCE), Instance.lease_owner.is_not(None)))
+                .order_by(Instance.id)
+            ).all()
+        instances = [
+            f"{name} {state} at {step}" + (f" (held by {worker})" if worker else "")
+            for name, state, step, worker in rows
+        ]
         nodes = [f"{n} {s}" for n, s in self.node_states().items() if s in BUSY_NODE]
         return instances + nodes
 
@@ -203,24 +227,40 @@ class ModelLab:
     # The invariants ------------------------------------------------------------------
 
     def isolation_violations(self) -> list[str]:
-        """The isolation invariant on the switch's committed state, read over NETCONF.
+        """The isolation invariant on the switch's committed state, read over NETCONF,
+        and on what the nodes run, seen on the simulators (`tenant_os_violation`).
 
-        The database is read before and after the device; a violation counts only if
-        the port's owner did not change meanwhile (the lifecycle records a step before
-        it moves a port, so a read racing a step could otherwise look like a leak).
+        The database and the nodes are read before and after the device; a violation
+        counts only if the port's owner did not change meanwhile (the lifecycle records
+        a step before it moves a port, so a read racing a step could otherwise look like
+        a leak), an instance's plan counts as running if a worker held it before or after
+        (a failed spawn takes its port back after it recorded the error), and a node
+        counts as running a tenant's OS only if it ran it throughout (terminate powers
+        the node off, then moves its port).
         """
-        before = self.owners()
+        before, ran, held = self.owners(), self.seen(), self.running_plans()
         actual = self.reader.read_ports(SWITCH, self.interfaces())
         bound = self.bound()
-        after = self.owners()
+        after, still, held = self.owners(), self.seen(), held | self.running_plans()
+        tenant_os = {
+            node.interface: node.name
+            for node in self.world.lab.nodes
+            if ran[node.name] == still[node.name] and still[node.name].tenant_os
+        }
         problems = []
         with self.world.db.session() as s:
             project_vlans = set(s.scalars(select(Network.vlan)))
             for interface, state in actual.items():
                 if before.get(interface) != after.get(interface):
                     continue  # judged at the next step, when it holds still
+                owner = after.get(interface, guard.Owner())
+                if (node := tenant_os.get(interface)) and (
+                    problem := tenant_os_violation(node, state, owner)
+                ):
+                    problems.append(f"{interface}: {problem}")
                 if node := bound.get(interface):
-                    if problem := state_violation(s, node, state, after.get(interface)):
+                    running = (owner.project, owner.instance) in held
+                    if problem := state_violation(s, node, state, owner, running):
                         problems.append(f"{interface}: {problem}")
                 elif (leaked := _carried(state) & project_vlans) and state.enabled:
                     problems.append(
@@ -229,6 +269,20 @@ class ModelLab:
                         f"{guard.allowed(guard.Owner(), self.settings).rule}"
                     )
         return problems
+
+    def running_plans(self) -> set[tuple[str, str]]:
+        """(project, instance) of every instance a worker holds (runs its plan) now."""
+        with self.world.db.session() as s:
+            rows = s.execute(
+                select(Project.name, Instance.name)
+                .join(Instance.project)
+                .where(Instance.lease_owner.is_not(None))
+            )
+            return {(project, name) for project, name in rows}
+
+    def seen(self) -> dict[str, Seen]:
+        """node name -> what it runs now, on the simulators (not in the database)."""
+        return {node.name: node.seen() for node in self.world.lab.nodes}
 
     def node_state_violations(self) -> list[str]:
         """Nodes whose state their instance's state does not allow (`NODE_STATES`)."""
