@@ -30,7 +30,7 @@ from metalnet.db.engine import Database, upgrade
 from metalnet.lifecycle import instances
 from metalnet.sim.switch.fleet import SimFleet
 from metalnet.switches.reconcile import reconcile
-from metalnet.switches.service import SwitchService, desired_vlan
+from metalnet.switches.service import Desired, SwitchService
 
 NODE_PORTS = ("ge-0/0/1", "ge-0/0/2")  # bound to nodes held by active instances
 FREE_PORTS = ("ge-0/0/3", "ge-0/0/4")  # unbound: parked, or attached by an outside owner
@@ -99,9 +99,12 @@ class World:
         assert all(o.ok for o in service.set_ports(moves))
 
     def desired(self) -> dict[str, int | None]:
+        """interface -> the VLAN the device should carry (None for a port wanted
+        disabled: the terminate here is queued before its power-off, so disabled)."""
         with self.db.session() as s:
             switch = inventory.get_switch(s, self.name)
-            return {p.interface: desired_vlan(p, self.db.settings) for p in switch.ports}
+            wanted = {p.interface: Desired.of(p, self.db.settings) for p in switch.ports}
+        return {i: d.vlan if d.enabled else None for i, d in wanted.items()}
 
     def apply(self, service: SwitchService, op: Op) -> list:
         """Worker B's step; returns the futures of the moves it queued."""
@@ -112,7 +115,8 @@ class World:
                 if inst.state != "active":
                     return []
                 instances.delete_instance(s, inst.name)
-            # the terminate's first step, queued as the engine's move is
+            # the terminate's first move, queued through the admin's path before any
+            # power-off: recorded disabled (`guard.may_run_tenant`)
             return service.submit_ports([(self.name, port, self.db.settings.service_vlan)])
         if kind == "attach":
             return [service.attach(self.name, port, vlan, OWNER)]

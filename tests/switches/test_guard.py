@@ -267,3 +267,34 @@ def test_forced_change_is_made_and_audited_with_its_reason(run, sw) -> None:
     [override] = [e for e in entries if e["action"] == "port override"]
     assert override["target"] == "tor1 ge-0/0/2 vlan 100"
     assert reason in override["detail"] and "node n2, no instance" in override["detail"]
+
+
+@pytest.mark.parametrize("situation", [s for s in SITUATIONS if "service" in _expected(s)])
+def test_an_admin_move_to_service_never_enables_a_running_tenant_os(world, situation) -> None:
+    """`switch port-set` sets a VLAN only: while the node may run its tenant's OS (its
+    instance moves into the project, or leaves it before the terminate's power-off),
+    a move to the service VLAN records the port disabled; the lifecycle enables it
+    once the node is off. Otherwise the port keeps its desired enabled state."""
+    from metalnet.switches.service import SwitchService
+
+    db, _vlans = world
+    with db.session() as s:
+        _situate(s, situation)
+    service = SwitchService(db)
+    try:
+        service.submit_ports([("sw", "eth1", SERVICE)])
+        with db.session() as s:
+            port = inventory.node_port(s.scalar(select(Node).where(Node.name == "n1")))
+            enabled = port.desired_enabled
+            running = guard.may_run_tenant(guard.port_owner(s, port))
+            for instance in s.scalars(select(Instance)):
+                s.delete(instance)
+            port.desired_enabled = True
+    finally:
+        service.close()
+    state_step = situation or ("", "")
+    assert running == (
+        (state_step[0] == "building" and state_step[1] in ("port_to_project", "power_on"))
+        or state_step == ("deleting", "port_to_service")
+    )
+    assert enabled is not running

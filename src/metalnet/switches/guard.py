@@ -56,7 +56,7 @@ from sqlalchemy.orm import Session, joinedload
 from metalnet.config import Settings
 from metalnet.db.models import Instance, Nic, Node, PortAttachment, SwitchPort
 from metalnet.errors import Conflict
-from metalnet.lifecycle.states import INTO_PROJECT, InstanceState
+from metalnet.lifecycle.states import INTO_PROJECT, InstanceState, Step
 
 
 @dataclass(frozen=True)
@@ -223,11 +223,30 @@ def allowed(owner: Owner, settings: Settings) -> Allowed:
     )
 
 
+def may_run_tenant(owner: Owner) -> bool:
+    """Whether the node behind a port may run its tenant's OS now, as far as its owner
+    says: its instance moves into the project (the image may boot) or leaves it before
+    the node is off (a terminate's first step powers off, then moves the port). A move
+    to the service VLAN that is not the lifecycle's own then leaves the port disabled:
+    an administrator's `switch port-set` must not put a running tenant's OS on the
+    provisioning network (the lifecycle passes `enabled` itself, knowing the power)."""
+    if owner.instance is None:
+        return False
+    if owner.state == InstanceState.BUILDING:
+        return owner.step in INTO_PROJECT
+    return owner.state == InstanceState.DELETING and owner.step == Step.PORT_TO_SERVICE
+
+
 def check_all(
-    session: Session, settings: Settings, changes: Sequence[tuple[SwitchPort, int]]
+    session: Session,
+    settings: Settings,
+    changes: Sequence[tuple[SwitchPort, int]],
+    found: dict[int, Owner] | None = None,
 ) -> list[Refusal]:
-    """Every change of (port, VLAN) the rule refuses now; [] when all may be made."""
-    found = owners(session, [port for port, _vlan in changes])
+    """Every change of (port, VLAN) the rule refuses now; [] when all may be made.
+    `found`: the ports' owners, if the caller read them already (`owners`)."""
+    if found is None:
+        found = owners(session, [port for port, _vlan in changes])
     refused = []
     for port, vlan in changes:
         owner = found.get(port.id, Owner()) if port.id is not None else Owner()

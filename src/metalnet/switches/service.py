@@ -219,19 +219,31 @@ class SwitchService:
                     switch=switch, interface=change.interface
                 )
                 session.add(port)
-            change = PortChange(
-                change.interface, change.vlan, desired_enabled(port, self.db.settings)
-            )
             valid.append((port, change))
             recorded.append(port)
             changes.append(change)
         session.flush()
-        refused = guard.check_all(session, self.db.settings, [(p, c.vlan) for p, c in valid])
+        found = guard.owners(session, [p for p, _c in valid])
+        valid = [(p, self._as_wanted(p, c, found.get(p.id, guard.Owner()))) for p, c in valid]
+        wanted = iter(c for _p, c in valid)
+        changes = [
+            c if port is None else next(wanted) for port, c in zip(recorded, changes, strict=True)
+        ]
+        refused = guard.check_all(session, self.db.settings, [(p, c.vlan) for p, c in valid], found)
         _write_desired(session, valid)
         preconditions = [
             None if port is None else self._precondition(port, guarded) for port in recorded
         ]
         return refused, preconditions, changes
+
+    def _as_wanted(self, port: SwitchPort, change: PortChange, owner: guard.Owner) -> PortChange:
+        """A move that sets a VLAN only (`switch port-set`, `switch apply`): the port
+        stays disabled if it is wanted so, and goes disabled when its node may run its
+        tenant's OS and the move leaves the project VLAN (`guard.may_run_tenant`)."""
+        enabled = desired_enabled(port, self.db.settings)
+        if guard.may_run_tenant(owner) and change.vlan != owner.project_vlan:
+            enabled = False
+        return PortChange(change.interface, change.vlan, enabled)
 
     def _precondition(self, port: SwitchPort, guarded: bool = True) -> Precondition:
         """The desired state a change of `port` is computed from, as just recorded."""
