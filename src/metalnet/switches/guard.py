@@ -18,13 +18,16 @@ The rule, from DESIGN.md's safety invariants and the lifecycle (lifecycle/engine
   (`lifecycle.states.INTO_PROJECT`): the service VLAN or the instance's project VLAN
   (the step's move, or the undo of a failed one);
   active: the instance's project VLAN only (the tenant's OS never runs on the service
-  VLAN); deleting or error: the service VLAN only (a terminate takes the port back
-  before anything else happens to the node).
+  VLAN); deleting or error: the service VLAN only (a terminate powers the node off,
+  then takes the port back).
 
 A change that disables a port is judged by the VLAN it keeps, as an enabled one:
 disabling takes traffic away and never needs more permission than that VLAN (the
 lifecycle disables a port in the service VLAN when its node may still run a tenant's
-OS). Enabling is not a permission of its own either: what decides is the VLAN.
+OS). Enabling is not a permission of its own either: what decides is the VLAN. A move
+that is not the lifecycle's own (`switch port-set`, `switch apply`) out of the project
+VLAN while the node may run its tenant's OS (`may_run_tenant`) is recorded disabled:
+only the lifecycle, which knows the node is off, enables such a port.
 
 Lifecycle moves pass by construction: the engine records a step in the database
 before the step acts, so the step the guard reads is the one making the move. A
