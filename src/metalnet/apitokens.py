@@ -31,6 +31,7 @@ from metalnet.validate import check_name, is_digits
 PREFIX = "mnt_"
 VERIFIED_SECONDS = 1.0
 VERIFIED_MAX = 1024  # distinct live tokens remembered; unknown tokens never are
+MAX_ID = 2**31 - 1  # ids are INTEGER columns: PostgreSQL's 4-byte range bounds them
 clock: Callable[[], float] = time.monotonic  # looked up at call time: tests move it
 
 
@@ -127,6 +128,8 @@ def revoke(session: Session, token_id: int | str) -> ApiToken:
     """Revoke by id; refused from the commit on (see the module's docstring)."""
     if isinstance(token_id, str) and not is_digits(token_id):
         raise InputError(f"invalid token id {token_id!r}: expected a number")
+    if not 0 < int(token_id) <= MAX_ID:  # the database would refuse to compare it: a 500
+        raise NotFound(f"unknown token id {token_id}")
     row = session.get(ApiToken, int(token_id))
     if row is None:
         raise NotFound(f"unknown token id {token_id}")

@@ -48,6 +48,15 @@ def test_a_token_id_that_is_not_ascii_digits_is_one_json_error(api, token_id) ->
     assert "expected a number" in response.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("token_id", ["0", "2147483648", "999999999999999999999999999999"])
+def test_a_token_id_no_row_can_have_is_not_found(api, token_id) -> None:
+    """Beyond the id column's range the database refused to compare it: HTTP 500
+    (found by the OpenAPI fuzz test)."""
+    response = api.call("admin", "DELETE", f"/v1/tokens/{token_id}")
+    assert response.status_code == 404, response.text
+    assert f"unknown token id {token_id}" in response.json()["error"]["message"]
+
+
 def test_network_vlan_errors_name_the_value(api) -> None:
     for vlan, message in (
         (0, "invalid VLAN 0"),
